@@ -1,0 +1,40 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
+import { LoggerModule } from 'nestjs-pino';
+import { ApiKeyGuard } from './common/api-key.guard';
+import { HttpExceptionFilter } from './common/http-exception.filter';
+import { loggingParams } from './common/logging';
+import { ResponseEnvelopeInterceptor } from './common/response-envelope.interceptor';
+import { AppConfigModule } from './config/config.module';
+import type { AppConfig } from './config/configuration';
+import { CreditsProcessModule } from './credits-process/credits-process.module';
+import { DatabaseModule } from './database/database.module';
+import { FeaturesModule } from './features/features.module';
+import { HealthModule } from './health/health.module';
+import { PricingModule } from './pricing/pricing.module';
+import { WalletsModule } from './wallets/wallets.module';
+
+@Module({})
+export class AppModule {
+  /** The configuration is passed in (read once by main.ts or a test), never read at import time. */
+  static register(config: AppConfig): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        AppConfigModule.forRoot(config),
+        LoggerModule.forRoot(loggingParams(config)),
+        DatabaseModule,
+        HealthModule,
+        WalletsModule,
+        FeaturesModule,
+        PricingModule,
+        CreditsProcessModule,
+      ],
+      providers: [
+        { provide: APP_GUARD, useClass: ApiKeyGuard },
+        { provide: APP_INTERCEPTOR, useClass: ResponseEnvelopeInterceptor },
+        { provide: APP_FILTER, useClass: HttpExceptionFilter },
+      ],
+    };
+  }
+}

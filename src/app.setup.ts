@@ -1,0 +1,33 @@
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import { Logger } from 'nestjs-pino';
+import { AppModule } from './app.module';
+import { createValidationPipe } from './common/validation';
+import { REQUEST_ID_HEADER, requestIdFor } from './common/request-id';
+import type { AppConfig } from './config/configuration';
+
+/**
+ * Builds the HTTP application exactly as production runs it; main.ts and the e2e tests both call
+ * this, so tests exercise the real pipeline (guard, pipe, filter, envelope, request id).
+ */
+export async function createApp(config: AppConfig): Promise<NestFastifyApplication> {
+  const adapter = new FastifyAdapter({
+    bodyLimit: config.bodyLimitBytes,
+    genReqId: requestIdFor,
+    // Fastify's own request logging is off: nestjs-pino logs each request once.
+    logger: false,
+  });
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.register(config), adapter, {
+    bufferLogs: true,
+    abortOnError: false,
+  });
+  app.useLogger(app.get(Logger));
+  app.useGlobalPipes(createValidationPipe());
+  app.getHttpAdapter()
+    .getInstance()
+    .addHook('onRequest', async (request, reply) => {
+      void reply.header(REQUEST_ID_HEADER, request.id);
+    });
+  app.enableShutdownHooks();
+  return app;
+}

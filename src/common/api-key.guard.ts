@@ -1,0 +1,73 @@
+import { CanActivate, ExecutionContext, Inject, Injectable, SetMetadata } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyRequest } from 'fastify';
+import { APP_CONFIG } from '../config/config.module';
+import type { AppConfig } from '../config/configuration';
+import { DomainError } from './domain-error';
+
+export type KeyScope = 'service' | 'admin';
+
+const ACCESS = 'credits:access';
+type Access = 'public' | 'service';
+
+/** No key needed (health, metrics). */
+export const Public = () => SetMetadata(ACCESS, 'public' satisfies Access);
+/** Open to `service` keys as well as `admin` keys. Routes without a marker are admin-only. */
+export const ServiceScope = () => SetMetadata(ACCESS, 'service' satisfies Access);
+
+export const API_KEY_HEADER = 'x-server-api-key';
+
+/** What the guard leaves on the request for rate limiting and logs (never the key itself). */
+export interface Caller {
+  scope: KeyScope;
+  /** Short, non-reversible fingerprint of the key: safe to log and to rate-limit by. */
+  keyId: string;
+}
+
+const digest = (key: string) => createHash('sha256').update(key).digest();
+
+@Injectable()
+export class ApiKeyGuard implements CanActivate {
+  private readonly keys: { digest: Buffer; scope: KeyScope; keyId: string }[];
+
+  constructor(
+    private readonly reflector: Reflector,
+    @Inject(APP_CONFIG) config: AppConfig,
+  ) {
+    const entry = (key: string, scope: KeyScope) => ({ digest: digest(key), scope, keyId: digest(key).toString('hex').slice(0, 12) });
+    this.keys = [...config.adminApiKeys.map((k) => entry(k, 'admin')), ...config.serverApiKeys.map((k) => entry(k, 'service'))];
+  }
+
+  canActivate(context: ExecutionContext): boolean {
+    if (context.getType() !== 'http') return true;
+    const access = this.reflector.getAllAndOverride<Access | undefined>(ACCESS, [context.getHandler(), context.getClass()]);
+    if (access === 'public') return true;
+
+    const request = context.switchToHttp().getRequest<FastifyRequest & { caller?: Caller }>();
+    const presented = request.headers[API_KEY_HEADER];
+    if (typeof presented !== 'string' || presented.length === 0) {
+      throw new DomainError('unauthorized', `The ${API_KEY_HEADER} header is missing.`);
+    }
+    const caller = this.identify(presented);
+    if (!caller) throw new DomainError('unauthorized', `The ${API_KEY_HEADER} header does not hold a known key.`);
+    if (caller.scope !== 'admin' && access !== 'service') {
+      throw new DomainError('forbidden', 'This route needs an admin key.');
+    }
+    request.caller = caller;
+    return true;
+  }
+
+  /**
+   * Compares the presented key with every configured key in constant time: both sides are
+   * hashed to 32 bytes first (so lengths never differ) and the loop never exits early.
+   */
+  private identify(presented: string): Caller | undefined {
+    const candidate = digest(presented);
+    let found: Caller | undefined;
+    for (const key of this.keys) {
+      if (timingSafeEqual(key.digest, candidate) && !found) found = { scope: key.scope, keyId: key.keyId };
+    }
+    return found;
+  }
+}

@@ -1,0 +1,78 @@
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
+import type { FastifyReply } from 'fastify';
+import { DomainError, ERROR_HTTP_STATUS, ErrorCode } from './domain-error';
+import { isDatabaseUnavailable } from './database-errors';
+
+/** Words for the HTTP errors Nest/Fastify raise themselves (unknown route, bad JSON, body too big…). */
+const STATUS_WORD: Record<number, ErrorCode> = {
+  400: 'validation_error',
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not_found',
+  405: 'method_not_allowed',
+  409: 'conflict',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+  429: 'rate_limited',
+  503: 'unavailable',
+};
+
+export interface ErrorBody {
+  success: false;
+  data: { status: ErrorCode; message: string; [extra: string]: unknown };
+}
+
+/** Turns anything thrown into the contract's failure envelope; never an HTML page or a stack trace. */
+export function toErrorResponse(error: unknown, logger: Logger): { httpStatus: number; body: ErrorBody } {
+  if (error instanceof DomainError) {
+    return { httpStatus: error.httpStatus, body: { success: false, data: { ...error.details, status: error.code, message: error.message } } };
+  }
+  if (error instanceof HttpException || isFastifyError(error)) {
+    const httpStatus = error instanceof HttpException ? error.getStatus() : (error as { statusCode: number }).statusCode;
+    const word = STATUS_WORD[httpStatus] ?? (httpStatus >= 500 ? 'internal_error' : 'validation_error');
+    const message = httpMessage(error, httpStatus);
+    const data: ErrorBody['data'] = { status: word, message };
+    if (word === 'validation_error') data.errors = [{ field: 'body', message }];
+    return { httpStatus: httpStatus >= 500 ? 500 : httpStatus, body: { success: false, data } };
+  }
+  if (isDatabaseUnavailable(error)) {
+    logger.warn({ err: error }, 'database unavailable');
+    return {
+      httpStatus: ERROR_HTTP_STATUS.unavailable,
+      body: { success: false, data: { status: 'unavailable', message: 'The database is unavailable; nothing was written. Retry shortly.' } },
+    };
+  }
+  logger.error({ err: error }, 'unhandled error');
+  return { httpStatus: 500, body: { success: false, data: { status: 'internal_error', message: 'An internal error occurred.' } } };
+}
+
+function isFastifyError(error: unknown): error is Error & { statusCode: number; code: string } {
+  const e = error as { statusCode?: unknown; code?: unknown };
+  return error instanceof Error && typeof e.statusCode === 'number' && typeof e.code === 'string' && e.code.startsWith('FST_');
+}
+
+function httpMessage(error: Error, httpStatus: number): string {
+  switch (httpStatus) {
+    case 404:
+      return error instanceof HttpException ? `${error.message.replace(/^Cannot /, 'No route for ')}.` : 'Not found.';
+    case 413:
+      return 'The request body is too large.';
+    case 415:
+      return 'The request body must be JSON (content-type: application/json).';
+    case 400:
+      return `The request body is not valid JSON: ${error.message}`.slice(0, 300);
+    default:
+      return httpStatus >= 500 ? 'An internal error occurred.' : error.message;
+  }
+}
+
+@Catch()
+export class HttpExceptionFilter implements ExceptionFilter {
+  private readonly logger = new Logger('HttpExceptionFilter');
+
+  catch(error: unknown, host: ArgumentsHost): void {
+    const reply = host.switchToHttp().getResponse<FastifyReply>();
+    const { httpStatus, body } = toErrorResponse(error, this.logger);
+    void reply.status(httpStatus).send(body);
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * The service's whole configuration, read once from the environment and validated at boot.
+ * A bad value throws a ConfigError whose message is the one line printed before exiting.
+ */
+export type LogLevel = 'silent' | 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+const LOG_LEVELS: readonly LogLevel[] = ['silent', 'fatal', 'error', 'warn', 'info', 'debug', 'trace'];
+
+export interface AppConfig {
+  nodeEnv: string;
+  port: number;
+  /** Undefined = embedded PostgreSQL (PGlite) in `embeddedDataDir`. */
+  databaseUrl: string | undefined;
+  embeddedDataDir: string;
+  databasePoolSize: number;
+  rabbitmqUrl: string | undefined;
+  /** Prefetch per settlement queue consumer. */
+  rabbitmqPrefetch: number;
+  serverApiKeys: string[];
+  adminApiKeys: string[];
+  /** True when a scope fell back to its dev key. */
+  usingDevKeys: boolean;
+  holdTtlSeconds: number;
+  /** How often the sweeper marks expired holds; 0 turns it off. */
+  holdSweepIntervalMs: number;
+  logLevel: LogLevel;
+  ratePerSecond: number;
+  bodyLimitBytes: number;
+  seedDemo: boolean;
+}
+
+export const DEV_SERVER_KEY = 'dev-server-key';
+export const DEV_ADMIN_KEY = 'dev-admin-key';
+
+export class ConfigError extends Error {}
+
+type Env = Record<string, string | undefined>;
+
+function intVar(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
+    throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got "${raw}"`);
+  }
+  return Number(raw);
+}
+
+function urlVar(env: Env, name: string, protocols: string[]): string | undefined {
+  const raw = env[name]?.trim();
+  if (!raw) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`${name} is not a valid URL`);
+  }
+  if (!protocols.includes(url.protocol)) {
+    throw new ConfigError(`${name} must start with ${protocols.map((p) => `${p}//`).join(' or ')}`);
+  }
+  return raw;
+}
+
+function keysVar(env: Env, name: string): string[] | undefined {
+  const raw = env[name]?.trim();
+  if (!raw) return undefined;
+  const keys = raw.split(',').map((k) => k.trim()).filter((k) => k.length > 0);
+  if (keys.some((k) => k.length < 8)) throw new ConfigError(`${name}: every key must be at least 8 characters`);
+  return keys;
+}
+
+export function loadConfig(env: Env): AppConfig {
+  const nodeEnv = env.NODE_ENV?.trim() || 'development';
+  const production = nodeEnv === 'production';
+  const serverKeys = keysVar(env, 'SERVER_API_KEYS');
+  const adminKeys = keysVar(env, 'ADMIN_API_KEYS');
+  if (production && (!serverKeys || !adminKeys)) {
+    throw new ConfigError('SERVER_API_KEYS and ADMIN_API_KEYS must be set when NODE_ENV=production (dev keys are refused)');
+  }
+  const devKeys = [DEV_SERVER_KEY, DEV_ADMIN_KEY];
+  if (production && [...serverKeys!, ...adminKeys!].some((k) => devKeys.includes(k))) {
+    throw new ConfigError('the dev keys dev-server-key / dev-admin-key are refused when NODE_ENV=production');
+  }
+  const logLevel = (env.LOG_LEVEL?.trim() || 'info') as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
+  }
+  const seed = env.SEED_DEMO?.trim() || 'false';
+  if (seed !== 'true' && seed !== 'false') throw new ConfigError(`SEED_DEMO must be true or false, got "${seed}"`);
+
+  return {
+    nodeEnv,
+    port: intVar(env, 'PORT', 3000, 0, 65535),
+    databaseUrl: urlVar(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
+    embeddedDataDir: env.EMBEDDED_DATA_DIR?.trim() || './data',
+    databasePoolSize: intVar(env, 'DATABASE_POOL_SIZE', 10, 1, 200),
+    rabbitmqUrl: urlVar(env, 'RABBITMQ_URL', ['amqp:', 'amqps:']),
+    rabbitmqPrefetch: intVar(env, 'RABBITMQ_PREFETCH', 50, 1, 1000),
+    serverApiKeys: serverKeys ?? [DEV_SERVER_KEY],
+    adminApiKeys: adminKeys ?? [DEV_ADMIN_KEY],
+    usingDevKeys: !serverKeys || !adminKeys,
+    holdTtlSeconds: intVar(env, 'HOLD_TTL_SECONDS', 900, 1, 604800),
+    holdSweepIntervalMs: intVar(env, 'HOLD_SWEEP_INTERVAL_MS', 1000, 0, 3_600_000),
+    logLevel,
+    ratePerSecond: intVar(env, 'RATE_LIMIT_PER_SECOND', 0, 0, 1_000_000),
+    bodyLimitBytes: intVar(env, 'BODY_LIMIT_BYTES', 262_144, 1024, 10_485_760),
+    seedDemo: seed === 'true',
+  };
+}

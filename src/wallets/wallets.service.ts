@@ -1,0 +1,230 @@
+import { Injectable } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { DataSource, EntityManager, FindOptionsWhere, LessThan, MoreThan } from 'typeorm';
+import { isUniqueViolation } from '../common/database-errors';
+import { DomainError } from '../common/domain-error';
+import { Money } from '../common/money';
+import { DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
+import { queryRows } from '../database/sql';
+import { AdjustDto, CreateWalletDto, TopUpDto, TransactionsQueryDto, UpdateWalletDto } from './dto/wallet.dto';
+import { LedgerEntry, LedgerEntryKind } from './ledger-entry.entity';
+import { Wallet } from './wallet.entity';
+import { idempotencyKeyReused, walletExists, walletNotFound } from './wallets.errors';
+import { LedgerEntryView, ledgerEntryView, WalletView, walletView } from './wallets.views';
+
+export const DEFAULT_PLAN = 'free';
+
+export interface Posting {
+  userId: string;
+  kind: LedgerEntryKind;
+  /** Signed change of the balance. */
+  amount: Money;
+  /** Signed change of `held` made in the same statement (a settlement releasing its hold). */
+  heldDelta?: Money;
+  usageKey?: string | null;
+  idempotencyKey?: string | null;
+  description?: string | null;
+  metadata?: Record<string, unknown>;
+}
+
+interface WalletRow {
+  user_id: string;
+  plan: string;
+  status: Wallet['status'];
+  balance: string;
+  held: string;
+  version: number;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export const WALLET_COLUMNS = 'user_id, plan, status, balance, held, version, created_at, updated_at';
+
+export function walletFromRow(row: WalletRow): Wallet {
+  return Object.assign(new Wallet(), {
+    userId: row.user_id,
+    plan: row.plan,
+    status: row.status,
+    balance: Money.fromDb(row.balance),
+    held: Money.fromDb(row.held),
+    version: row.version,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  });
+}
+
+export interface TopUpResult {
+  status: 'applied' | 'already_applied';
+  transaction: LedgerEntryView;
+  wallet: WalletView;
+}
+
+@Injectable()
+export class WalletsService {
+  constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
+
+  /**
+   * The one place a balance changes: a single conditional UPDATE (which also takes the wallet's
+   * row lock until commit, serializing concurrent postings) and the ledger entry carrying the
+   * resulting balance. Callers pass their transaction's manager so the change commits with
+   * whatever else they write, or not at all.
+   */
+  async post(manager: EntityManager, p: Posting): Promise<{ wallet: Wallet; entry: LedgerEntry }> {
+    const [row] = await queryRows<WalletRow>(
+      manager,
+      `UPDATE wallets SET balance = balance + $2, held = held + $3, version = version + 1, updated_at = now()
+       WHERE user_id = $1 RETURNING ${WALLET_COLUMNS}`,
+      [p.userId, p.amount.toString(), (p.heldDelta ?? Money.ZERO).toString()],
+    );
+    if (!row) throw walletNotFound(p.userId);
+    const wallet = walletFromRow(row);
+    const repo = manager.getRepository(LedgerEntry);
+    const entry = repo.create({
+      userId: p.userId,
+      kind: p.kind,
+      amount: p.amount,
+      balanceAfter: wallet.balance,
+      usageKey: p.usageKey ?? null,
+      idempotencyKey: p.idempotencyKey ?? null,
+      description: p.description ?? null,
+      metadata: p.metadata ?? {},
+    });
+    await repo.save(entry, { reload: false, transaction: false });
+    return { wallet, entry };
+  }
+
+  async create(dto: CreateWalletDto): Promise<WalletView> {
+    const initial = dto.initial_credits === undefined ? Money.ZERO : Money.parse(dto.initial_credits);
+    try {
+      return await this.dataSource.transaction(async (manager) => {
+        await manager.getRepository(Wallet).insert({
+          userId: dto.user_id,
+          plan: dto.plan ?? DEFAULT_PLAN,
+          status: 'active',
+          balance: Money.ZERO,
+          held: Money.ZERO,
+        });
+        if (initial.isZero()) return walletView(await manager.getRepository(Wallet).findOneByOrFail({ userId: dto.user_id }));
+        const { wallet } = await this.post(manager, {
+          userId: dto.user_id,
+          kind: 'initial',
+          amount: initial,
+          description: 'initial credits',
+        });
+        return walletView(wallet);
+      });
+    } catch (error) {
+      if (isUniqueViolation(error, 'wallets_pkey')) throw walletExists(dto.user_id);
+      throw error;
+    }
+  }
+
+  async list(cursor: string | undefined, limit = DEFAULT_PAGE_SIZE): Promise<Page<WalletView>> {
+    const rows = await this.dataSource.getRepository(Wallet).find({
+      where: cursor ? { userId: MoreThan(cursor) } : {},
+      order: { userId: 'ASC' },
+      take: limit + 1,
+    });
+    return toPage(rows, limit, (w) => w.userId, walletView);
+  }
+
+  async get(userId: string): Promise<WalletView> {
+    return walletView(await this.find(userId));
+  }
+
+  async find(userId: string): Promise<Wallet> {
+    const wallet = await this.dataSource.getRepository(Wallet).findOneBy({ userId });
+    if (!wallet) throw walletNotFound(userId);
+    return wallet;
+  }
+
+  async update(userId: string, dto: UpdateWalletDto): Promise<WalletView> {
+    return this.dataSource.transaction(async (manager) => {
+      const [row] = await queryRows<WalletRow>(
+        manager,
+        `UPDATE wallets SET plan = COALESCE($2, plan), status = COALESCE($3, status), version = version + 1, updated_at = now()
+         WHERE user_id = $1 RETURNING ${WALLET_COLUMNS}`,
+        [userId, dto.plan ?? null, dto.status ?? null],
+      );
+      if (!row) throw walletNotFound(userId);
+      return walletView(walletFromRow(row));
+    });
+  }
+
+  /**
+   * Adds credits. With an idempotency key, a repeat (even a concurrent one) adds nothing and
+   * answers with the first entry: the unique index decides, and a violation means "already done".
+   */
+  async topUp(userId: string, dto: TopUpDto): Promise<TopUpResult> {
+    const amount = Money.parse(dto.amount);
+    const key = dto.idempotency_key ?? null;
+    if (key) {
+      const previous = await this.replayTopUp(userId, key, amount);
+      if (previous) return previous;
+    }
+    try {
+      return await this.dataSource.transaction(async (manager) => {
+        const { wallet, entry } = await this.post(manager, {
+          userId,
+          kind: 'top_up',
+          amount,
+          idempotencyKey: key,
+          description: dto.description ?? null,
+        });
+        return { status: 'applied' as const, transaction: ledgerEntryView(entry), wallet: walletView(wallet) };
+      });
+    } catch (error) {
+      if (key && isUniqueViolation(error, 'ledger_entries_idempotency')) {
+        const previous = await this.replayTopUp(userId, key, amount);
+        if (previous) return previous;
+      }
+      throw error;
+    }
+  }
+
+  private async replayTopUp(userId: string, key: string, amount: Money): Promise<TopUpResult | undefined> {
+    const entry = await this.dataSource.getRepository(LedgerEntry).findOneBy({ userId, idempotencyKey: key });
+    if (!entry) return undefined;
+    if (entry.kind !== 'top_up' || !entry.amount.equals(amount)) throw idempotencyKeyReused(key);
+    return { status: 'already_applied', transaction: ledgerEntryView(entry), wallet: await this.get(userId) };
+  }
+
+  /** An operator's signed correction; it may take the balance below zero. */
+  async adjust(userId: string, dto: AdjustDto) {
+    const amount = Money.parse(dto.amount, true);
+    return this.dataSource.transaction(async (manager) => {
+      const { wallet, entry } = await this.post(manager, {
+        userId,
+        kind: 'adjustment',
+        amount,
+        description: dto.reason,
+        metadata: { reason: dto.reason },
+      });
+      return { status: 'applied' as const, transaction: ledgerEntryView(entry), wallet: walletView(wallet) };
+    });
+  }
+
+  /** The wallet's ledger, newest first. The cursor is the last seen entry id. */
+  async transactions(userId: string, query: TransactionsQueryDto): Promise<Page<LedgerEntryView>> {
+    await this.find(userId);
+    const limit = query.limit ?? DEFAULT_PAGE_SIZE;
+    const where: FindOptionsWhere<LedgerEntry> = { userId };
+    if (query.cursor !== undefined) {
+      if (!/^\d{1,19}$/.test(query.cursor)) {
+        throw new DomainError('validation_error', 'cursor is not one this service issued', {
+          errors: [{ field: 'cursor', message: 'is not a valid cursor' }],
+        });
+      }
+      where.id = LessThan(query.cursor);
+    }
+    if (query.usage_key !== undefined) where.usageKey = query.usage_key;
+    const rows = query.usage_key !== undefined && !isUuid(query.usage_key)
+      ? []
+      : await this.dataSource.getRepository(LedgerEntry).find({ where, order: { id: 'DESC' }, take: limit + 1 });
+    return toPage(rows, limit, (e) => e.id, ledgerEntryView);
+  }
+}
+
+export function isUuid(value: string): boolean {
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value);
+}

@@ -1,0 +1,34 @@
+import type { LedgerEntry } from './ledger-entry.entity';
+import type { Wallet } from './wallet.entity';
+
+/** The API's picture of a wallet (API.md §6); an entity change never silently changes it. */
+export function walletView(w: Wallet) {
+  return {
+    user_id: w.userId,
+    plan: w.plan,
+    status: w.status,
+    balance: w.balance.toString(),
+    held: w.held.toString(),
+    credits: w.balance.minus(w.held).toString(),
+    created_at: w.createdAt.toISOString(),
+    updated_at: w.updatedAt.toISOString(),
+  };
+}
+
+export function ledgerEntryView(e: LedgerEntry) {
+  return {
+    id: e.id,
+    user_id: e.userId,
+    kind: e.kind,
+    amount: e.amount.toString(),
+    balance_after: e.balanceAfter.toString(),
+    usage_key: e.usageKey,
+    idempotency_key: e.idempotencyKey,
+    description: e.description,
+    metadata: e.metadata,
+    created_at: e.createdAt.toISOString(),
+  };
+}
+
+export type WalletView = ReturnType<typeof walletView>;
+export type LedgerEntryView = ReturnType<typeof ledgerEntryView>;

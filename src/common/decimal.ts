@@ -59,3 +59,16 @@ export function divRoundHalfUp(numerator: bigint, denominator: bigint): bigint {
   if (numerator < 0n) return -divRoundHalfUp(-numerator, denominator);
   return (numerator * 2n + denominator) / (denominator * 2n);
 }
+
+/** TypeORM transformer for `numeric(…, 6)` columns holding prices, margins and rates as scaled bigints. */
+export const scaledColumn = {
+  to: (value: bigint | null | undefined) => (value == null ? value : formatScaled(value)),
+  from: (value: string | null) => (value == null ? value : scaledFromDb(value)),
+};
+
+/** Parses input the validators already accepted (a decimal with ≤ 6 fraction digits). */
+export function toScaled(input: string | number): bigint {
+  const r = parseScaled(input, { max: 10n ** 30n, allowNegative: true });
+  if (!r.ok) throw new RangeError(`invalid decimal: ${r.reason}`);
+  return r.value;
+}

@@ -1,6 +1,7 @@
 import type { DataSourceOptions } from 'typeorm';
 import { ENTITIES } from './entities';
 import { MIGRATIONS } from './migrations';
+import { TypeOrmLogger } from './typeorm-logger';
 
 /**
  * The one description of how the service talks to PostgreSQL, shared by the app, the migration
@@ -16,7 +17,9 @@ export function databaseOptions(url: string, opts: { poolSize: number; embedded:
     migrationsRun: true,
     migrationsTransactionMode: 'each',
     synchronize: false,
+    logger: new TypeOrmLogger(),
     logging: ['error', 'warn', 'migration'],
+    maxQueryExecutionTime: 1000,
     // PGlite has a single backend: one connection serializes whole transactions safely.
     poolSize: opts.embedded ? 1 : opts.poolSize,
     extra: {

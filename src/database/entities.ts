@@ -1,5 +1,10 @@
-/** Every TypeORM entity of the service (listed, not globbed: see database.options.ts). */
+import { Hold } from '../credits-process/hold.entity';
+import { SettlementFailure } from '../credits-process/settlement-failure.entity';
+import { Feature } from '../features/feature.entity';
+import { AiModel, ModelPriceVersion } from '../pricing/ai-model.entity';
+import { PricingSettingsRow } from '../pricing/pricing-settings.entity';
 import { LedgerEntry } from '../wallets/ledger-entry.entity';
 import { Wallet } from '../wallets/wallet.entity';
 
-export const ENTITIES: Function[] = [Wallet, LedgerEntry];
+/** Every TypeORM entity of the service (listed, not globbed: see database.options.ts). */
+export const ENTITIES: Function[] = [Wallet, LedgerEntry, Feature, AiModel, ModelPriceVersion, PricingSettingsRow, Hold, SettlementFailure];

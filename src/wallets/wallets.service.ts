@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, EntityManager, FindOptionsWhere, LessThan, MoreThan } from 'typeorm';
+import type { QueryDeepPartialEntity } from 'typeorm/query-builder/QueryPartialEntity.js';
 import { isUniqueViolation } from '../common/database-errors';
 import { DomainError } from '../common/domain-error';
 import { Money } from '../common/money';
@@ -89,7 +90,8 @@ export class WalletsService {
       description: p.description ?? null,
       metadata: p.metadata ?? {},
     });
-    await repo.save(entry, { reload: false, transaction: false });
+    // insert() writes the generated id and created_at back onto `entry` (INSERT … RETURNING).
+    await repo.insert(entry as QueryDeepPartialEntity<LedgerEntry>);
     return { wallet, entry };
   }
 

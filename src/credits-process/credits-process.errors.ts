@@ -1,0 +1,20 @@
+import { DomainError } from '../common/domain-error';
+import { Money } from '../common/money';
+
+export const usageKeyNotFound = (usageKey: string) => new DomainError('usage_key_not_found', `No authorization exists for usage_key "${usageKey}".`);
+export const usageKeyMismatch = (usageKey: string) =>
+  new DomainError('usage_key_mismatch', `The usage_key "${usageKey}" belongs to another user or feature.`);
+export const holdCancelled = (usageKey: string) =>
+  new DomainError('conflict', `The hold "${usageKey}" was cancelled; start a new process to charge for new work.`);
+export const alreadySettled = (usageKey: string) => new DomainError('already_settled', `The usage_key "${usageKey}" is already settled.`);
+export const idempotencyConflict = (key: string) =>
+  new DomainError('conflict', `The idempotency key "${key}" was already used for a different settlement.`);
+export const walletSuspended = (userId: string) => new DomainError('wallet_suspended', `The wallet of user "${userId}" is suspended.`);
+export const featureInactive = (id: string) => new DomainError('feature_inactive', `The feature "${id}" is not active.`);
+export const featureNotPermitted = (id: string, plan: string) =>
+  new DomainError('feature_not_permitted', `The plan "${plan}" may not use the feature "${id}".`);
+export const insufficientCredits = (available: Money, required: Money) =>
+  new DomainError('insufficient_credits', `Not enough credits: ${available} available, ${required} required.`, {
+    credits: available.toString(),
+    required: required.toString(),
+  });

@@ -1,0 +1,58 @@
+import { Column, CreateDateColumn, Entity, PrimaryColumn } from 'typeorm';
+import { Money, moneyColumn } from '../common/money';
+
+export type HoldStatus = 'held' | 'settled' | 'cancelled' | 'expired';
+
+/**
+ * One authorization, keyed by its usage_key: a hold placed by /start (held → settled | cancelled |
+ * expired, and expired → settled when a late settlement arrives), or a direct charge (created
+ * settled, amount 0). Every transition is a conditional UPDATE on `status`, so concurrent callers
+ * can never both win.
+ */
+@Entity('holds')
+export class Hold {
+  @PrimaryColumn({ name: 'usage_key', type: 'uuid' })
+  usageKey!: string;
+
+  @Column({ name: 'user_id', type: 'varchar', length: 128 })
+  userId!: string;
+
+  @Column({ name: 'feature_endpoint_id', type: 'varchar', length: 128 })
+  featureEndpointId!: string;
+
+  @Column({ type: 'numeric', precision: 24, scale: 6, transformer: moneyColumn })
+  amount!: Money;
+
+  @Column({ type: 'varchar', length: 16 })
+  status!: HoldStatus;
+
+  @Column({ name: 'expires_at', type: 'timestamptz' })
+  expiresAt!: Date;
+
+  @Column({ name: 'idempotency_key', type: 'varchar', length: 128, nullable: true })
+  idempotencyKey!: string | null;
+
+  /** sha256 of a direct charge's request, to refuse a reused idempotency key with another body. */
+  @Column({ name: 'request_hash', type: 'varchar', length: 64, nullable: true })
+  requestHash!: string | null;
+
+  @Column({ name: 'transaction_id', type: 'bigint', nullable: true })
+  transactionId!: string | null;
+
+  /** The first settlement's answer, replayed verbatim to every later attempt. */
+  @Column({ type: 'jsonb', nullable: true })
+  settlement!: Record<string, unknown> | null;
+
+  @Column({ type: 'boolean' })
+  late!: boolean;
+
+  /** A direct charge (no hold was ever placed). */
+  @Column({ type: 'boolean' })
+  direct!: boolean;
+
+  @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
+  createdAt!: Date;
+
+  @Column({ name: 'closed_at', type: 'timestamptz', nullable: true })
+  closedAt!: Date | null;
+}

@@ -1,0 +1,39 @@
+import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn } from 'typeorm';
+
+export type SettlementFailureStatus = 'pending' | 'replayed' | 'discarded';
+
+/** A queued settlement that could not be applied, kept byte-for-byte for replay. */
+@Entity('settlement_failures')
+export class SettlementFailure {
+  @PrimaryGeneratedColumn('identity', { type: 'bigint', generatedIdentity: 'ALWAYS' })
+  id!: string;
+
+  @Column({ type: 'varchar', length: 128 })
+  queue!: string;
+
+  /** The message body exactly as received (decoded as UTF-8). */
+  @Column({ type: 'text' })
+  payload!: string;
+
+  /** The contract's status word for the failure (unknown_model, validation_error, …). */
+  @Column({ name: 'error_status', type: 'varchar', length: 64 })
+  errorStatus!: string;
+
+  @Column({ type: 'text' })
+  reason!: string;
+
+  @Column({ type: 'varchar', length: 16 })
+  status!: SettlementFailureStatus;
+
+  @Column({ type: 'integer' })
+  attempts!: number;
+
+  @Column({ type: 'jsonb', nullable: true })
+  resolution!: Record<string, unknown> | null;
+
+  @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
+  createdAt!: Date;
+
+  @Column({ name: 'resolved_at', type: 'timestamptz', nullable: true })
+  resolvedAt!: Date | null;
+}

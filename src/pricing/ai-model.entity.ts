@@ -1,0 +1,60 @@
+import { Column, CreateDateColumn, Entity, Index, PrimaryColumn, PrimaryGeneratedColumn, UpdateDateColumn } from 'typeorm';
+import { scaledColumn } from '../common/decimal';
+
+/** The current price of one model (USD per million tokens, millionths). */
+@Entity('ai_models')
+export class AiModel {
+  @PrimaryColumn({ name: 'ai_model', type: 'varchar', length: 128 })
+  aiModel!: string;
+
+  /** Bumped by every price change; the matching row of model_price_versions keeps the old figures. */
+  @Column({ type: 'integer' })
+  version!: number;
+
+  @Column({ name: 'input_price_per_million', type: 'numeric', precision: 20, scale: 6, transformer: scaledColumn })
+  inputPricePerMillion!: bigint;
+
+  @Column({ name: 'output_price_per_million', type: 'numeric', precision: 20, scale: 6, transformer: scaledColumn })
+  outputPricePerMillion!: bigint;
+
+  @Column({ name: 'cached_input_price_per_million', type: 'numeric', precision: 20, scale: 6, nullable: true, transformer: scaledColumn })
+  cachedInputPricePerMillion!: bigint | null;
+
+  @Column({ name: 'profit_margin', type: 'numeric', precision: 12, scale: 6, nullable: true, transformer: scaledColumn })
+  profitMargin!: bigint | null;
+
+  @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
+  createdAt!: Date;
+
+  @UpdateDateColumn({ name: 'updated_at', type: 'timestamptz' })
+  updatedAt!: Date;
+}
+
+/** Every price a model has had (append-only), so any past charge can be explained. */
+@Entity('model_price_versions')
+@Index('model_price_versions_model_version', ['aiModel', 'version'], { unique: true })
+export class ModelPriceVersion {
+  @PrimaryGeneratedColumn('identity', { type: 'bigint', generatedIdentity: 'ALWAYS' })
+  id!: string;
+
+  @Column({ name: 'ai_model', type: 'varchar', length: 128 })
+  aiModel!: string;
+
+  @Column({ type: 'integer' })
+  version!: number;
+
+  @Column({ name: 'input_price_per_million', type: 'numeric', precision: 20, scale: 6, transformer: scaledColumn })
+  inputPricePerMillion!: bigint;
+
+  @Column({ name: 'output_price_per_million', type: 'numeric', precision: 20, scale: 6, transformer: scaledColumn })
+  outputPricePerMillion!: bigint;
+
+  @Column({ name: 'cached_input_price_per_million', type: 'numeric', precision: 20, scale: 6, nullable: true, transformer: scaledColumn })
+  cachedInputPricePerMillion!: bigint | null;
+
+  @Column({ name: 'profit_margin', type: 'numeric', precision: 12, scale: 6, nullable: true, transformer: scaledColumn })
+  profitMargin!: bigint | null;
+
+  @CreateDateColumn({ name: 'valid_from', type: 'timestamptz' })
+  validFrom!: Date;
+}

@@ -1,0 +1,156 @@
+import { Injectable } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { DataSource, EntityManager, In, MoreThan } from 'typeorm';
+import { formatScaled, toScaled } from '../common/decimal';
+import { isUniqueViolation } from '../common/database-errors';
+import { DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
+import { Feature } from '../features/feature.entity';
+import { featureNotFound } from '../features/features.errors';
+import { AiModel, ModelPriceVersion } from './ai-model.entity';
+import { CreateModelPriceDto, PricingSettingsDto, UpdateModelPriceDto } from './dto/pricing.dto';
+import type { UsageDto } from './dto/usage.dto';
+import { FeaturePricing, ModelPrice, priceUsages, PricingSettings, Quote } from './pricing-engine';
+import { PricingSettingsRow } from './pricing-settings.entity';
+import { modelExists, modelNotFound } from './pricing.errors';
+
+const nullableScaled = (v: bigint | null) => (v === null ? null : formatScaled(v));
+const optionalScaled = (v: string | number | null | undefined) => (v == null ? null : toScaled(v));
+
+function modelView(m: AiModel | ModelPriceVersion) {
+  return {
+    ai_model: m.aiModel,
+    version: m.version,
+    input_price_per_million: formatScaled(m.inputPricePerMillion),
+    output_price_per_million: formatScaled(m.outputPricePerMillion),
+    cached_input_price_per_million: nullableScaled(m.cachedInputPricePerMillion),
+    profit_margin: nullableScaled(m.profitMargin),
+  };
+}
+
+function toModelPrice(m: AiModel): ModelPrice {
+  return {
+    aiModel: m.aiModel,
+    version: m.version,
+    inputPerMillion: m.inputPricePerMillion,
+    outputPerMillion: m.outputPricePerMillion,
+    cachedInputPerMillion: m.cachedInputPricePerMillion,
+    profitMargin: m.profitMargin,
+  };
+}
+
+export function toFeaturePricing(f: Feature): FeaturePricing {
+  return { featureEndpointId: f.featureEndpointId, profitMargin: f.profitMargin, fixedCost: f.fixedCost?.micros ?? null };
+}
+
+@Injectable()
+export class PricingService {
+  constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
+
+  async createModel(dto: CreateModelPriceDto) {
+    const prices = {
+      inputPricePerMillion: toScaled(dto.input_price_per_million),
+      outputPricePerMillion: toScaled(dto.output_price_per_million),
+      cachedInputPricePerMillion: optionalScaled(dto.cached_input_price_per_million),
+      profitMargin: optionalScaled(dto.profit_margin),
+    };
+    try {
+      await this.dataSource.transaction(async (manager) => {
+        await manager.getRepository(AiModel).insert({ aiModel: dto.ai_model, version: 1, ...prices });
+        await manager.getRepository(ModelPriceVersion).insert({ aiModel: dto.ai_model, version: 1, ...prices });
+      });
+    } catch (error) {
+      if (isUniqueViolation(error, 'ai_models_pkey')) throw modelExists(dto.ai_model);
+      throw error;
+    }
+    return this.getModel(dto.ai_model);
+  }
+
+  async listModels(cursor: string | undefined, limit = DEFAULT_PAGE_SIZE): Promise<Page<ReturnType<typeof modelView>>> {
+    const rows = await this.dataSource.getRepository(AiModel).find({
+      where: cursor ? { aiModel: MoreThan(cursor) } : {},
+      order: { aiModel: 'ASC' },
+      take: limit + 1,
+    });
+    return toPage(rows, limit, (m) => m.aiModel, modelView);
+  }
+
+  /** The current price and every earlier one, newest first. */
+  async getModel(aiModel: string) {
+    const model = await this.dataSource.getRepository(AiModel).findOneBy({ aiModel });
+    if (!model) throw modelNotFound(aiModel);
+    const history = await this.dataSource.getRepository(ModelPriceVersion).find({ where: { aiModel }, order: { version: 'DESC' } });
+    return {
+      ...modelView(model),
+      updated_at: model.updatedAt.toISOString(),
+      history: history.map((v) => ({ ...modelView(v), valid_from: v.validFrom.toISOString() })),
+    };
+  }
+
+  /** A price change is a new version; the old one stays in model_price_versions. */
+  async updateModel(aiModel: string, dto: UpdateModelPriceDto) {
+    await this.dataSource.transaction(async (manager) => {
+      const repo = manager.getRepository(AiModel);
+      const current = await repo.findOne({ where: { aiModel }, lock: { mode: 'pessimistic_write' } });
+      if (!current) throw modelNotFound(aiModel);
+      const next = {
+        version: current.version + 1,
+        inputPricePerMillion: dto.input_price_per_million == null ? current.inputPricePerMillion : toScaled(dto.input_price_per_million),
+        outputPricePerMillion: dto.output_price_per_million == null ? current.outputPricePerMillion : toScaled(dto.output_price_per_million),
+        cachedInputPricePerMillion:
+          dto.cached_input_price_per_million === undefined ? current.cachedInputPricePerMillion : optionalScaled(dto.cached_input_price_per_million),
+        profitMargin: dto.profit_margin === undefined ? current.profitMargin : optionalScaled(dto.profit_margin),
+      };
+      await repo.update({ aiModel }, next);
+      await manager.getRepository(ModelPriceVersion).insert({ aiModel, ...next });
+    });
+    return this.getModel(aiModel);
+  }
+
+  async getSettings() {
+    const s = await this.loadSettings(this.dataSource.manager);
+    return settingsView(s);
+  }
+
+  async putSettings(dto: PricingSettingsDto) {
+    const patch: Partial<PricingSettingsRow> = {};
+    if (dto.credits_per_usd != null) patch.creditsPerUsd = toScaled(dto.credits_per_usd);
+    if (dto.default_profit_margin != null) patch.defaultProfitMargin = toScaled(dto.default_profit_margin);
+    if (Object.keys(patch).length > 0) await this.dataSource.getRepository(PricingSettingsRow).update({ id: 1 }, patch);
+    return this.getSettings();
+  }
+
+  /** What settling these usages on this feature would charge now; charges nothing. */
+  async quote(featureEndpointId: string, usages: UsageDto[]): Promise<Quote> {
+    const feature = await this.dataSource.getRepository(Feature).findOneBy({ featureEndpointId });
+    if (!feature) throw featureNotFound(featureEndpointId);
+    return this.price(this.dataSource.manager, toFeaturePricing(feature), usages);
+  }
+
+  /** Prices usages with the current price table (read through `manager`, e.g. inside a settlement). */
+  async price(manager: EntityManager, feature: FeaturePricing, usages: UsageDto[]): Promise<Quote> {
+    const names = [...new Set(usages.map((u) => u.ai_model))];
+    const [models, settings] = await Promise.all([
+      manager.getRepository(AiModel).findBy({ aiModel: In(names) }),
+      this.loadSettings(manager),
+    ]);
+    const table = new Map(models.map((m) => [m.aiModel, toModelPrice(m)]));
+    return priceUsages(usages, feature, table, settings);
+  }
+
+  private async loadSettings(manager: EntityManager): Promise<PricingSettings & { updatedAt: Date }> {
+    const row = await manager.getRepository(PricingSettingsRow).findOneByOrFail({ id: 1 });
+    return { creditsPerUsd: row.creditsPerUsd, defaultProfitMargin: row.defaultProfitMargin, updatedAt: row.updatedAt };
+  }
+}
+
+function settingsView(s: PricingSettings & { updatedAt: Date }) {
+  return {
+    credits_per_usd: formatScaled(s.creditsPerUsd),
+    default_profit_margin: formatScaled(s.defaultProfitMargin),
+    updated_at: s.updatedAt.toISOString(),
+  };
+}
+
+export function quoteView(featureEndpointId: string, q: Quote) {
+  return { status: 'quoted', feature_endpoint_id: featureEndpointId, credits_charged: q.creditsCharged.toString(), usages: q.usages };
+}

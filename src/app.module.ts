@@ -12,6 +12,7 @@ import { DatabaseModule } from './database/database.module';
 import { FeaturesModule } from './features/features.module';
 import { HealthModule } from './health/health.module';
 import { PricingModule } from './pricing/pricing.module';
+import { QueueModule } from './queue/queue.module';
 import { WalletsModule } from './wallets/wallets.module';
 
 @Module({})
@@ -24,6 +25,7 @@ export class AppModule {
         AppConfigModule.forRoot(config),
         LoggerModule.forRoot(loggingParams(config)),
         DatabaseModule,
+        QueueModule.forRoot(config),
         HealthModule,
         WalletsModule,
         FeaturesModule,

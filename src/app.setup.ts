@@ -2,6 +2,7 @@ import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module';
+import { RabbitSettlementServer } from './queue/rabbit-settlement.server';
 import { createValidationPipe } from './common/validation';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/request-id';
 import type { AppConfig } from './config/configuration';
@@ -29,5 +30,12 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
       void reply.header(REQUEST_ID_HEADER, request.id);
     });
   app.enableShutdownHooks();
+  if (config.rabbitmqUrl) {
+    app.connectMicroservice({ strategy: app.get(RabbitSettlementServer) }, { inheritAppConfig: true });
+    // Returns at once: the consumer connects (and reconnects) in the background.
+    await app.startAllMicroservices();
+  } else {
+    app.get(Logger).log('RABBITMQ_URL is not set: queue settlement is off (settle over HTTP)', 'Queue');
+  }
   return app;
 }

@@ -1,5 +1,6 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
+import { Observable, throwError } from 'rxjs';
 import { DomainError, ERROR_HTTP_STATUS, ErrorCode } from './domain-error';
 import { isDatabaseUnavailable } from './database-errors';
 
@@ -70,7 +71,9 @@ function httpMessage(error: Error, httpStatus: number): string {
 export class HttpExceptionFilter implements ExceptionFilter {
   private readonly logger = new Logger('HttpExceptionFilter');
 
-  catch(error: unknown, host: ArgumentsHost): void {
+  catch(error: unknown, host: ArgumentsHost): void | Observable<never> {
+    // Queue handlers: hand the original error back to the transport, which decides retry vs ack.
+    if (host.getType() !== 'http') return throwError(() => error);
     const reply = host.switchToHttp().getResponse<FastifyReply>();
     const { httpStatus, body } = toErrorResponse(error, this.logger);
     void reply.status(httpStatus).send(body);

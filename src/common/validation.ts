@@ -1,3 +1,5 @@
+import { ClassConstructor, plainToInstance } from 'class-transformer';
+import { validate } from 'class-validator';
 import { ValidationError, ValidationPipe } from '@nestjs/common';
 import { FieldError, validationError } from './domain-error';
 
@@ -21,4 +23,18 @@ export function createValidationPipe(): ValidationPipe {
     validationError: { target: false, value: false },
     exceptionFactory: (errors) => validationError(flatten(errors)),
   });
+}
+
+/**
+ * Validates a payload that did not come through HTTP (a queue message, a replayed failure) with
+ * exactly the rules of the global pipe, so both transports accept and refuse the same bodies.
+ */
+export async function validateBody<T extends object>(cls: ClassConstructor<T>, plain: unknown): Promise<T> {
+  if (plain === null || typeof plain !== 'object' || Array.isArray(plain)) {
+    throw validationError([{ field: 'body', message: 'must be a JSON object' }]);
+  }
+  const instance = plainToInstance(cls, plain, { enableImplicitConversion: false });
+  const errors = await validate(instance, { whitelist: true, forbidUnknownValues: true });
+  if (errors.length > 0) throw validationError(flatten(errors));
+  return instance;
 }

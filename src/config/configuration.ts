@@ -13,8 +13,10 @@ export interface AppConfig {
   embeddedDataDir: string;
   databasePoolSize: number;
   rabbitmqUrl: string | undefined;
-  /** Prefetch per settlement queue consumer. */
+  /** Prefetch of the settlement consumer's channel. */
   rabbitmqPrefetch: number;
+  /** Delays before each retry of a transiently failing queued settlement; then dead-lettered. */
+  rabbitmqRetryDelaysMs: number[];
   serverApiKeys: string[];
   adminApiKeys: string[];
   /** True when a scope fell back to its dev key. */
@@ -42,6 +44,16 @@ function intVar(env: Env, name: string, fallback: number, min: number, max: numb
     throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got "${raw}"`);
   }
   return Number(raw);
+}
+
+function delaysVar(env: Env, name: string, fallback: number[]): number[] {
+  const raw = env[name]?.trim();
+  if (!raw) return fallback;
+  const parts = raw.split(',').map((p) => p.trim());
+  if (parts.length > 20 || parts.some((p) => !/^\d{1,7}$/.test(p))) {
+    throw new ConfigError(`${name} must be a comma-separated list of at most 20 millisecond delays, got "${raw}"`);
+  }
+  return parts.map(Number);
 }
 
 function urlVar(env: Env, name: string, protocols: string[]): string | undefined {
@@ -94,6 +106,7 @@ export function loadConfig(env: Env): AppConfig {
     databasePoolSize: intVar(env, 'DATABASE_POOL_SIZE', 10, 1, 200),
     rabbitmqUrl: urlVar(env, 'RABBITMQ_URL', ['amqp:', 'amqps:']),
     rabbitmqPrefetch: intVar(env, 'RABBITMQ_PREFETCH', 50, 1, 1000),
+    rabbitmqRetryDelaysMs: delaysVar(env, 'RABBITMQ_RETRY_DELAYS_MS', [500, 1000, 2000, 4000, 8000, 15000]),
     serverApiKeys: serverKeys ?? [DEV_SERVER_KEY],
     adminApiKeys: adminKeys ?? [DEV_ADMIN_KEY],
     usingDevKeys: !serverKeys || !adminKeys,

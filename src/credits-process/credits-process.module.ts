@@ -1,14 +1,18 @@
 import { Module } from '@nestjs/common';
 import { PricingModule } from '../pricing/pricing.module';
 import { WalletsModule } from '../wallets/wallets.module';
+import { CreditsProcessConsumer } from './credits-process.consumer';
 import { CreditsProcessController } from './credits-process.controller';
 import { CreditsProcessService } from './credits-process.service';
 import { HoldSweeper } from './hold-sweeper';
+import { QueueSettlementService } from './queue-settlement.service';
+import { SettlementFailuresController } from './settlement-failures.controller';
+import { SettlementFailuresService } from './settlement-failures.service';
 
 @Module({
   imports: [WalletsModule, PricingModule],
-  controllers: [CreditsProcessController],
-  providers: [CreditsProcessService, HoldSweeper],
+  controllers: [CreditsProcessController, CreditsProcessConsumer, SettlementFailuresController],
+  providers: [CreditsProcessService, HoldSweeper, QueueSettlementService, SettlementFailuresService],
   exports: [CreditsProcessService],
 })
 export class CreditsProcessModule {}

@@ -6,7 +6,7 @@ import { isUniqueViolation } from '../common/database-errors';
 import { Money } from '../common/money';
 import { APP_CONFIG } from '../config/config.module';
 import type { AppConfig } from '../config/configuration';
-import { queryRows } from '../database/sql';
+import { jsonb, queryRows } from '../database/sql';
 import { Feature } from '../features/feature.entity';
 import { featureNotFound } from '../features/features.errors';
 import { PricingService, toFeaturePricing } from '../pricing/pricing.service';
@@ -268,7 +268,7 @@ export class CreditsProcessService {
       usages: quote.usages,
     };
     if (beforeStore) await beforeStore();
-    await manager.getRepository(Hold).update({ usageKey }, { transactionId: entry.id, settlement: { ...result } });
+    await manager.getRepository(Hold).update({ usageKey }, { transactionId: entry.id, settlement: jsonb(result) });
     return result;
   }
 

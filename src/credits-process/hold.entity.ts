@@ -41,7 +41,7 @@ export class Hold {
 
   /** The first settlement's answer, replayed verbatim to every later attempt. */
   @Column({ type: 'jsonb', nullable: true })
-  settlement!: Record<string, unknown> | null;
+  settlement!: { [key: string]: any } | null;
 
   @Column({ type: 'boolean' })
   late!: boolean;

@@ -15,6 +15,10 @@ export class SettlementFailure {
   @Column({ type: 'text' })
   payload!: string;
 
+  /** base64 when the body was not valid UTF-8 text (PostgreSQL text cannot hold every byte). */
+  @Column({ name: 'payload_encoding', type: 'varchar', length: 8 })
+  payloadEncoding!: 'utf8' | 'base64';
+
   /** The contract's status word for the failure (unknown_model, validation_error, …). */
   @Column({ name: 'error_status', type: 'varchar', length: 64 })
   errorStatus!: string;
@@ -29,7 +33,7 @@ export class SettlementFailure {
   attempts!: number;
 
   @Column({ type: 'jsonb', nullable: true })
-  resolution!: Record<string, unknown> | null;
+  resolution!: { [key: string]: any } | null;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt!: Date;

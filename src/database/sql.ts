@@ -11,3 +11,9 @@ export async function queryRows<T>(manager: EntityManager, sql: string, params: 
   const result = await runner.query(sql, params, true);
   return result.records as T[];
 }
+
+/**
+ * TypeORM's update() types recurse into jsonb values and reject ordinary objects with literal
+ * types; a jsonb column takes the value as a whole, so this cast is the honest type.
+ */
+export const jsonb = (value: object): never => value as never;

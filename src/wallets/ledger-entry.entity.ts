@@ -37,7 +37,7 @@ export class LedgerEntry {
 
   /** Why the amount is what it is: prices, margin, rate and usages for a charge; the reason for an adjustment. */
   @Column({ type: 'jsonb', default: () => "'{}'" })
-  metadata!: Record<string, unknown>;
+  metadata!: { [key: string]: any };
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt!: Date;

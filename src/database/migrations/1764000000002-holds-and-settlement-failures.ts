@@ -34,6 +34,7 @@ export class HoldsAndSettlementFailures1764000000002 implements MigrationInterfa
         id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         queue        varchar(128) NOT NULL,
         payload      text         NOT NULL,
+        payload_encoding varchar(8) NOT NULL DEFAULT 'utf8' CHECK (payload_encoding IN ('utf8', 'base64')),
         error_status varchar(64)  NOT NULL,
         reason       text         NOT NULL,
         status       varchar(16)  NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'replayed', 'discarded')),

@@ -17,8 +17,15 @@ export default {
     {
       ...common,
       displayName: 'e2e',
-      testMatch: ['<rootDir>/test/**/*.e2e-spec.ts'],
+      testMatch: ['<rootDir>/test/*.e2e-spec.ts'],
       testTimeout: 60000,
+    },
+    {
+      // Slow fault-injection suites (processes killed, connections cut): `npm run test:chaos`.
+      ...common,
+      displayName: 'chaos',
+      testMatch: ['<rootDir>/test/chaos/*.e2e-spec.ts'],
+      testTimeout: 300000,
     },
   ],
 };

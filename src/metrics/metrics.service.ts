@@ -1,0 +1,92 @@
+import { Injectable } from '@nestjs/common';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Money } from '../common/money';
+
+export type SettlementOutcome = 'settled' | 'already_settled' | 'failed';
+
+/**
+ * The service's Prometheus metrics (API.md §3), in a registry of this app instance's own: two
+ * apps in one process (tests, embedding) never collide on prom-client's global registry.
+ */
+@Injectable()
+export class MetricsService {
+  readonly registry = new Registry();
+
+  readonly httpDuration = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'HTTP request duration by method, route template and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+
+  readonly starts = new Counter({
+    name: 'credits_starts_total',
+    help: 'Start requests by outcome: accessible or the denial status word',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly settlements = new Counter({
+    name: 'credits_settlements_total',
+    help: 'Settlements by channel (http|queue) and outcome (settled|already_settled|failed)',
+    labelNames: ['channel', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  /**
+   * Credits charged, as a float: Prometheus values are doubles. This is reporting only — the
+   * ledger, never this counter, is the record of money.
+   */
+  readonly charged = new Counter({
+    name: 'credits_charged_total',
+    help: 'Credits charged by settlements (approximate; the ledger is exact)',
+    registers: [this.registry],
+  });
+
+  readonly settlementFailures = new Counter({
+    name: 'credits_settlement_failures_total',
+    help: 'Queued settlements recorded as settlement failures, by status word',
+    labelNames: ['status'] as const,
+    registers: [this.registry],
+  });
+
+  readonly activeHolds = new Gauge({
+    name: 'credits_active_holds',
+    help: 'Holds currently placed (status held)',
+    registers: [this.registry],
+    collect: async () => {
+      if (this.activeHoldsSource) this.activeHolds.set(await this.activeHoldsSource());
+    },
+  });
+
+  readonly queueDepth = new Gauge({
+    name: 'credits_queue_messages',
+    help: 'Messages waiting in each settlement queue (consumer lag)',
+    labelNames: ['queue'] as const,
+    registers: [this.registry],
+    collect: async () => {
+      for (const [queue, depth] of await (this.queueDepthSource?.() ?? Promise.resolve(new Map<string, number>()))) {
+        this.queueDepth.set({ queue }, depth);
+      }
+    },
+  });
+
+  private activeHoldsSource?: () => Promise<number>;
+  private queueDepthSource?: () => Promise<Map<string, number>>;
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Gauges read their value at scrape time from these sources. */
+  setSources(sources: { activeHolds?: () => Promise<number>; queueDepth?: () => Promise<Map<string, number>> }): void {
+    this.activeHoldsSource = sources.activeHolds ?? this.activeHoldsSource;
+    this.queueDepthSource = sources.queueDepth ?? this.queueDepthSource;
+  }
+
+  recordCharge(amount: Money): void {
+    // Reporting only (see `charged`): the decimal string's value as a double.
+    this.charged.inc(Number(amount.toString()));
+  }
+}

@@ -89,7 +89,9 @@ export class WalletsService {
       description: p.description ?? null,
       metadata: p.metadata ?? {},
     });
-    await repo.save(entry, { reload: false, transaction: false });
+    // Reload stays on: PostgreSQL hands back the generated id and created_at through RETURNING
+    // (no extra query), and the answer needs both.
+    await repo.save(entry, { transaction: false });
     return { wallet, entry };
   }
 

@@ -16,7 +16,10 @@ export function databaseOptions(url: string, opts: { poolSize: number; embedded:
     migrationsRun: true,
     migrationsTransactionMode: 'each',
     synchronize: false,
-    logging: ['error', 'warn', 'migration'],
+    // Not 'error': TypeORM prints every failed query with console.log, outside pino (no level, no
+    // request_id, parameters included), and unique violations are expected here (idempotent
+    // replays, duplicate creates). Real failures reach the exception filter and are logged there.
+    logging: ['warn', 'migration'],
     // PGlite has a single backend: one connection serializes whole transactions safely.
     poolSize: opts.embedded ? 1 : opts.poolSize,
     extra: {

@@ -14,15 +14,24 @@ import type { AppConfig } from './config/configuration';
 export async function createApp(config: AppConfig): Promise<NestFastifyApplication> {
   const adapter = new FastifyAdapter({
     bodyLimit: config.bodyLimitBytes,
+    // Ids in the path (user_id, up to 128 characters) must fit Fastify's limit on a path parameter,
+    // which is counted on the percent-encoded text: 128 characters × 4 UTF-8 bytes × 3 ("%XX").
+    // The default of 100 answered 414 for a valid user_id of 101+ characters.
+    routerOptions: { maxParamLength: 1536 },
     genReqId: requestIdFor,
     // Fastify's own request logging is off: nestjs-pino logs each request once.
     logger: false,
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.register(config), adapter, {
     bufferLogs: true,
+    // A failed start must print only main.ts's one-line reason (API.md §1): Nest would otherwise
+    // flush the buffered boot logs and the error with its stack trace to stderr. The buffer is
+    // flushed into pino below, once the app was built.
+    autoFlushLogs: false,
     abortOnError: false,
   });
   app.useLogger(app.get(Logger));
+  app.flushLogs();
   app.useGlobalPipes(createValidationPipe());
   app.getHttpAdapter()
     .getInstance()

@@ -1,7 +1,10 @@
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger } from 'nestjs-pino';
+import helmet from '@fastify/helmet';
 import { AppModule } from './app.module';
+import { setupOpenApi } from './common/openapi';
+import { MetricsService } from './metrics/metrics.service';
 import { RabbitSettlementServer } from './queue/rabbit-settlement.server';
 import { createValidationPipe } from './common/validation';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/request-id';
@@ -33,11 +36,28 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
   app.useLogger(app.get(Logger));
   app.flushLogs();
   app.useGlobalPipes(createValidationPipe());
-  app.getHttpAdapter()
-    .getInstance()
-    .addHook('onRequest', async (request, reply) => {
-      void reply.header(REQUEST_ID_HEADER, request.id);
-    });
+  await app.register(helmet, {
+    // An API answers JSON; the CSP would only get in the way of the Swagger UI at /docs.
+    contentSecurityPolicy: false,
+  });
+  const metrics = app.get(MetricsService);
+  const fastify = app.getHttpAdapter().getInstance();
+  fastify.addHook('onRequest', async (request, reply) => {
+    void reply.header(REQUEST_ID_HEADER, request.id);
+  });
+  fastify.addHook('onResponse', async (request, reply) => {
+    metrics.httpDuration.observe(
+      { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+  setupOpenApi(app);
+  if (config.usingDevKeys) {
+    app.get(Logger).warn(
+      '!!! Using the DEV API KEYS (dev-server-key / dev-admin-key): anyone can call this service. Set SERVER_API_KEYS and ADMIN_API_KEYS. !!!',
+      'Security',
+    );
+  }
   app.enableShutdownHooks();
   if (config.rabbitmqUrl) {
     app.connectMicroservice({ strategy: app.get(RabbitSettlementServer) }, { inheritAppConfig: true });

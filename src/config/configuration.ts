@@ -26,6 +26,8 @@ export interface AppConfig {
   holdSweepIntervalMs: number;
   logLevel: LogLevel;
   ratePerSecond: number;
+  /** Failed key checks allowed per client address per minute before 429 (brute-force guard). */
+  authFailuresPerMinute: number;
   bodyLimitBytes: number;
   seedDemo: boolean;
 }
@@ -114,6 +116,7 @@ export function loadConfig(env: Env): AppConfig {
     holdSweepIntervalMs: intVar(env, 'HOLD_SWEEP_INTERVAL_MS', 1000, 0, 3_600_000),
     logLevel,
     ratePerSecond: intVar(env, 'RATE_LIMIT_PER_SECOND', 0, 0, 1_000_000),
+    authFailuresPerMinute: intVar(env, 'AUTH_FAILURES_PER_MINUTE', 30, 1, 1_000_000),
     bodyLimitBytes: intVar(env, 'BODY_LIMIT_BYTES', 262_144, 1024, 10_485_760),
     seedDemo: seed === 'true',
   };

@@ -3,6 +3,8 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import { createHash, randomUUID } from 'node:crypto';
 import { DataSource, EntityManager } from 'typeorm';
 import { isUniqueViolation } from '../common/database-errors';
+import { DomainError } from '../common/domain-error';
+import { MetricsService } from '../metrics/metrics.service';
 import { Money } from '../common/money';
 import { APP_CONFIG } from '../config/config.module';
 import type { AppConfig } from '../config/configuration';
@@ -78,7 +80,15 @@ export class CreditsProcessService {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly wallets: WalletsService,
     private readonly pricing: PricingService,
-  ) {}
+    private readonly metrics: MetricsService,
+  ) {
+    metrics.setSources({ activeHolds: () => this.activeHolds() });
+  }
+
+  private async activeHolds(): Promise<number> {
+    const [row] = await this.dataSource.query(`SELECT count(*)::int AS n FROM holds WHERE status = 'held'`);
+    return row.n as number;
+  }
 
   /**
    * Places a hold of the feature's min_holding_credits if every check passes. The happy path is
@@ -87,6 +97,17 @@ export class CreditsProcessService {
    * Only when it matches nothing do we look at why (and answer in the contract's check order).
    */
   async start(userId: string, featureEndpointId: string): Promise<StartResult> {
+    try {
+      const result = await this.placeHold(userId, featureEndpointId);
+      this.metrics.starts.inc({ outcome: 'accessible' });
+      return result;
+    } catch (error) {
+      if (error instanceof DomainError) this.metrics.starts.inc({ outcome: error.code });
+      throw error;
+    }
+  }
+
+  private async placeHold(userId: string, featureEndpointId: string): Promise<StartResult> {
     const usageKey = randomUUID();
     let row = await this.tryHold(userId, featureEndpointId, usageKey);
     if (!row && (await this.expireHolds(userId)) > 0) row = await this.tryHold(userId, featureEndpointId, usageKey);
@@ -151,8 +172,24 @@ export class CreditsProcessService {
    * sequence or racing this one — finds it settled and gets the stored answer, charging nothing.
    */
   async settle(dto: EndMultiModelDto, channel: Channel): Promise<SettlementResult> {
-    if (dto.usage_key === undefined) return this.directCharge(dto, channel);
-    const usageKey = dto.usage_key;
+    try {
+      const result = await (dto.usage_key === undefined ? this.directCharge(dto, channel) : this.settleHold(dto, dto.usage_key, channel));
+      this.metrics.settlements.inc({ channel, outcome: result.status });
+      if (result.status === 'settled') {
+        this.metrics.recordCharge(Money.parse(result.credits_charged));
+        this.logger.log(
+          { usage_key: result.usage_key, user_id: result.user_id, channel, credits_charged: result.credits_charged, late: result.late },
+          'settled',
+        );
+      }
+      return result;
+    } catch (error) {
+      this.metrics.settlements.inc({ channel, outcome: 'failed' });
+      throw error;
+    }
+  }
+
+  private async settleHold(dto: EndMultiModelDto, usageKey: string, channel: Channel): Promise<SettlementResult> {
     const hold = isUuid(usageKey) ? await this.dataSource.getRepository(Hold).findOneBy({ usageKey }) : null;
     if (!hold) throw usageKeyNotFound(usageKey);
     if (hold.userId !== dto.user_id || hold.featureEndpointId !== dto.feature_endpoint_id) throw usageKeyMismatch(usageKey);

@@ -4,6 +4,7 @@ import { DataSource, FindOptionsWhere, MoreThan } from 'typeorm';
 import { DomainError } from '../common/domain-error';
 import { DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
 import { jsonb } from '../database/sql';
+import { MetricsService } from '../metrics/metrics.service';
 import { SettlementFailure, SettlementFailureStatus } from './settlement-failure.entity';
 
 const notFound = (id: string) => new DomainError('settlement_failure_not_found', `No settlement failure ${id} exists.`);
@@ -41,12 +42,16 @@ export function decodePayload(f: SettlementFailure): Buffer {
 export class SettlementFailuresService {
   private readonly logger = new Logger(SettlementFailuresService.name);
 
-  constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
+  constructor(
+    @InjectDataSource() private readonly dataSource: DataSource,
+    private readonly metrics: MetricsService,
+  ) {}
 
   async record(queue: string, content: Buffer, error: DomainError): Promise<SettlementFailure> {
     const repo = this.dataSource.getRepository(SettlementFailure);
     const failure = repo.create({ queue, ...encodePayload(content), errorStatus: error.code, reason: error.message, status: 'pending', attempts: 1 });
     await repo.insert(failure);
+    this.metrics.settlementFailures.inc({ status: error.code });
     this.logger.warn({ queue, failure_id: failure.id, error_status: error.code, reason: error.message }, 'queued settlement recorded as a settlement failure');
     return failure;
   }

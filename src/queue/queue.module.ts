@@ -2,6 +2,7 @@ import { Global, Injectable, Module, Provider } from '@nestjs/common';
 import type { HealthIndicatorResult } from '@nestjs/terminus';
 import type { AppConfig } from '../config/configuration';
 import { BROKER_HEALTH, BrokerHealth } from '../health/broker-health';
+import { MetricsService } from '../metrics/metrics.service';
 import { RabbitSettlementServer } from './rabbit-settlement.server';
 import { SETTLEMENT_QUEUES } from './queue.constants';
 
@@ -27,13 +28,17 @@ export class QueueModule {
       ? [
           {
             provide: RabbitSettlementServer,
-            useFactory: () =>
-              new RabbitSettlementServer({
+            inject: [MetricsService],
+            useFactory: (metrics: MetricsService) => {
+              const server = new RabbitSettlementServer({
                 url: config.rabbitmqUrl!,
                 queues: SETTLEMENT_QUEUES,
                 prefetch: config.rabbitmqPrefetch,
                 retryDelaysMs: config.rabbitmqRetryDelaysMs,
-              }),
+              });
+              metrics.setSources({ queueDepth: () => server.queueDepths() });
+              return server;
+            },
           },
           RabbitHealth,
           { provide: BROKER_HEALTH, useExisting: RabbitHealth },

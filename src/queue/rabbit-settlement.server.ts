@@ -128,6 +128,17 @@ export class RabbitSettlementServer extends Server implements CustomTransportStr
     }
   }
 
+  /** Messages waiting in each consumed queue (consumer lag), for the metrics scrape. */
+  async queueDepths(): Promise<Map<string, number>> {
+    const depths = new Map<string, number>();
+    if (!this.connected || !this.channel) return depths;
+    for (const queue of this.options.queues) {
+      const { messageCount } = await this.channel.checkQueue(queue);
+      depths.set(queue, messageCount);
+    }
+    return depths;
+  }
+
   isConnected(): boolean {
     return this.connected;
   }

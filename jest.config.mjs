@@ -12,20 +12,22 @@ const common = {
 };
 
 export default {
+  // testTimeout is a global option: Jest ignores it inside `projects` (the e2e entry's 60 s never
+  // applied, leaving the 5 s default for app start-up hooks and concurrency tests).
+  testTimeout: 60000,
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/src/**/*.spec.ts', '<rootDir>/client/**/*.spec.ts'] },
     {
       ...common,
       displayName: 'e2e',
       testMatch: ['<rootDir>/test/*.e2e-spec.ts'],
-      testTimeout: 60000,
     },
     {
       // Slow fault-injection suites (processes killed, connections cut): `npm run test:chaos`.
       ...common,
       displayName: 'chaos',
+      // Jest reads testTimeout only at the top level: chaos tests pass their own per-test timeouts.
       testMatch: ['<rootDir>/test/chaos/*.e2e-spec.ts'],
-      testTimeout: 300000,
     },
   ],
 };

@@ -1,5 +1,6 @@
 import { Body, Controller, Get, Headers, HttpCode, Param, Post } from '@nestjs/common';
 import { ServiceScope } from '../common/api-key.guard';
+import { validationError } from '../common/domain-error';
 import { CancelDto, EndMultiModelDto, EndSingleModelDto, StartProcessDto, toMultiModel } from './dto/credits-process.dto';
 import { CreditsProcessService } from './credits-process.service';
 
@@ -39,7 +40,13 @@ export class CreditsProcessController {
   }
 }
 
+/** Same limit as the body's idempotency_key: a longer key is refused, never cut (two keys would collide). */
+const MAX_IDEMPOTENCY_KEY = 128;
+
 function withHeaderKey(dto: EndMultiModelDto, header: string | undefined): EndMultiModelDto {
   if (dto.idempotency_key !== undefined || !header) return dto;
-  return { ...dto, idempotency_key: header.slice(0, 128) };
+  if (header.length > MAX_IDEMPOTENCY_KEY) {
+    throw validationError([{ field: 'Idempotency-Key', message: `must be at most ${MAX_IDEMPOTENCY_KEY} characters` }]);
+  }
+  return { ...dto, idempotency_key: header };
 }

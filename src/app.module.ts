@@ -1,8 +1,8 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
-import { ThrottlerGuard, ThrottlerModule } from '@nestjs/throttler';
 import { LoggerModule } from 'nestjs-pino';
-import { ApiKeyGuard, Caller } from './common/api-key.guard';
+import { ApiKeyGuard } from './common/api-key.guard';
+import { RateLimitGuard } from './common/rate-limit.guard';
 import { HttpExceptionFilter } from './common/http-exception.filter';
 import { loggingParams } from './common/logging';
 import { ResponseEnvelopeInterceptor } from './common/response-envelope.interceptor';
@@ -28,17 +28,6 @@ export class AppModule {
         LoggerModule.forRoot(loggingParams(config)),
         DatabaseModule,
         MetricsModule,
-        ThrottlerModule.forRoot({
-          // Per service key, per instance (API.md §1 RATE_LIMIT_PER_SECOND); admin keys are never limited.
-          throttlers: [{ name: 'per-key', ttl: 1000, limit: Math.max(config.ratePerSecond, 1) }],
-          errorMessage: 'Too many requests for this key; slow down and retry.',
-          skipIf: (context) => {
-            if (config.ratePerSecond === 0 || context.getType() !== 'http') return true;
-            const caller = context.switchToHttp().getRequest<{ caller?: Caller }>().caller;
-            return !caller || caller.scope === 'admin';
-          },
-          getTracker: (req: Record<string, any>) => (req.caller as Caller).keyId,
-        }),
         QueueModule.forRoot(config),
         HealthModule,
         WalletsModule,
@@ -47,9 +36,9 @@ export class AppModule {
         CreditsProcessModule,
       ],
       providers: [
-        // Order matters: the key guard identifies the caller that the throttler counts.
+        // Order matters: the key guard identifies the caller that the rate limit counts.
         { provide: APP_GUARD, useClass: ApiKeyGuard },
-        { provide: APP_GUARD, useClass: ThrottlerGuard },
+        { provide: APP_GUARD, useClass: RateLimitGuard },
         { provide: APP_INTERCEPTOR, useClass: ResponseEnvelopeInterceptor },
         { provide: APP_FILTER, useClass: HttpExceptionFilter },
       ],

@@ -14,7 +14,15 @@ import type { AppConfig } from './config/configuration';
  * Builds the HTTP application exactly as production runs it; main.ts and the e2e tests both call
  * this, so tests exercise the real pipeline (guard, pipe, filter, envelope, request id).
  */
-export async function createApp(config: AppConfig): Promise<NestFastifyApplication> {
+export interface CreateAppOptions {
+  /**
+   * Serve the Swagger UI at /docs (default). The e2e tests turn it off: its static assets are
+   * loaded through @fastify/static, which Jest's ESM mode cannot import. /docs-json is always on.
+   */
+  swaggerUi?: boolean;
+}
+
+export async function createApp(config: AppConfig, options: CreateAppOptions = {}): Promise<NestFastifyApplication> {
   const adapter = new FastifyAdapter({
     bodyLimit: config.bodyLimitBytes,
     // Ids in the path (user_id, up to 128 characters) must fit Fastify's limit on a path parameter,
@@ -51,7 +59,7 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
       reply.elapsedTime / 1000,
     );
   });
-  setupOpenApi(app);
+  setupOpenApi(app, options.swaggerUi ?? true);
   if (config.usingDevKeys) {
     app.get(Logger).warn(
       '!!! Using the DEV API KEYS (dev-server-key / dev-admin-key): anyone can call this service. Set SERVER_API_KEYS and ADMIN_API_KEYS. !!!',

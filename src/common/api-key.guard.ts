@@ -5,6 +5,7 @@ import type { FastifyRequest } from 'fastify';
 import { APP_CONFIG } from '../config/config.module';
 import type { AppConfig } from '../config/configuration';
 import { DomainError } from './domain-error';
+import { WindowCounter } from './window-counter';
 
 export type KeyScope = 'service' | 'admin';
 
@@ -30,38 +31,12 @@ export interface Caller {
 
 const digest = (key: string) => createHash('sha256').update(key).digest();
 
-/**
- * Counts failed key checks per client address in fixed one-minute windows: past the limit the
- * address gets 429 without its key even being compared, so keys cannot be guessed at speed.
- */
-class AuthFailureLimiter {
-  private windowStart = Date.now();
-  private failures = new Map<string, number>();
-
-  constructor(private readonly perMinute: number) {}
-
-  private roll(): void {
-    if (Date.now() - this.windowStart >= 60_000) {
-      this.windowStart = Date.now();
-      this.failures = new Map();
-    }
-  }
-
-  blocked(address: string): boolean {
-    this.roll();
-    return (this.failures.get(address) ?? 0) >= this.perMinute;
-  }
-
-  fail(address: string): void {
-    this.roll();
-    this.failures.set(address, (this.failures.get(address) ?? 0) + 1);
-  }
-}
-
 @Injectable()
 export class ApiKeyGuard implements CanActivate {
   private readonly keys: { digest: Buffer; scope: KeyScope; keyId: string }[];
-  private readonly limiter: AuthFailureLimiter;
+  /** Failed key checks per client address per minute: past the limit keys are not even compared. */
+  private readonly authFailures = new WindowCounter(60_000);
+  private readonly authFailureLimit: number;
 
   constructor(
     private readonly reflector: Reflector,
@@ -69,7 +44,7 @@ export class ApiKeyGuard implements CanActivate {
   ) {
     const entry = (key: string, scope: KeyScope) => ({ digest: digest(key), scope, keyId: digest(key).toString('hex').slice(0, 12) });
     this.keys = [...config.adminApiKeys.map((k) => entry(k, 'admin')), ...config.serverApiKeys.map((k) => entry(k, 'service'))];
-    this.limiter = new AuthFailureLimiter(config.authFailuresPerMinute);
+    this.authFailureLimit = config.authFailuresPerMinute;
   }
 
   canActivate(context: ExecutionContext): boolean {
@@ -78,17 +53,17 @@ export class ApiKeyGuard implements CanActivate {
     if (access === 'public') return true;
 
     const request = context.switchToHttp().getRequest<FastifyRequest & { caller?: Caller }>();
-    if (this.limiter.blocked(request.ip)) {
+    if (this.authFailures.count(request.ip) >= this.authFailureLimit) {
       throw new DomainError('rate_limited', 'Too many requests with a missing or unknown key; retry in a minute.');
     }
     const presented = request.headers[API_KEY_HEADER];
     if (typeof presented !== 'string' || presented.length === 0) {
-      this.limiter.fail(request.ip);
+      this.authFailures.hit(request.ip);
       throw new DomainError('unauthorized', `The ${API_KEY_HEADER} header is missing.`);
     }
     const caller = this.identify(presented);
     if (!caller) {
-      this.limiter.fail(request.ip);
+      this.authFailures.hit(request.ip);
       throw new DomainError('unauthorized', `The ${API_KEY_HEADER} header does not hold a known key.`);
     }
     if (caller.scope !== 'admin' && access !== 'service') {

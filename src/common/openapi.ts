@@ -3,7 +3,7 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { API_KEY_HEADER } from './api-key.guard';
 
 /** Serves the OpenAPI document at /docs-json and the Swagger UI at /docs (both public). */
-export function setupOpenApi(app: INestApplication): void {
+export function setupOpenApi(app: INestApplication, ui: boolean): void {
   const config = new DocumentBuilder()
     .setTitle('Credits service')
     .setDescription(
@@ -15,5 +15,5 @@ export function setupOpenApi(app: INestApplication): void {
     .addSecurityRequirements('api-key')
     .build();
   const document = SwaggerModule.createDocument(app, config);
-  SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs-json', raw: ['json'] });
+  SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs-json', raw: ['json'], ui });
 }

@@ -173,7 +173,7 @@ export class CreditsProcessService {
    */
   async settle(dto: EndMultiModelDto, channel: Channel): Promise<SettlementResult> {
     try {
-      const result = await (dto.usage_key === undefined ? this.directCharge(dto, channel) : this.settleHold(dto, dto.usage_key, channel));
+      const result = await (dto.usage_key === undefined ? this.directCharge(dto, channel) : this.settleHold(dto, dto.usage_key.toLowerCase(), channel));
       this.metrics.settlements.inc({ channel, outcome: result.status });
       if (result.status === 'settled') {
         this.metrics.recordCharge(Money.parse(result.credits_charged));
@@ -310,22 +310,23 @@ export class CreditsProcessService {
   }
 
   /** Releases a live hold without a charge. Repeating it is harmless; a settled key is a 409. */
-  async cancel(usageKey: string) {
-    if (!isUuid(usageKey)) throw usageKeyNotFound(usageKey);
+  async cancel(rawUsageKey: string) {
+    const usageKey = rawUsageKey.toLowerCase();
+    if (!isUuid(usageKey)) throw usageKeyNotFound(rawUsageKey);
     return this.dataSource.transaction(async (manager) => {
-      const [claimed] = await queryRows<{ user_id: string; amount: string; previous_status: string }>(
+      const [claimed] = await queryRows<{ user_id: string; amount: string }>(
         manager,
-        `UPDATE holds h SET status = 'cancelled', closed_at = now()
-         FROM (SELECT usage_key, status FROM holds WHERE usage_key = $1 FOR UPDATE) old
-         WHERE h.usage_key = old.usage_key AND old.status IN ('held', 'expired')
-         RETURNING h.user_id, h.amount, old.status AS previous_status`,
+        `UPDATE holds SET status = 'cancelled', closed_at = now()
+         WHERE usage_key = $1 AND status = 'held'
+         RETURNING user_id, amount`,
         [usageKey],
       );
       if (claimed) {
-        const release = claimed.previous_status === 'held' ? Money.fromDb(claimed.amount) : Money.ZERO;
+        const release = Money.fromDb(claimed.amount);
         if (!release.isZero()) await this.releaseHeld(manager, claimed.user_id, release);
         return { status: 'cancelled' as const, usage_key: usageKey, released: release.toString() };
       }
+      // Already cancelled, or expired (its credits were released then; it keeps its expired story).
       const hold = await manager.getRepository(Hold).findOneBy({ usageKey });
       if (!hold) throw usageKeyNotFound(usageKey);
       if (hold.status === 'settled') throw alreadySettled(usageKey);
@@ -356,9 +357,12 @@ export class CreditsProcessService {
          RETURNING user_id, amount
        ), per_wallet AS (
          SELECT user_id, SUM(amount) AS total, COUNT(*) AS n FROM expired GROUP BY user_id
+       ), locked AS (
+         -- Lock the wallets in one global order so two sweepers can never deadlock on them.
+         SELECT user_id FROM wallets WHERE user_id IN (SELECT user_id FROM per_wallet) ORDER BY user_id FOR UPDATE
        ), released AS (
          UPDATE wallets w SET held = w.held - p.total, version = w.version + 1, updated_at = now()
-         FROM per_wallet p WHERE w.user_id = p.user_id
+         FROM per_wallet p JOIN locked l USING (user_id) WHERE w.user_id = p.user_id
          RETURNING p.n
        )
        SELECT COALESCE(SUM(n), 0)::text AS n FROM released`,

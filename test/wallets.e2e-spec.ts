@@ -401,20 +401,14 @@ describe('wallets and the ledger', () => {
     it('filters by usage_key', async () => {
       const userId = uid('usage');
       await createWallet({ user_id: userId, initial_credits: '3' });
-      // Charges (the only entries with a usage key) come with the credits process, which is not
-      // part of this capability: write one zero-amount charge row the way a settlement would, so
-      // the ledger still adds up.
-      const usageKey = randomUUID();
-      const client = new pg.Client({ connectionString: t.db.url });
-      await client.connect();
-      try {
-        await client.query(
-          `INSERT INTO ledger_entries (user_id, kind, amount, balance_after, usage_key) VALUES ($1, 'charge', 0, 3, $2)`,
-          [userId, usageKey],
-        );
-      } finally {
-        await client.end();
-      }
+      // A charge (the only kind of entry with a usage key) made by a direct settlement.
+      await t.request('POST', '/api/features', { body: { feature_endpoint_id: `f-${userId}`, name: 'F', min_holding_credits: '1' } });
+      await t.request('POST', '/api/pricing/models', { body: { ai_model: `m-${userId}`, input_price_per_million: '1', output_price_per_million: '1' } });
+      const charge = await t.request('POST', '/api/credits-process/end-multimodel', {
+        body: { user_id: userId, feature_endpoint_id: `f-${userId}`, usages: [{ ai_model: `m-${userId}`, input_tokens: 10, output_tokens: 10 }] },
+      });
+      expect(charge.status).toBe(200);
+      const usageKey: string = charge.body.data.usage_key;
       await topUp(userId, { amount: '1' });
       expect(await allEntries(userId)).toHaveLength(3);
 

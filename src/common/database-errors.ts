@@ -20,3 +20,9 @@ export function isUniqueViolation(error: unknown, constraint?: string): boolean 
   const name = e?.constraint ?? e?.driverError?.constraint;
   return code === '23505' && (constraint === undefined || name === constraint);
 }
+
+/** PostgreSQL foreign_key_violation on the named constraint. */
+export function isForeignKeyViolation(error: unknown, constraint: string): boolean {
+  const e = error as { code?: string; constraint?: string; driverError?: { code?: string; constraint?: string } };
+  return (e?.code ?? e?.driverError?.code) === '23503' && (e?.constraint ?? e?.driverError?.constraint) === constraint;
+}

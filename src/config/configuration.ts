@@ -22,6 +22,8 @@ export interface AppConfig {
   /** True when a scope fell back to its dev key. */
   usingDevKeys: boolean;
   holdTtlSeconds: number;
+  /** How long an instance may price with cached features/models/settings (0 = always read). */
+  pricingCacheTtlMs: number;
   /** How often the sweeper marks expired holds; 0 turns it off. */
   holdSweepIntervalMs: number;
   logLevel: LogLevel;
@@ -113,6 +115,7 @@ export function loadConfig(env: Env): AppConfig {
     adminApiKeys: adminKeys ?? [DEV_ADMIN_KEY],
     usingDevKeys: !serverKeys || !adminKeys,
     holdTtlSeconds: intVar(env, 'HOLD_TTL_SECONDS', 900, 1, 604800),
+    pricingCacheTtlMs: intVar(env, 'PRICING_CACHE_TTL_MS', 1000, 0, 600_000),
     holdSweepIntervalMs: intVar(env, 'HOLD_SWEEP_INTERVAL_MS', 1000, 0, 3_600_000),
     logLevel,
     ratePerSecond: intVar(env, 'RATE_LIMIT_PER_SECOND', 0, 0, 1_000_000),

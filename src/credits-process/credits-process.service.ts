@@ -2,19 +2,21 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { createHash, randomUUID } from 'node:crypto';
 import { DataSource, EntityManager } from 'typeorm';
-import { isUniqueViolation } from '../common/database-errors';
+import { isForeignKeyViolation } from '../common/database-errors';
 import { DomainError } from '../common/domain-error';
 import { MetricsService } from '../metrics/metrics.service';
 import { Money } from '../common/money';
 import { APP_CONFIG } from '../config/config.module';
 import type { AppConfig } from '../config/configuration';
-import { jsonb, queryRows } from '../database/sql';
+import { queryRows } from '../database/sql';
 import { Feature } from '../features/feature.entity';
 import { featureNotFound } from '../features/features.errors';
-import { PricingService, toFeaturePricing } from '../pricing/pricing.service';
+import { PricingCatalog } from '../pricing/pricing-catalog';
+import type { Quote } from '../pricing/pricing-engine';
 import { LedgerEntry } from '../wallets/ledger-entry.entity';
 import { ledgerEntryView } from '../wallets/wallets.views';
 import { isUuid, WalletsService } from '../wallets/wallets.service';
+import { walletNotFound } from '../wallets/wallets.errors';
 import { EndMultiModelDto } from './dto/credits-process.dto';
 import {
   alreadySettled,
@@ -57,8 +59,6 @@ export interface SettlementResult {
   usages: unknown[];
 }
 
-/** Thrown inside a settlement transaction when another settlement of the same key won the race. */
-class LostRace extends Error {}
 
 interface StartRow {
   balance: string;
@@ -79,7 +79,7 @@ export class CreditsProcessService {
     @InjectDataSource() private readonly dataSource: DataSource,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly wallets: WalletsService,
-    private readonly pricing: PricingService,
+    private readonly catalog: PricingCatalog,
     private readonly metrics: MetricsService,
   ) {
     metrics.setSources({ activeHolds: () => this.activeHolds() });
@@ -166,10 +166,13 @@ export class CreditsProcessService {
   }
 
   /**
-   * Settles an authorization: prices the usages, then in ONE transaction claims the hold
-   * (held|expired → settled, a conditional UPDATE under the hold's row lock), releases what it
-   * held, charges the wallet and stores the answer. A second settlement of the same key — in
-   * sequence or racing this one — finds it settled and gets the stored answer, charging nothing.
+   * Settles an authorization. The usages are priced first (from the pricing cache: usually no
+   * round trip), so a bad model or feature fails before anything is touched. Then ONE transaction
+   * claims the hold (held|expired → settled: a conditional UPDATE under the hold's row lock, which
+   * also checks user and feature), and posts the charge releasing what the hold still held. A
+   * second settlement of the same key — in sequence or racing this one, over HTTP or the queue —
+   * claims nothing and answers with the first settlement's figures, read back from its ledger
+   * entry; it charges nothing.
    */
   async settle(dto: EndMultiModelDto, channel: Channel): Promise<SettlementResult> {
     try {
@@ -190,40 +193,35 @@ export class CreditsProcessService {
   }
 
   private async settleHold(dto: EndMultiModelDto, usageKey: string, channel: Channel): Promise<SettlementResult> {
-    const hold = isUuid(usageKey) ? await this.dataSource.getRepository(Hold).findOneBy({ usageKey }) : null;
+    if (!isUuid(usageKey)) throw usageKeyNotFound(usageKey);
+    const quote = await this.catalog.quote(dto.feature_endpoint_id, dto.usages);
+    const settled = await this.dataSource.transaction(async (manager) => {
+      const [claimed] = await queryRows<{ previous_status: 'held' | 'expired'; amount: string; late: boolean }>(
+        manager,
+        `UPDATE holds h SET status = 'settled', closed_at = now(), late = (old.status = 'expired' OR old.expires_at < now())
+         FROM (SELECT usage_key, status, expires_at FROM holds WHERE usage_key = $1 FOR UPDATE) old
+         WHERE h.usage_key = old.usage_key AND old.status IN ('held', 'expired') AND h.user_id = $2 AND h.feature_endpoint_id = $3
+         RETURNING old.status AS previous_status, h.amount, h.late`,
+        [usageKey, dto.user_id, dto.feature_endpoint_id],
+      );
+      if (!claimed) return undefined;
+      // An expired hold was already released by the sweeper: release only a live one.
+      const release = claimed.previous_status === 'held' ? Money.fromDb(claimed.amount) : Money.ZERO;
+      return this.charge(manager, dto, usageKey, quote, release.negate(), claimed.late, channel);
+    });
+    if (settled) return settled;
+    // Nothing claimed: say why (the common case is a retry of a settled key).
+    const hold = await this.dataSource.getRepository(Hold).findOneBy({ usageKey });
     if (!hold) throw usageKeyNotFound(usageKey);
     if (hold.userId !== dto.user_id || hold.featureEndpointId !== dto.feature_endpoint_id) throw usageKeyMismatch(usageKey);
-    if (hold.status === 'settled') return replay(hold);
-    if (hold.status === 'cancelled') throw holdCancelled(usageKey);
-
-    const quote = await this.pricing.price(this.dataSource.manager, toFeaturePricing(await this.feature(dto.feature_endpoint_id)), dto.usages);
-    try {
-      return await this.dataSource.transaction(async (manager) => {
-        const [claimed] = await queryRows<{ previous_status: 'held' | 'expired'; amount: string; late: boolean }>(
-          manager,
-          `UPDATE holds h SET status = 'settled', settlement = '{}', closed_at = now(), late = (old.status = 'expired' OR old.expires_at < now())
-           FROM (SELECT usage_key, status, expires_at FROM holds WHERE usage_key = $1 FOR UPDATE) old
-           WHERE h.usage_key = old.usage_key AND old.status IN ('held', 'expired')
-           RETURNING old.status AS previous_status, h.amount, h.late`,
-          [usageKey],
-        );
-        if (!claimed) throw new LostRace();
-        // An expired hold was already released by the sweeper: release only a live one.
-        const release = claimed.previous_status === 'held' ? Money.fromDb(claimed.amount) : Money.ZERO;
-        return this.charge(manager, dto, usageKey, quote, release.negate(), claimed.late, channel);
-      });
-    } catch (error) {
-      if (!(error instanceof LostRace)) throw error;
-      const after = await this.dataSource.getRepository(Hold).findOneByOrFail({ usageKey });
-      if (after.status === 'settled') return replay(after);
-      throw holdCancelled(usageKey);
-    }
+    if (hold.status === 'settled') return this.replay(hold);
+    throw holdCancelled(usageKey);
   }
 
   /**
    * A charge with no hold. With an idempotency key (body or Idempotency-Key header) it is
-   * recorded as an authorization with that key; the unique index makes a repeat — even a
-   * concurrent one — replay the first answer, and a repeat with another body a 409.
+   * recorded as a settled authorization carrying that key: the unique index makes a repeat —
+   * even a concurrent one — replay the first answer, and a repeat with another body a 409.
    */
   private async directCharge(dto: EndMultiModelDto, channel: Channel): Promise<SettlementResult> {
     const key = dto.idempotency_key ?? null;
@@ -235,52 +233,43 @@ export class CreditsProcessService {
       const previous = await this.dataSource.getRepository(Hold).findOneBy({ userId: dto.user_id, idempotencyKey: key });
       if (!previous) return undefined;
       if (previous.requestHash !== requestHash) throw idempotencyConflict(key);
-      return replay(previous);
+      return this.replay(previous);
     };
     const previous = await replayByKey();
     if (previous) return previous;
 
-    const quote = await this.pricing.price(this.dataSource.manager, toFeaturePricing(await this.feature(dto.feature_endpoint_id)), dto.usages);
+    const quote = await this.catalog.quote(dto.feature_endpoint_id, dto.usages);
     const usageKey = randomUUID();
+    let settled: SettlementResult | undefined;
     try {
-      return await this.dataSource.transaction(async (manager) => {
-        const result = await this.charge(manager, dto, usageKey, quote, Money.ZERO, false, channel, async () => {
-          await manager.getRepository(Hold).insert({
-            usageKey,
-            userId: dto.user_id,
-            featureEndpointId: dto.feature_endpoint_id,
-            amount: Money.ZERO,
-            status: 'settled',
-            expiresAt: new Date(),
-            idempotencyKey: key,
-            requestHash,
-            direct: true,
-            late: false,
-            closedAt: new Date(),
-            settlement: {},
-          });
-        });
-        return result;
+      settled = await this.dataSource.transaction(async (manager) => {
+        const inserted = await queryRows(
+          manager,
+          `INSERT INTO holds (usage_key, user_id, feature_endpoint_id, amount, status, expires_at, idempotency_key, request_hash, direct, closed_at)
+           VALUES ($1, $2, $3, 0, 'settled', now(), $4, $5, true, now())
+           ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+           RETURNING usage_key`,
+          [usageKey, dto.user_id, dto.feature_endpoint_id, key, requestHash],
+        );
+        if (inserted.length === 0) return undefined; // a concurrent twin with this key committed first
+        return this.charge(manager, dto, usageKey, quote, Money.ZERO, false, channel);
       });
     } catch (error) {
-      if (key && isUniqueViolation(error, 'holds_direct_idempotency')) {
-        const replayed = await replayByKey();
-        if (replayed) return replayed;
-      }
+      if (isForeignKeyViolation(error, 'holds_user_id_fkey')) throw walletNotFound(dto.user_id);
       throw error;
     }
+    return settled ?? (await replayByKey())!;
   }
 
-  /** Charges the wallet (releasing `heldDelta`) and stores the answer on the hold. */
+  /** Posts the charge (releasing `heldDelta`) through the one balance-changing method. */
   private async charge(
     manager: EntityManager,
     dto: EndMultiModelDto,
     usageKey: string,
-    quote: Awaited<ReturnType<PricingService['price']>>,
+    quote: Quote,
     heldDelta: Money,
     late: boolean,
     channel: Channel,
-    beforeStore?: () => Promise<void>,
   ): Promise<SettlementResult> {
     const { wallet, entry } = await this.wallets.post(manager, {
       userId: dto.user_id,
@@ -291,22 +280,13 @@ export class CreditsProcessService {
       description: `usage of ${dto.feature_endpoint_id}`,
       metadata: { channel, feature_endpoint_id: dto.feature_endpoint_id, late, usages: quote.usages, pricing: quote.snapshot },
     });
-    const result: SettlementResult = {
-      status: 'settled',
-      usage_key: usageKey,
-      transaction_id: entry.id,
-      user_id: dto.user_id,
-      feature_endpoint_id: dto.feature_endpoint_id,
-      credits_charged: quote.creditsCharged.toString(),
-      credits: wallet.balance.minus(wallet.held).toString(),
-      balance: wallet.balance.toString(),
-      held: wallet.held.toString(),
-      late,
-      usages: quote.usages,
-    };
-    if (beforeStore) await beforeStore();
-    await manager.getRepository(Hold).update({ usageKey }, { transactionId: entry.id, settlement: jsonb(result) });
-    return result;
+    return settlementView(usageKey, dto.user_id, dto.feature_endpoint_id, late, entry, 'settled');
+  }
+
+  /** The first settlement's answer, rebuilt from its ledger entry: a retry charges nothing. */
+  private async replay(hold: Hold): Promise<SettlementResult> {
+    const entry = await this.dataSource.getRepository(LedgerEntry).findOneByOrFail({ usageKey: hold.usageKey, kind: 'charge' });
+    return settlementView(hold.usageKey, hold.userId, hold.featureEndpointId, hold.late, entry, 'already_settled');
   }
 
   /** Releases a live hold without a charge. Repeating it is harmless; a settled key is a 409. */
@@ -377,6 +357,7 @@ export class CreditsProcessService {
     if (!hold) throw usageKeyNotFound(usageKey);
     const entries = await this.dataSource.getRepository(LedgerEntry).find({ where: { usageKey }, order: { id: 'ASC' } });
     const expired = hold.status === 'held' && hold.expiresAt.getTime() <= Date.now();
+    const charge = entries.find((e) => e.kind === 'charge');
     return {
       usage_key: hold.usageKey,
       status: expired ? 'expired' : hold.status,
@@ -389,19 +370,32 @@ export class CreditsProcessService {
       expires_at: hold.expiresAt.toISOString(),
       closed_at: hold.closedAt?.toISOString() ?? null,
       late: hold.late,
-      settlement: hold.settlement,
+      settlement: charge ? settlementView(hold.usageKey, hold.userId, hold.featureEndpointId, hold.late, charge, 'settled') : null,
       ledger_entries: entries.map(ledgerEntryView),
     };
   }
-
-  private async feature(featureEndpointId: string): Promise<Feature> {
-    const feature = await this.dataSource.getRepository(Feature).findOneBy({ featureEndpointId });
-    if (!feature) throw featureNotFound(featureEndpointId);
-    return feature;
-  }
 }
 
-function replay(hold: Hold): SettlementResult {
-  return { ...(hold.settlement as unknown as SettlementResult), status: 'already_settled' };
+function settlementView(
+  usageKey: string,
+  userId: string,
+  featureEndpointId: string,
+  late: boolean,
+  entry: LedgerEntry,
+  status: SettlementResult['status'],
+): SettlementResult {
+  return {
+    status,
+    usage_key: usageKey,
+    transaction_id: entry.id,
+    user_id: userId,
+    feature_endpoint_id: featureEndpointId,
+    credits_charged: entry.amount.negate().toString(),
+    credits: entry.balanceAfter.minus(entry.heldAfter).toString(),
+    balance: entry.balanceAfter.toString(),
+    held: entry.heldAfter.toString(),
+    late,
+    usages: entry.metadata.usages,
+  };
 }
 

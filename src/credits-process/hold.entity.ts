@@ -36,12 +36,7 @@ export class Hold {
   @Column({ name: 'request_hash', type: 'varchar', length: 64, nullable: true })
   requestHash!: string | null;
 
-  @Column({ name: 'transaction_id', type: 'bigint', nullable: true })
-  transactionId!: string | null;
 
-  /** The first settlement's answer, replayed verbatim to every later attempt. */
-  @Column({ type: 'jsonb', nullable: true })
-  settlement!: { [key: string]: any } | null;
 
   @Column({ type: 'boolean' })
   late!: boolean;

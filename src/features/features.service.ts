@@ -7,6 +7,7 @@ import { Money } from '../common/money';
 import { DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
 import { APP_CONFIG } from '../config/config.module';
 import type { AppConfig } from '../config/configuration';
+import { PricingCatalog } from '../pricing/pricing-catalog';
 import { CreateFeatureDto, UpdateFeatureDto } from './dto/feature.dto';
 import { Feature } from './feature.entity';
 import { featureExists, featureNotFound } from './features.errors';
@@ -16,6 +17,7 @@ export class FeaturesService {
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly catalog: PricingCatalog,
   ) {}
 
   view(f: Feature) {
@@ -55,6 +57,7 @@ export class FeaturesService {
       if (isUniqueViolation(error, 'features_pkey')) throw featureExists(dto.feature_endpoint_id);
       throw error;
     }
+    this.catalog.invalidate();
     return this.view(await this.find(dto.feature_endpoint_id));
   }
 
@@ -85,6 +88,7 @@ export class FeaturesService {
     if (dto.active != null) patch.active = dto.active;
     if (Object.keys(patch).length > 0) {
       await this.dataSource.getRepository(Feature).update({ featureEndpointId: feature.featureEndpointId }, patch);
+      this.catalog.invalidate();
     }
     return this.view(await this.find(id));
   }

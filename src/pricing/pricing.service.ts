@@ -1,15 +1,14 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { DataSource, EntityManager, In, MoreThan } from 'typeorm';
+import { DataSource, EntityManager, MoreThan } from 'typeorm';
 import { formatScaled, toScaled } from '../common/decimal';
 import { isUniqueViolation } from '../common/database-errors';
 import { DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
-import { Feature } from '../features/feature.entity';
-import { featureNotFound } from '../features/features.errors';
 import { AiModel, ModelPriceVersion } from './ai-model.entity';
 import { CreateModelPriceDto, PricingSettingsDto, UpdateModelPriceDto } from './dto/pricing.dto';
 import type { UsageDto } from './dto/usage.dto';
-import { FeaturePricing, ModelPrice, priceUsages, PricingSettings, Quote } from './pricing-engine';
+import { PricingSettings, Quote } from './pricing-engine';
+import { PricingCatalog } from './pricing-catalog';
 import { PricingSettingsRow } from './pricing-settings.entity';
 import { modelExists, modelNotFound } from './pricing.errors';
 
@@ -27,24 +26,12 @@ function modelView(m: AiModel | ModelPriceVersion) {
   };
 }
 
-function toModelPrice(m: AiModel): ModelPrice {
-  return {
-    aiModel: m.aiModel,
-    version: m.version,
-    inputPerMillion: m.inputPricePerMillion,
-    outputPerMillion: m.outputPricePerMillion,
-    cachedInputPerMillion: m.cachedInputPricePerMillion,
-    profitMargin: m.profitMargin,
-  };
-}
-
-export function toFeaturePricing(f: Feature): FeaturePricing {
-  return { featureEndpointId: f.featureEndpointId, profitMargin: f.profitMargin, fixedCost: f.fixedCost?.micros ?? null };
-}
-
 @Injectable()
 export class PricingService {
-  constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
+  constructor(
+    @InjectDataSource() private readonly dataSource: DataSource,
+    private readonly catalog: PricingCatalog,
+  ) {}
 
   async createModel(dto: CreateModelPriceDto) {
     const prices = {
@@ -62,6 +49,7 @@ export class PricingService {
       if (isUniqueViolation(error, 'ai_models_pkey')) throw modelExists(dto.ai_model);
       throw error;
     }
+    this.catalog.invalidate();
     return this.getModel(dto.ai_model);
   }
 
@@ -103,6 +91,7 @@ export class PricingService {
       await repo.update({ aiModel }, next);
       await manager.getRepository(ModelPriceVersion).insert({ aiModel, ...next });
     });
+    this.catalog.invalidate();
     return this.getModel(aiModel);
   }
 
@@ -116,25 +105,13 @@ export class PricingService {
     if (dto.credits_per_usd != null) patch.creditsPerUsd = toScaled(dto.credits_per_usd);
     if (dto.default_profit_margin != null) patch.defaultProfitMargin = toScaled(dto.default_profit_margin);
     if (Object.keys(patch).length > 0) await this.dataSource.getRepository(PricingSettingsRow).update({ id: 1 }, patch);
+    this.catalog.invalidate();
     return this.getSettings();
   }
 
   /** What settling these usages on this feature would charge now; charges nothing. */
-  async quote(featureEndpointId: string, usages: UsageDto[]): Promise<Quote> {
-    const feature = await this.dataSource.getRepository(Feature).findOneBy({ featureEndpointId });
-    if (!feature) throw featureNotFound(featureEndpointId);
-    return this.price(this.dataSource.manager, toFeaturePricing(feature), usages);
-  }
-
-  /** Prices usages with the current price table (read through `manager`, e.g. inside a settlement). */
-  async price(manager: EntityManager, feature: FeaturePricing, usages: UsageDto[]): Promise<Quote> {
-    const names = [...new Set(usages.map((u) => u.ai_model))];
-    const [models, settings] = await Promise.all([
-      manager.getRepository(AiModel).findBy({ aiModel: In(names) }),
-      this.loadSettings(manager),
-    ]);
-    const table = new Map(models.map((m) => [m.aiModel, toModelPrice(m)]));
-    return priceUsages(usages, feature, table, settings);
+  quote(featureEndpointId: string, usages: UsageDto[]): Promise<Quote> {
+    return this.catalog.quote(featureEndpointId, usages);
   }
 
   private async loadSettings(manager: EntityManager): Promise<PricingSettings & { updatedAt: Date }> {

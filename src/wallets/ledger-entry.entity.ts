@@ -26,6 +26,10 @@ export class LedgerEntry {
   @Column({ name: 'balance_after', type: 'numeric', precision: 24, scale: 6, transformer: moneyColumn })
   balanceAfter!: Money;
 
+  /** The wallet's `held` right after this entry (a settlement releases its hold in the same step). */
+  @Column({ name: 'held_after', type: 'numeric', precision: 24, scale: 6, transformer: moneyColumn })
+  heldAfter!: Money;
+
   @Column({ name: 'usage_key', type: 'uuid', nullable: true })
   usageKey!: string | null;
 

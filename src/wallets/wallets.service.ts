@@ -85,6 +85,7 @@ export class WalletsService {
       kind: p.kind,
       amount: p.amount,
       balanceAfter: wallet.balance,
+      heldAfter: wallet.held,
       usageKey: p.usageKey ?? null,
       idempotencyKey: p.idempotencyKey ?? null,
       description: p.description ?? null,

@@ -22,6 +22,7 @@ export function ledgerEntryView(e: LedgerEntry) {
     kind: e.kind,
     amount: e.amount.toString(),
     balance_after: e.balanceAfter.toString(),
+    held_after: e.heldAfter.toString(),
     usage_key: e.usageKey,
     idempotency_key: e.idempotencyKey,
     description: e.description,

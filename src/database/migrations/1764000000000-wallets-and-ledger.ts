@@ -22,6 +22,7 @@ export class WalletsAndLedger1764000000000 implements MigrationInterface {
         kind            varchar(16)   NOT NULL CHECK (kind IN ('initial', 'top_up', 'adjustment', 'charge')),
         amount          numeric(24,6) NOT NULL,
         balance_after   numeric(24,6) NOT NULL,
+        held_after      numeric(24,6) NOT NULL,
         usage_key       uuid,
         idempotency_key varchar(128),
         description     varchar(500),

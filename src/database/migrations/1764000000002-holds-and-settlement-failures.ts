@@ -15,13 +15,10 @@ export class HoldsAndSettlementFailures1764000000002 implements MigrationInterfa
         expires_at          timestamptz   NOT NULL,
         idempotency_key     varchar(128),
         request_hash        varchar(64),
-        transaction_id      bigint,
-        settlement          jsonb,
         late                boolean       NOT NULL DEFAULT false,
         direct              boolean       NOT NULL DEFAULT false,
         created_at          timestamptz   NOT NULL DEFAULT now(),
-        closed_at           timestamptz,
-        CHECK ((status = 'settled') = (settlement IS NOT NULL))
+        closed_at           timestamptz
       )`);
     await q.query(`CREATE INDEX holds_live_by_expiry ON holds (expires_at) WHERE status = 'held'`);
     await q.query(`CREATE INDEX holds_live_by_user ON holds (user_id) WHERE status = 'held'`);

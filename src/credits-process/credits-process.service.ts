@@ -2,7 +2,6 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { createHash, randomUUID } from 'node:crypto';
 import { DataSource, EntityManager } from 'typeorm';
-import { isForeignKeyViolation } from '../common/database-errors';
 import { DomainError } from '../common/domain-error';
 import { MetricsService } from '../metrics/metrics.service';
 import { Money } from '../common/money';
@@ -168,97 +167,138 @@ export class CreditsProcessService {
   /**
    * Settles an authorization. The usages are priced first (from the pricing cache: usually no
    * round trip), so a bad model or feature fails before anything is touched. Then ONE transaction
-   * claims the hold (held|expired → settled: a conditional UPDATE under the hold's row lock, which
-   * also checks user and feature), and posts the charge releasing what the hold still held. A
-   * second settlement of the same key — in sequence or racing this one, over HTTP or the queue —
-   * claims nothing and answers with the first settlement's figures, read back from its ledger
-   * entry; it charges nothing.
+   * claims the authorization and posts the charge (see `apply`). When nothing was claimed — the
+   * common case being a retry of a settled key — `explain` answers with the first settlement's
+   * figures (read back from its ledger entry, charging nothing) or the reason it cannot settle.
    */
   async settle(dto: EndMultiModelDto, channel: Channel): Promise<SettlementResult> {
     try {
-      const result = await (dto.usage_key === undefined ? this.directCharge(dto, channel) : this.settleHold(dto, dto.usage_key.toLowerCase(), channel));
-      this.metrics.settlements.inc({ channel, outcome: result.status });
-      if (result.status === 'settled') {
-        this.metrics.recordCharge(Money.parse(result.credits_charged));
-        this.logger.log(
-          { usage_key: result.usage_key, user_id: result.user_id, channel, credits_charged: result.credits_charged, late: result.late },
-          'settled',
-        );
-      }
-      return result;
+      return this.recorded(await this.settleOne(normalize(dto), channel), channel);
     } catch (error) {
       this.metrics.settlements.inc({ channel, outcome: 'failed' });
       throw error;
     }
   }
 
-  private async settleHold(dto: EndMultiModelDto, usageKey: string, channel: Channel): Promise<SettlementResult> {
-    if (!isUuid(usageKey)) throw usageKeyNotFound(usageKey);
+  private async settleOne(dto: EndMultiModelDto, channel: Channel): Promise<SettlementResult> {
+    if (dto.usage_key !== undefined && !isUuid(dto.usage_key)) throw usageKeyNotFound(dto.usage_key);
+    // A repeated direct charge is answered without pricing or locking anything.
+    const previous = dto.usage_key === undefined ? await this.replayDirect(dto) : undefined;
+    if (previous) return previous;
     const quote = await this.catalog.quote(dto.feature_endpoint_id, dto.usages);
-    const settled = await this.dataSource.transaction(async (manager) => {
+    const settled = await this.dataSource.transaction((manager) => this.apply(manager, dto, quote, channel));
+    return settled ?? this.explain(dto);
+  }
+
+  /**
+   * Settles many queued messages in ONE transaction (one commit, one WAL flush for the lot), each
+   * still exactly once: every message goes through the same `apply` as a single settlement, and
+   * every message that claimed nothing, or a whole batch whose transaction failed (a deadlock,
+   * an unexpected constraint), falls back to `settle` one by one. Results are in input order.
+   */
+  async settleBatch(dtos: EndMultiModelDto[], channel: Channel): Promise<PromiseSettledResult<SettlementResult>[]> {
+    const items = dtos.map(normalize);
+    const quotes = await Promise.allSettled(
+      items.map((dto) =>
+        dto.usage_key !== undefined && !isUuid(dto.usage_key) ? Promise.reject(usageKeyNotFound(dto.usage_key)) : this.catalog.quote(dto.feature_endpoint_id, dto.usages),
+      ),
+    );
+    // Lock wallets in one order across batches so concurrent batches cannot deadlock each other.
+    const order = items.map((_, i) => i).filter((i) => quotes[i].status === 'fulfilled').sort((a, b) => (items[a].user_id < items[b].user_id ? -1 : items[a].user_id > items[b].user_id ? 1 : 0));
+    let applied: (SettlementResult | undefined)[] | undefined;
+    try {
+      applied = await this.dataSource.transaction(async (manager) => {
+        const out: (SettlementResult | undefined)[] = [];
+        for (const i of order) out[i] = await this.apply(manager, items[i], (quotes[i] as PromiseFulfilledResult<Quote>).value, channel);
+        return out;
+      });
+    } catch (error) {
+      this.logger.warn({ err: (error as Error).message, size: items.length }, 'batch settlement rolled back; settling its messages one by one');
+    }
+    return Promise.allSettled(
+      items.map(async (dto, i) => {
+        const quote = quotes[i];
+        if (quote.status === 'rejected') {
+          this.metrics.settlements.inc({ channel, outcome: 'failed' });
+          throw quote.reason;
+        }
+        const result = applied?.[i];
+        return result ? this.recorded(result, channel) : this.settle(dto, channel);
+      }),
+    );
+  }
+
+  private recorded(result: SettlementResult, channel: Channel): SettlementResult {
+    this.metrics.settlements.inc({ channel, outcome: result.status });
+    if (result.status === 'settled') {
+      this.metrics.recordCharge(Money.parse(result.credits_charged));
+      this.logger.log(
+        { usage_key: result.usage_key, user_id: result.user_id, channel, credits_charged: result.credits_charged, late: result.late },
+        'settled',
+      );
+    }
+    return result;
+  }
+
+  /**
+   * Claims the authorization and posts its charge inside the caller's transaction; undefined
+   * when there was nothing to claim (then nothing was written).
+   *  - With a usage_key: held|expired → settled is a conditional UPDATE under the hold's row lock
+   *    that also checks user and feature, so of any number of racing settlements one claims it.
+   *  - Without: a settled authorization is inserted carrying the idempotency key; ON CONFLICT
+   *    DO NOTHING makes a concurrent twin claim nothing instead of failing.
+   */
+  private async apply(manager: EntityManager, dto: EndMultiModelDto, quote: Quote, channel: Channel): Promise<SettlementResult | undefined> {
+    if (dto.usage_key !== undefined) {
       const [claimed] = await queryRows<{ previous_status: 'held' | 'expired'; amount: string; late: boolean }>(
         manager,
         `UPDATE holds h SET status = 'settled', closed_at = now(), late = (old.status = 'expired' OR old.expires_at < now())
          FROM (SELECT usage_key, status, expires_at FROM holds WHERE usage_key = $1 FOR UPDATE) old
          WHERE h.usage_key = old.usage_key AND old.status IN ('held', 'expired') AND h.user_id = $2 AND h.feature_endpoint_id = $3
          RETURNING old.status AS previous_status, h.amount, h.late`,
-        [usageKey, dto.user_id, dto.feature_endpoint_id],
+        [dto.usage_key, dto.user_id, dto.feature_endpoint_id],
       );
       if (!claimed) return undefined;
       // An expired hold was already released by the sweeper: release only a live one.
       const release = claimed.previous_status === 'held' ? Money.fromDb(claimed.amount) : Money.ZERO;
-      return this.charge(manager, dto, usageKey, quote, release.negate(), claimed.late, channel);
-    });
-    if (settled) return settled;
-    // Nothing claimed: say why (the common case is a retry of a settled key).
-    const hold = await this.dataSource.getRepository(Hold).findOneBy({ usageKey });
-    if (!hold) throw usageKeyNotFound(usageKey);
-    if (hold.userId !== dto.user_id || hold.featureEndpointId !== dto.feature_endpoint_id) throw usageKeyMismatch(usageKey);
-    if (hold.status === 'settled') return this.replay(hold);
-    throw holdCancelled(usageKey);
+      return this.charge(manager, dto, dto.usage_key, quote, release.negate(), claimed.late, channel);
+    }
+    const usageKey = randomUUID();
+    const inserted = await queryRows(
+      manager,
+      `INSERT INTO holds (usage_key, user_id, feature_endpoint_id, amount, status, expires_at, idempotency_key, request_hash, direct, closed_at)
+       SELECT $1::uuid, $2::varchar, $3::varchar, 0, 'settled', now(), $4::varchar, $5::varchar, true, now()
+       WHERE EXISTS (SELECT 1 FROM wallets WHERE user_id = $2)
+       ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+       RETURNING usage_key`,
+      [usageKey, dto.user_id, dto.feature_endpoint_id, dto.idempotency_key ?? null, requestHash(dto)],
+    );
+    if (inserted.length === 0) return undefined; // no such wallet, or a twin with this key committed first
+    return this.charge(manager, dto, usageKey, quote, Money.ZERO, false, channel);
   }
 
-  /**
-   * A charge with no hold. With an idempotency key (body or Idempotency-Key header) it is
-   * recorded as a settled authorization carrying that key: the unique index makes a repeat —
-   * even a concurrent one — replay the first answer, and a repeat with another body a 409.
-   */
-  private async directCharge(dto: EndMultiModelDto, channel: Channel): Promise<SettlementResult> {
-    const key = dto.idempotency_key ?? null;
-    const requestHash = createHash('sha256')
-      .update(JSON.stringify([dto.user_id, dto.feature_endpoint_id, dto.usages.map((u) => [u.ai_model, u.input_tokens, u.output_tokens, u.cached_input_tokens ?? 0])]))
-      .digest('hex');
-    const replayByKey = async () => {
-      if (!key) return undefined;
-      const previous = await this.dataSource.getRepository(Hold).findOneBy({ userId: dto.user_id, idempotencyKey: key });
-      if (!previous) return undefined;
-      if (previous.requestHash !== requestHash) throw idempotencyConflict(key);
-      return this.replay(previous);
-    };
-    const previous = await replayByKey();
-    if (previous) return previous;
-
-    const quote = await this.catalog.quote(dto.feature_endpoint_id, dto.usages);
-    const usageKey = randomUUID();
-    let settled: SettlementResult | undefined;
-    try {
-      settled = await this.dataSource.transaction(async (manager) => {
-        const inserted = await queryRows(
-          manager,
-          `INSERT INTO holds (usage_key, user_id, feature_endpoint_id, amount, status, expires_at, idempotency_key, request_hash, direct, closed_at)
-           VALUES ($1, $2, $3, 0, 'settled', now(), $4, $5, true, now())
-           ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-           RETURNING usage_key`,
-          [usageKey, dto.user_id, dto.feature_endpoint_id, key, requestHash],
-        );
-        if (inserted.length === 0) return undefined; // a concurrent twin with this key committed first
-        return this.charge(manager, dto, usageKey, quote, Money.ZERO, false, channel);
-      });
-    } catch (error) {
-      if (isForeignKeyViolation(error, 'holds_user_id_fkey')) throw walletNotFound(dto.user_id);
-      throw error;
+  /** Why `apply` claimed nothing: the first settlement's answer, or the error to report. */
+  private async explain(dto: EndMultiModelDto): Promise<SettlementResult> {
+    if (dto.usage_key === undefined) {
+      const previous = await this.replayDirect(dto);
+      if (previous) return previous;
+      throw walletNotFound(dto.user_id);
     }
-    return settled ?? (await replayByKey())!;
+    const hold = await this.dataSource.getRepository(Hold).findOneBy({ usageKey: dto.usage_key });
+    if (!hold) throw usageKeyNotFound(dto.usage_key);
+    if (hold.userId !== dto.user_id || hold.featureEndpointId !== dto.feature_endpoint_id) throw usageKeyMismatch(dto.usage_key);
+    if (hold.status === 'settled') return this.replay(hold);
+    throw holdCancelled(dto.usage_key);
+  }
+
+  /** A direct charge seen before under this idempotency key: its answer, or 409 for another body. */
+  private async replayDirect(dto: EndMultiModelDto): Promise<SettlementResult | undefined> {
+    const key = dto.idempotency_key;
+    if (!key) return undefined;
+    const previous = await this.dataSource.getRepository(Hold).findOneBy({ userId: dto.user_id, idempotencyKey: key });
+    if (!previous) return undefined;
+    if (previous.requestHash !== requestHash(dto)) throw idempotencyConflict(key);
+    return this.replay(previous);
   }
 
   /** Posts the charge (releasing `heldDelta`) through the one balance-changing method. */
@@ -374,6 +414,17 @@ export class CreditsProcessService {
       ledger_entries: entries.map(ledgerEntryView),
     };
   }
+}
+
+/** Usage keys are UUIDs; compare them in one spelling. */
+function normalize(dto: EndMultiModelDto): EndMultiModelDto {
+  return dto.usage_key === undefined || dto.usage_key === dto.usage_key.toLowerCase() ? dto : { ...dto, usage_key: dto.usage_key.toLowerCase() };
+}
+
+/** Fingerprint of a direct charge, to refuse an idempotency key reused for another body. */
+function requestHash(dto: EndMultiModelDto): string {
+  const usages = dto.usages.map((u) => [u.ai_model, u.input_tokens, u.output_tokens, u.cached_input_tokens ?? 0]);
+  return createHash('sha256').update(JSON.stringify([dto.user_id, dto.feature_endpoint_id, usages])).digest('hex');
 }
 
 function settlementView(

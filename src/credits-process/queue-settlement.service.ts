@@ -1,4 +1,6 @@
-import { Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { APP_CONFIG } from '../config/config.module';
+import type { AppConfig } from '../config/configuration';
 import { DomainError } from '../common/domain-error';
 import { validateBody } from '../common/validation';
 import { END_QUEUE } from '../queue/queue.constants';
@@ -6,6 +8,7 @@ import type { QueueMessageInfo } from '../queue/queue-message.context';
 import { EndMultiModelDto, EndSingleModelDto, toMultiModel } from './dto/credits-process.dto';
 import { CreditsProcessService, SettlementResult } from './credits-process.service';
 import { decodePayload, SettlementFailuresService } from './settlement-failures.service';
+import { SettlementBatcher } from './settlement-batcher';
 
 /**
  * What a queued settlement message means and what its failure policy is. A DomainError can never
@@ -17,18 +20,23 @@ import { decodePayload, SettlementFailuresService } from './settlement-failures.
 export class QueueSettlementService {
   private readonly logger = new Logger(QueueSettlementService.name);
 
+  private readonly batcher: SettlementBatcher;
+
   constructor(
     private readonly creditsProcess: CreditsProcessService,
     private readonly failures: SettlementFailuresService,
-  ) {}
+    @Inject(APP_CONFIG) config: AppConfig,
+  ) {
+    this.batcher = new SettlementBatcher((dtos) => creditsProcess.settleBatch(dtos, 'queue'), config.rabbitmqPrefetch);
+  }
 
+  /** Resolves once the message's settlement committed (or its failure was recorded): then it is acked. */
   async handle(payload: unknown, info: QueueMessageInfo): Promise<void> {
     try {
-      const result = await this.settle(info.queue, payload, info.parsed);
-      this.logger.log(
-        { queue: info.queue, usage_key: result.usage_key, user_id: result.user_id, outcome: result.status, credits_charged: result.credits_charged, redelivered: info.redelivered },
-        'queued settlement applied',
-      );
+      const result = await this.batcher.submit(await this.parse(info.queue, payload, info.parsed));
+      if (result.status === 'already_settled') {
+        this.logger.log({ queue: info.queue, usage_key: result.usage_key, user_id: result.user_id, redelivered: info.redelivered }, 'duplicate settlement message: already settled, nothing charged');
+      }
     } catch (error) {
       if (!(error instanceof DomainError)) throw error;
       await this.failures.record(info.queue, info.content, error);
@@ -61,9 +69,13 @@ export class QueueSettlementService {
   }
 
   private async settle(queue: string, payload: unknown, parsed: boolean): Promise<SettlementResult> {
+    return this.creditsProcess.settle(await this.parse(queue, payload, parsed), 'queue');
+  }
+
+  /** The same DTOs and rules as the HTTP routes of the same names. */
+  private async parse(queue: string, payload: unknown, parsed: boolean): Promise<EndMultiModelDto> {
     if (!parsed) throw new DomainError('validation_error', 'The message body is not JSON.', { errors: [{ field: 'body', message: 'is not JSON' }] });
-    const dto = queue === END_QUEUE ? toMultiModel(await validateBody(EndSingleModelDto, payload)) : await validateBody(EndMultiModelDto, payload);
-    return this.creditsProcess.settle(dto, 'queue');
+    return queue === END_QUEUE ? toMultiModel(await validateBody(EndSingleModelDto, payload)) : validateBody(EndMultiModelDto, payload);
   }
 }
 

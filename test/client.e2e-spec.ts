@@ -8,8 +8,8 @@ import { waitFor } from './support/wait';
 
 const run = promisify(execFile);
 
-// The e2e project's `testTimeout` in jest.config.mjs is not applied (Jest reads it from the global
-// config only), so hooks would get the 5 s default: too short for starting the app on a busy machine.
+// Starting the app and waiting out a broker reconnect can take a while on a busy machine; this file
+// does not depend on where jest.config.mjs sets testTimeout (Jest ignores it inside `projects`).
 jest.setTimeout(60_000);
 
 /** Messages in a queue, ready and unacknowledged together. */

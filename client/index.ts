@@ -1,0 +1,13 @@
+/**
+ * The credits service's TypeScript client: `import { CreditsClient, CreditsError } from '<repo>/client'`.
+ * No Nest dependency: node built-ins, amqp-connection-manager and amqplib only. See client/README.md.
+ */
+export { CreditsClient } from './credits.client';
+export type { CreditsClientOptions } from './credits.client';
+export { CreditsError, isCreditsError, isInsufficientCredits } from './credits.errors';
+export type { CreditsErrorInit } from './credits.errors';
+export * from './credits.types';
+export type { CreditsLogger, FetchLike } from './http-transport';
+export { backoffDelay, classifyNetworkError, decideRetry, DEFAULT_RETRY_POLICY, parseRetryAfter } from './retry-policy';
+export type { AttemptFailure, RetryDecision, RetryPolicy } from './retry-policy';
+export { endBody, endMultiModelBody, MAX_TOKENS, MAX_USAGES } from './request-bodies';

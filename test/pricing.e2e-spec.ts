@@ -14,7 +14,7 @@ describe('features and pricing: admin routes, quote, price history', () => {
   beforeAll(async () => {
     // A non-default TTL proves the feature view reads HOLD_TTL_SECONDS.
     t = await startTestApp({ HOLD_TTL_SECONDS: '1234' });
-  });
+  }, 60_000);
   afterAll(async () => {
     await t.close();
   });

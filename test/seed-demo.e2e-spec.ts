@@ -1,19 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Logger } from '@nestjs/common';
-import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataSource } from 'typeorm';
-import { createApp } from '../src/app.setup';
-import { loadConfig } from '../src/config/configuration';
 import { databaseOptions } from '../src/database/database.options';
 import { DEMO_MODELS, seedDemo } from '../src/database/seed-demo';
 import { createTestDatabase, TestDatabase } from './support/database';
-import { ADMIN_KEY, httpClient, SERVICE_KEY, startTestApp, TestApp, testEnv } from './support/test-app';
+import { SERVICE_KEY, startTestApp, TestApp } from './support/test-app';
 
-/** The compiled CLI behind `npm run seed:demo` (`npm run build` must have run, as for every e2e). */
+/**
+ * The compiled CLI behind `npm run seed:demo` (`npm run build` must have run, as for every e2e).
+ * Apps are started through startTestApp only, so they get the test pipeline's options.
+ */
 const CLI = join(process.cwd(), 'dist/src/database/seed-demo.cli.js');
 
 interface CliRun {
@@ -69,7 +69,7 @@ describe('seedDemo', () => {
   beforeAll(async () => {
     db = await createTestDatabase();
     dataSource = await openDataSource(db.url);
-  });
+  }, 60_000);
   afterAll(async () => {
     await dataSource.destroy();
     await db.drop();
@@ -118,14 +118,14 @@ describe('seedDemo', () => {
       await ds.destroy();
       await other.drop();
     }
-  });
+  }, 60_000);
 });
 
 describe('SEED_DEMO=true and the demo flow on the seeded data', () => {
   let t: TestApp;
   beforeAll(async () => {
     t = await startTestApp({ SEED_DEMO: 'true' });
-  });
+  }, 60_000);
   afterAll(async () => {
     await t.close();
   });
@@ -147,13 +147,12 @@ describe('SEED_DEMO=true and the demo flow on the seeded data', () => {
   });
 
   it('seeds nothing more when the app starts again with SEED_DEMO=true', async () => {
-    const again = await createApp(loadConfig(testEnv(t.db.url, { SEED_DEMO: 'true' })));
-    await again.init();
+    const again = await startTestApp({ SEED_DEMO: 'true' }, t.db);
     await again.close();
     const history = await t.request('GET', '/api/wallets/demo-user/transactions');
     expect(history.body.data.items).toHaveLength(1);
     expect((await t.request('GET', '/api/pricing/models/gpt-4o')).body.data.history).toHaveLength(1);
-  });
+  }, 60_000);
 
   it('runs start → end-multimodel on ai_chat_v1 with the seeded prices', async () => {
     const start = await t.request('POST', '/api/credits-process/start', { key: SERVICE_KEY, body: { user_id: 'demo-user', feature_endpoint_id: 'ai_chat_v1' } });
@@ -220,20 +219,15 @@ describe('npm run seed:demo (the compiled CLI)', () => {
     } finally {
       await db.drop();
     }
-  });
+  }, 120_000);
 
   it('refuses an embedded directory a running server holds, then seeds it once the server stopped', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'credits-seed-'));
     const dataDir = join(dir, 'data');
-    const startEmbedded = async (): Promise<NestFastifyApplication> => {
-      const app = await createApp(
-        loadConfig({ NODE_ENV: 'test', SERVER_API_KEYS: SERVICE_KEY, ADMIN_API_KEYS: ADMIN_KEY, LOG_LEVEL: 'silent', EMBEDDED_DATA_DIR: dataDir }),
-      );
-      await app.listen(0, '127.0.0.1');
-      return app;
-    };
+    // DATABASE_URL empty = the embedded default, as when it is unset.
+    const embedded = { DATABASE_URL: '', EMBEDDED_DATA_DIR: dataDir };
     try {
-      let app = await startEmbedded();
+      let app = await startTestApp(embedded);
       const refused = await runCli({ EMBEDDED_DATA_DIR: dataDir });
       expect(refused.code).toBe(1);
       expect(refused.stderr.trim().split('\n')).toHaveLength(1);
@@ -244,11 +238,9 @@ describe('npm run seed:demo (the compiled CLI)', () => {
       expect(seeded.code).toBe(0);
       expect(createdLines(seeded.stdout)).toHaveLength(DEMO_MODELS.length + 3);
 
-      app = await startEmbedded();
+      app = await startTestApp(embedded);
       try {
-        const address = app.getHttpServer().address();
-        const request = httpClient(`http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`);
-        const wallet = await request('GET', '/api/wallets/demo-user', { key: SERVICE_KEY });
+        const wallet = await app.request('GET', '/api/wallets/demo-user', { key: SERVICE_KEY });
         expect(wallet.body.data).toMatchObject({ plan: 'pro', balance: '1000.000000' });
       } finally {
         await app.close();

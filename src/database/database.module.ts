@@ -5,6 +5,7 @@ import { DataSource } from 'typeorm';
 import { APP_CONFIG } from '../config/config.module';
 import type { AppConfig } from '../config/configuration';
 import { databaseOptions } from './database.options';
+import { DemoSeeder } from './demo-seeder';
 import { EmbeddedPostgres, startEmbeddedPostgres } from './embedded-postgres';
 
 /** Where the database is: the configured server, or embedded PGlite started on demand. */
@@ -55,5 +56,6 @@ class DatabaseTargetModule {}
       }),
     }),
   ],
+  providers: [DemoSeeder],
 })
 export class DatabaseModule {}

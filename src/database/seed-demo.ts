@@ -1,0 +1,112 @@
+import { DataSource, EntityManager } from 'typeorm';
+import { formatScaled, toScaled } from '../common/decimal';
+import { Money } from '../common/money';
+import { Feature } from '../features/feature.entity';
+import { AiModel, ModelPriceVersion } from '../pricing/ai-model.entity';
+import { Wallet } from '../wallets/wallet.entity';
+import { WalletsService } from '../wallets/wallets.service';
+
+/**
+ * Demo data for a first run (`npm run seed:demo`, or SEED_DEMO=true on start): a few real models,
+ * two features and a funded wallet, so the credits flow can be tried with curl straight away
+ * (docs/demo.md).
+ *
+ * Prices are the providers' public list prices in USD per million tokens as of 2025, for the demo
+ * only: they change, and an operator sets their own through PATCH /api/pricing/models/:ai_model.
+ */
+export const DEMO_MODELS = [
+  { aiModel: 'gpt-4o', input: '2.50', output: '10.00', cachedInput: '1.25' },
+  { aiModel: 'gpt-4o-mini', input: '0.15', output: '0.60', cachedInput: '0.075' },
+  { aiModel: 'claude-sonnet-4', input: '3.00', output: '15.00', cachedInput: '0.30' },
+  { aiModel: 'gemini-2.5-flash', input: '0.30', output: '2.50', cachedInput: '0.075' },
+] as const;
+
+export const DEMO_FEATURES = [
+  { featureEndpointId: 'ai_chat_v1', name: 'AI chat', minHoldingCredits: '5', profitMargin: '0.2', fixedCost: null, allowedPlans: [] },
+  { featureEndpointId: 'image_gen_v1', name: 'Image generation', minHoldingCredits: '20', profitMargin: null, fixedCost: '2', allowedPlans: ['pro'] },
+] as const;
+
+export const DEMO_WALLET = { userId: 'demo-user', plan: 'pro', initialCredits: '1000' } as const;
+
+/**
+ * Creates whatever demo data is missing and returns one line per thing it created (none on a
+ * second run). Each insert is `ON CONFLICT DO NOTHING`, so two instances seeding at once, or a
+ * seed after an operator already made `gpt-4o`, never fail and never overwrite anything.
+ */
+export async function seedDemo(dataSource: DataSource): Promise<string[]> {
+  const created: string[] = [];
+
+  for (const m of DEMO_MODELS) {
+    const prices = {
+      inputPricePerMillion: toScaled(m.input),
+      outputPricePerMillion: toScaled(m.output),
+      cachedInputPricePerMillion: toScaled(m.cachedInput),
+      profitMargin: null,
+    };
+    // The same two rows PricingService.createModel writes: the current price and its version 1.
+    const inserted = await dataSource.transaction(async (manager) => {
+      if (!(await insertIfMissing(manager, AiModel, { aiModel: m.aiModel, version: 1, ...prices }))) return false;
+      await manager.getRepository(ModelPriceVersion).insert({ aiModel: m.aiModel, version: 1, ...prices });
+      return true;
+    });
+    if (inserted) {
+      created.push(
+        `model ${m.aiModel}: ${formatScaled(prices.inputPricePerMillion)} in / ${formatScaled(prices.outputPricePerMillion)} out / ` +
+          `${formatScaled(prices.cachedInputPricePerMillion)} cached input, USD per million tokens`,
+      );
+    }
+  }
+
+  for (const f of DEMO_FEATURES) {
+    const inserted = await insertIfMissing(dataSource.manager, Feature, {
+      featureEndpointId: f.featureEndpointId,
+      name: f.name,
+      minHoldingCredits: Money.parse(f.minHoldingCredits),
+      holdTtlSeconds: null,
+      profitMargin: f.profitMargin === null ? null : toScaled(f.profitMargin),
+      fixedCost: f.fixedCost === null ? null : Money.parse(f.fixedCost),
+      allowedPlans: [...f.allowedPlans],
+      active: true,
+    });
+    if (inserted) {
+      const extras = [
+        f.profitMargin !== null && `profit margin ${f.profitMargin}`,
+        f.fixedCost !== null && `fixed cost ${f.fixedCost}`,
+        f.allowedPlans.length > 0 && `plans ${f.allowedPlans.join(', ')}`,
+      ].filter(Boolean);
+      created.push(`feature ${f.featureEndpointId}: holds ${f.minHoldingCredits} credits${extras.length ? `, ${extras.join(', ')}` : ''}`);
+    }
+  }
+
+  // As POST /api/wallets does: the wallet row and its 'initial' ledger entry in one transaction,
+  // the balance set by WalletsService.post (so balance = Σ ledger from the start).
+  const wallets = new WalletsService(dataSource);
+  const walletCreated = await dataSource.transaction(async (manager) => {
+    const inserted = await insertIfMissing(manager, Wallet, {
+      userId: DEMO_WALLET.userId,
+      plan: DEMO_WALLET.plan,
+      status: 'active',
+      balance: Money.ZERO,
+      held: Money.ZERO,
+    });
+    if (!inserted) return false;
+    await wallets.post(manager, { userId: DEMO_WALLET.userId, kind: 'initial', amount: Money.parse(DEMO_WALLET.initialCredits), description: 'initial credits' });
+    return true;
+  });
+  if (walletCreated) created.push(`wallet ${DEMO_WALLET.userId}: plan ${DEMO_WALLET.plan}, ${DEMO_WALLET.initialCredits} credits`);
+
+  return created;
+}
+
+/** INSERT … ON CONFLICT DO NOTHING RETURNING *: a row comes back only when it was new. */
+async function insertIfMissing<T extends object>(manager: EntityManager, entity: new () => T, values: Partial<T>): Promise<boolean> {
+  const result = await manager
+    .createQueryBuilder()
+    .insert()
+    .into(entity)
+    .values(values as never)
+    .orIgnore()
+    .returning('*')
+    .execute();
+  return (result.raw as unknown[]).length > 0;
+}

@@ -253,6 +253,33 @@ describe('features and pricing: admin routes, quote, price history', () => {
     });
   });
 
+  describe('null in a patch', () => {
+    it('clears a nullable field but is refused for a required one, writing nothing', async () => {
+      await t.request('POST', '/api/pricing/models', { body: { ai_model: 'null-probe', input_price_per_million: '1', output_price_per_million: '2', profit_margin: '0.1' } });
+      for (const body of [{ input_price_per_million: null }, { output_price_per_million: null }]) {
+        expectFailure(await t.request('PATCH', '/api/pricing/models/null-probe', { body }), 400, 'validation_error');
+      }
+      expectFailure(await t.request('PUT', '/api/pricing/settings', { body: { credits_per_usd: null } }), 400, 'validation_error');
+      await t.request('POST', '/api/features', { body: { feature_endpoint_id: 'null-probe', name: 'N', min_holding_credits: '1' } });
+      for (const body of [{ name: null }, { min_holding_credits: null }, { allowed_plans: null }, { active: null }]) {
+        expectFailure(await t.request('PATCH', '/api/features/null-probe', { body }), 400, 'validation_error');
+      }
+      const cleared = await t.request('PATCH', '/api/pricing/models/null-probe', { body: { profit_margin: null } });
+      expect(cleared.status).toBe(200);
+      expect(cleared.body.data).toMatchObject({ version: 2, input_price_per_million: '1.000000', profit_margin: null });
+    });
+
+    it('makes no new version for a patch that changes nothing', async () => {
+      await t.request('POST', '/api/pricing/models', { body: { ai_model: 'same-probe', input_price_per_million: '1', output_price_per_million: '2' } });
+      for (const body of [{}, { input_price_per_million: '1.000000', output_price_per_million: 2 }]) {
+        const res = await t.request('PATCH', '/api/pricing/models/same-probe', { body });
+        expect(res.status).toBe(200);
+        expect(res.body.data.version).toBe(1);
+        expect(res.body.data.history).toHaveLength(1);
+      }
+    });
+  });
+
   describe('settings', () => {
     it('starts at 100 credits per USD and a 0 default margin', async () => {
       const res = await t.request('GET', '/api/pricing/settings');

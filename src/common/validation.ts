@@ -1,5 +1,5 @@
 import { ClassConstructor, plainToInstance } from 'class-transformer';
-import { validate } from 'class-validator';
+import { validate, ValidateIf } from 'class-validator';
 import { ValidationError, ValidationPipe } from '@nestjs/common';
 import { FieldError, validationError } from './domain-error';
 
@@ -38,3 +38,6 @@ export async function validateBody<T extends object>(cls: ClassConstructor<T>, p
   if (errors.length > 0) throw validationError(flatten(errors));
   return instance;
 }
+
+/** The field may be absent, but if sent it must be valid: unlike @IsOptional, null is refused. */
+export const IsOptionalNotNull = () => ValidateIf((_object: object, value: unknown) => value !== undefined);

@@ -88,6 +88,12 @@ export class PricingService {
           dto.cached_input_price_per_million === undefined ? current.cachedInputPricePerMillion : optionalScaled(dto.cached_input_price_per_million),
         profitMargin: dto.profit_margin === undefined ? current.profitMargin : optionalScaled(dto.profit_margin),
       };
+      const unchanged =
+        next.inputPricePerMillion === current.inputPricePerMillion &&
+        next.outputPricePerMillion === current.outputPricePerMillion &&
+        next.cachedInputPricePerMillion === current.cachedInputPricePerMillion &&
+        next.profitMargin === current.profitMargin;
+      if (unchanged) return; // no new version for a patch that changes nothing
       await repo.update({ aiModel }, next);
       await manager.getRepository(ModelPriceVersion).insert({ aiModel, ...next });
     });

@@ -1,6 +1,7 @@
 import { ArrayMaxSize, IsArray, IsBoolean, IsInt, IsOptional, IsString, Length, Matches, Max, Min } from 'class-validator';
 import { OmitType, PartialType } from '@nestjs/swagger';
 import { IsMoney } from '../../common/money.validator';
+import { IsOptionalNotNull } from '../../common/validation';
 import { ID_MESSAGE, ID_PATTERN } from '../../wallets/dto/wallet.dto';
 
 /** Margins are fractions: "0.2" = 20 %. At most 100 (= 10,000 %). */
@@ -38,16 +39,17 @@ export class CreateFeatureDto {
   fixed_cost?: string | number | null;
 
   /** Plans that may use the feature; empty = every plan. */
-  @IsOptional()
+  @IsOptionalNotNull()
   @IsArray()
   @ArrayMaxSize(100)
   @IsString({ each: true })
   @Length(1, 64, { each: true })
   allowed_plans?: string[];
 
-  @IsOptional()
+  @IsOptionalNotNull()
   @IsBoolean()
   active?: boolean;
 }
 
-export class UpdateFeatureDto extends PartialType(OmitType(CreateFeatureDto, ['feature_endpoint_id'] as const)) {}
+/** Absent fields stay as they are; null clears the nullable ones and is refused for the others. */
+export class UpdateFeatureDto extends PartialType(OmitType(CreateFeatureDto, ['feature_endpoint_id'] as const), { skipNullProperties: false }) {}

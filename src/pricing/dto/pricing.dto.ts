@@ -1,5 +1,5 @@
 import { OmitType, PartialType } from '@nestjs/swagger';
-import { IsOptional, IsString, Length, Matches } from 'class-validator';
+import { IsOptional, IsString, Length, Matches, ValidateIf } from 'class-validator';
 import { IsMoney } from '../../common/money.validator';
 import { MAX_MARGIN } from '../../features/dto/feature.dto';
 import { ID_MESSAGE, ID_PATTERN } from '../../wallets/dto/wallet.dto';
@@ -31,14 +31,15 @@ export class CreateModelPriceDto {
   profit_margin?: string | number | null;
 }
 
-export class UpdateModelPriceDto extends PartialType(OmitType(CreateModelPriceDto, ['ai_model'] as const)) {}
+/** Absent fields stay as they are; null clears the nullable ones and is refused for the others. */
+export class UpdateModelPriceDto extends PartialType(OmitType(CreateModelPriceDto, ['ai_model'] as const), { skipNullProperties: false }) {}
 
 export class PricingSettingsDto {
-  @IsOptional()
+  @ValidateIf((_, value) => value !== undefined)
   @IsMoney({ max: MAX_CREDITS_PER_USD, nonZero: true })
   credits_per_usd?: string | number;
 
-  @IsOptional()
+  @ValidateIf((_, value) => value !== undefined)
   @IsMoney({ max: MAX_MARGIN })
   default_profit_margin?: string | number;
 }

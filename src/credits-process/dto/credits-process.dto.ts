@@ -1,6 +1,6 @@
 import { IntersectionType } from '@nestjs/swagger';
-import { IsInt, IsOptional, IsString, Length, Matches, Max, Min } from 'class-validator';
-import { MAX_TOKENS, UsagesField } from '../../pricing/dto/usage.dto';
+import { IsOptional, IsString, Length, Matches } from 'class-validator';
+import { UsageDto, UsagesField } from '../../pricing/dto/usage.dto';
 import { ID_MESSAGE, ID_PATTERN } from '../../wallets/dto/wallet.dto';
 
 export class StartProcessDto {
@@ -40,29 +40,8 @@ class SettlementTarget {
 /** Body of POST /end-multimodel and of `credits_process_end_multimodel_queue` messages. */
 export class EndMultiModelDto extends IntersectionType(SettlementTarget, UsagesField) {}
 
-/** Body of the legacy single-model POST /end and `credits_process_end_queue` messages. */
-export class EndSingleModelDto extends SettlementTarget {
-  @IsString()
-  @Length(1, 128)
-  @Matches(ID_PATTERN, { message: ID_MESSAGE })
-  ai_model!: string;
-
-  @IsInt()
-  @Min(0)
-  @Max(MAX_TOKENS)
-  input_tokens!: number;
-
-  @IsInt()
-  @Min(0)
-  @Max(MAX_TOKENS)
-  output_tokens!: number;
-
-  @IsOptional()
-  @IsInt()
-  @Min(0)
-  @Max(MAX_TOKENS)
-  cached_input_tokens?: number;
-}
+/** Body of the legacy single-model POST /end and `credits_process_end_queue` messages: one usage, flat. */
+export class EndSingleModelDto extends IntersectionType(SettlementTarget, UsageDto) {}
 
 export class CancelDto {
   @IsString()

@@ -1,16 +1,8 @@
 import { Column, CreateDateColumn, Entity, Index, PrimaryColumn, PrimaryGeneratedColumn, UpdateDateColumn } from 'typeorm';
 import { scaledColumn } from '../common/decimal';
 
-/** The current price of one model (USD per million tokens, millionths). */
-@Entity('ai_models')
-export class AiModel {
-  @PrimaryColumn({ name: 'ai_model', type: 'varchar', length: 128 })
-  aiModel!: string;
-
-  /** Bumped by every price change; the matching row of model_price_versions keeps the old figures. */
-  @Column({ type: 'integer' })
-  version!: number;
-
+/** A model's prices in USD per million tokens and its margin, all in millionths (scaled bigints). */
+abstract class ModelPriceColumns {
   @Column({ name: 'input_price_per_million', type: 'numeric', precision: 20, scale: 6, transformer: scaledColumn })
   inputPricePerMillion!: bigint;
 
@@ -22,6 +14,17 @@ export class AiModel {
 
   @Column({ name: 'profit_margin', type: 'numeric', precision: 12, scale: 6, nullable: true, transformer: scaledColumn })
   profitMargin!: bigint | null;
+}
+
+/** The current price of one model. */
+@Entity('ai_models')
+export class AiModel extends ModelPriceColumns {
+  @PrimaryColumn({ name: 'ai_model', type: 'varchar', length: 128 })
+  aiModel!: string;
+
+  /** Bumped by every price change; the matching row of model_price_versions keeps the old figures. */
+  @Column({ type: 'integer' })
+  version!: number;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt!: Date;
@@ -33,7 +36,7 @@ export class AiModel {
 /** Every price a model has had (append-only), so any past charge can be explained. */
 @Entity('model_price_versions')
 @Index('model_price_versions_model_version', ['aiModel', 'version'], { unique: true })
-export class ModelPriceVersion {
+export class ModelPriceVersion extends ModelPriceColumns {
   @PrimaryGeneratedColumn('identity', { type: 'bigint', generatedIdentity: 'ALWAYS' })
   id!: string;
 
@@ -42,18 +45,6 @@ export class ModelPriceVersion {
 
   @Column({ type: 'integer' })
   version!: number;
-
-  @Column({ name: 'input_price_per_million', type: 'numeric', precision: 20, scale: 6, transformer: scaledColumn })
-  inputPricePerMillion!: bigint;
-
-  @Column({ name: 'output_price_per_million', type: 'numeric', precision: 20, scale: 6, transformer: scaledColumn })
-  outputPricePerMillion!: bigint;
-
-  @Column({ name: 'cached_input_price_per_million', type: 'numeric', precision: 20, scale: 6, nullable: true, transformer: scaledColumn })
-  cachedInputPricePerMillion!: bigint | null;
-
-  @Column({ name: 'profit_margin', type: 'numeric', precision: 12, scale: 6, nullable: true, transformer: scaledColumn })
-  profitMargin!: bigint | null;
 
   @CreateDateColumn({ name: 'valid_from', type: 'timestamptz' })
   validFrom!: Date;

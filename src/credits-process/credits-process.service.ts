@@ -186,7 +186,8 @@ export class CreditsProcessService {
     const previous = dto.usage_key === undefined ? await this.replayDirect(dto) : undefined;
     if (previous) return previous;
     const quote = await this.catalog.quote(dto.feature_endpoint_id, dto.usages);
-    const settled = await this.dataSource.transaction((manager) => this.apply(manager, dto, quote, channel));
+    // One statement, so no explicit transaction: it commits (or not) by itself.
+    const settled = await this.apply(this.dataSource.manager, dto, quote, channel);
     return settled ?? this.explain(dto);
   }
 
@@ -241,40 +242,44 @@ export class CreditsProcessService {
   }
 
   /**
-   * Claims the authorization and posts its charge inside the caller's transaction; undefined
-   * when there was nothing to claim (then nothing was written).
+   * Claims the authorization and posts its charge in ONE statement (WalletsService.post with a
+   * guard), so a settlement is a single round trip and atomic by itself; undefined when there
+   * was nothing to claim (then nothing was written).
    *  - With a usage_key: held|expired → settled is a conditional UPDATE under the hold's row lock
    *    that also checks user and feature, so of any number of racing settlements one claims it.
+   *    It releases what the hold still holds (an expired hold was released by the sweeper).
    *  - Without: a settled authorization is inserted carrying the idempotency key; ON CONFLICT
    *    DO NOTHING makes a concurrent twin claim nothing instead of failing.
    */
   private async apply(manager: EntityManager, dto: EndMultiModelDto, quote: Quote, channel: Channel): Promise<SettlementResult | undefined> {
-    if (dto.usage_key !== undefined) {
-      const [claimed] = await queryRows<{ previous_status: 'held' | 'expired'; amount: string; late: boolean }>(
-        manager,
-        `UPDATE holds h SET status = 'settled', closed_at = now(), late = (old.status = 'expired' OR old.expires_at < now())
-         FROM (SELECT usage_key, status, expires_at FROM holds WHERE usage_key = $1 FOR UPDATE) old
-         WHERE h.usage_key = old.usage_key AND old.status IN ('held', 'expired') AND h.user_id = $2 AND h.feature_endpoint_id = $3
-         RETURNING old.status AS previous_status, h.amount, h.late`,
-        [dto.usage_key, dto.user_id, dto.feature_endpoint_id],
-      );
-      if (!claimed) return undefined;
-      // An expired hold was already released by the sweeper: release only a live one.
-      const release = claimed.previous_status === 'held' ? Money.fromDb(claimed.amount) : Money.ZERO;
-      return this.charge(manager, dto, dto.usage_key, quote, release.negate(), claimed.late, channel);
-    }
-    const usageKey = randomUUID();
-    const inserted = await queryRows(
-      manager,
-      `INSERT INTO holds (usage_key, user_id, feature_endpoint_id, amount, status, expires_at, idempotency_key, request_hash, direct, closed_at)
-       SELECT $1::uuid, $2::varchar, $3::varchar, 0, 'settled', now(), $4::varchar, $5::varchar, true, now()
-       WHERE EXISTS (SELECT 1 FROM wallets WHERE user_id = $2)
-       ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-       RETURNING usage_key`,
-      [usageKey, dto.user_id, dto.feature_endpoint_id, dto.idempotency_key ?? null, requestHash(dto)],
-    );
-    if (inserted.length === 0) return undefined; // no such wallet, or a twin with this key committed first
-    return this.charge(manager, dto, usageKey, quote, Money.ZERO, false, channel);
+    const usageKey = dto.usage_key ?? randomUUID();
+    const guard =
+      dto.usage_key !== undefined
+        ? {
+            sql: `UPDATE holds h SET status = 'settled', closed_at = now(), late = (old.status = 'expired' OR old.expires_at < now())
+                  FROM (SELECT usage_key, status, expires_at FROM holds WHERE usage_key = $1 FOR UPDATE) old
+                  WHERE h.usage_key = old.usage_key AND old.status IN ('held', 'expired') AND h.user_id = $2 AND h.feature_endpoint_id = $3
+                  RETURNING CASE WHEN old.status = 'held' THEN -h.amount ELSE 0 END AS held_delta, jsonb_build_object('late', h.late) AS meta`,
+            params: [usageKey, dto.user_id, dto.feature_endpoint_id],
+          }
+        : {
+            sql: `INSERT INTO holds (usage_key, user_id, feature_endpoint_id, amount, status, expires_at, idempotency_key, request_hash, direct, closed_at)
+                  SELECT $1::uuid, $2::varchar, $3::varchar, 0, 'settled', now(), $4::varchar, $5::varchar, true, now()
+                  WHERE EXISTS (SELECT 1 FROM wallets WHERE user_id = $2)
+                  ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                  RETURNING 0::numeric AS held_delta, jsonb_build_object('late', false) AS meta`,
+            params: [usageKey, dto.user_id, dto.feature_endpoint_id, dto.idempotency_key ?? null, requestHash(dto)],
+          };
+    const posted = await this.wallets.post(manager, {
+      userId: dto.user_id,
+      kind: 'charge',
+      amount: quote.creditsCharged.negate(),
+      usageKey,
+      description: `usage of ${dto.feature_endpoint_id}`,
+      metadata: { channel, feature_endpoint_id: dto.feature_endpoint_id, usages: quote.usages, pricing: quote.snapshot },
+      guard,
+    });
+    return posted && settlementView(usageKey, dto.user_id, dto.feature_endpoint_id, posted.entry, 'settled');
   }
 
   /** Why `apply` claimed nothing: the first settlement's answer, or the error to report. */
@@ -301,32 +306,10 @@ export class CreditsProcessService {
     return this.replay(previous);
   }
 
-  /** Posts the charge (releasing `heldDelta`) through the one balance-changing method. */
-  private async charge(
-    manager: EntityManager,
-    dto: EndMultiModelDto,
-    usageKey: string,
-    quote: Quote,
-    heldDelta: Money,
-    late: boolean,
-    channel: Channel,
-  ): Promise<SettlementResult> {
-    const { wallet, entry } = await this.wallets.post(manager, {
-      userId: dto.user_id,
-      kind: 'charge',
-      amount: quote.creditsCharged.negate(),
-      heldDelta,
-      usageKey,
-      description: `usage of ${dto.feature_endpoint_id}`,
-      metadata: { channel, feature_endpoint_id: dto.feature_endpoint_id, late, usages: quote.usages, pricing: quote.snapshot },
-    });
-    return settlementView(usageKey, dto.user_id, dto.feature_endpoint_id, late, entry, 'settled');
-  }
-
   /** The first settlement's answer, rebuilt from its ledger entry: a retry charges nothing. */
   private async replay(hold: Hold): Promise<SettlementResult> {
     const entry = await this.dataSource.getRepository(LedgerEntry).findOneByOrFail({ usageKey: hold.usageKey, kind: 'charge' });
-    return settlementView(hold.usageKey, hold.userId, hold.featureEndpointId, hold.late, entry, 'already_settled');
+    return settlementView(hold.usageKey, hold.userId, hold.featureEndpointId, entry, 'already_settled');
   }
 
   /** Releases a live hold without a charge. Repeating it is harmless; a settled key is a 409. */
@@ -410,7 +393,7 @@ export class CreditsProcessService {
       expires_at: hold.expiresAt.toISOString(),
       closed_at: hold.closedAt?.toISOString() ?? null,
       late: hold.late,
-      settlement: charge ? settlementView(hold.usageKey, hold.userId, hold.featureEndpointId, hold.late, charge, 'settled') : null,
+      settlement: charge ? settlementView(hold.usageKey, hold.userId, hold.featureEndpointId, charge, 'settled') : null,
       ledger_entries: entries.map(ledgerEntryView),
     };
   }
@@ -431,7 +414,6 @@ function settlementView(
   usageKey: string,
   userId: string,
   featureEndpointId: string,
-  late: boolean,
   entry: LedgerEntry,
   status: SettlementResult['status'],
 ): SettlementResult {
@@ -445,7 +427,7 @@ function settlementView(
     credits: entry.balanceAfter.minus(entry.heldAfter).toString(),
     balance: entry.balanceAfter.toString(),
     held: entry.heldAfter.toString(),
-    late,
+    late: entry.metadata.late === true,
     usages: entry.metadata.usages,
   };
 }

@@ -90,7 +90,7 @@ export async function seedDemo(dataSource: DataSource): Promise<string[]> {
       held: Money.ZERO,
     });
     if (!inserted) return false;
-    await wallets.post(manager, { userId: DEMO_WALLET.userId, kind: 'initial', amount: Money.parse(DEMO_WALLET.initialCredits), description: 'initial credits' });
+    await wallets.postOrThrow(manager, { userId: DEMO_WALLET.userId, kind: 'initial', amount: Money.parse(DEMO_WALLET.initialCredits), description: 'initial credits' });
     return true;
   });
   if (walletCreated) created.push(`wallet ${DEMO_WALLET.userId}: plan ${DEMO_WALLET.plan}, ${DEMO_WALLET.initialCredits} credits`);

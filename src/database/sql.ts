@@ -1,15 +1,19 @@
 import type { EntityManager } from 'typeorm';
 
 /**
- * Runs raw SQL inside the manager's transaction and returns the rows, whatever the command
+ * Runs raw SQL (in the manager's transaction, if any) and returns the rows, whatever the command
  * (TypeORM's plain `query()` returns `[rows, count]` for UPDATE/DELETE but `rows` otherwise).
  * Used where one conditional `UPDATE … RETURNING` replaces a read-then-write race.
  */
 export async function queryRows<T>(manager: EntityManager, sql: string, params: unknown[] = []): Promise<T[]> {
-  const runner = manager.queryRunner;
-  if (!runner) throw new Error('queryRows must run inside a transaction');
-  const result = await runner.query(sql, params, true);
-  return result.records as T[];
+  // Outside a transaction the statement runs on a pooled connection of its own (autocommit).
+  const runner = manager.queryRunner ?? manager.connection.createQueryRunner();
+  try {
+    const result = await runner.query(sql, params, true);
+    return result.records as T[];
+  } finally {
+    if (runner !== manager.queryRunner) await runner.release();
+  }
 }
 
 /**

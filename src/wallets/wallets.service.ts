@@ -1,7 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, EntityManager, FindOptionsWhere, LessThan, MoreThan } from 'typeorm';
-import type { QueryDeepPartialEntity } from 'typeorm/query-builder/QueryPartialEntity.js';
 import { isUniqueViolation } from '../common/database-errors';
 import { DomainError } from '../common/domain-error';
 import { Money } from '../common/money';
@@ -20,12 +19,19 @@ export interface Posting {
   kind: LedgerEntryKind;
   /** Signed change of the balance. */
   amount: Money;
-  /** Signed change of `held` made in the same statement (a settlement releasing its hold). */
+  /** Signed change of `held` made in the same statement (ignored with a guard: the guard says it). */
   heldDelta?: Money;
   usageKey?: string | null;
   idempotencyKey?: string | null;
   description?: string | null;
   metadata?: Record<string, unknown>;
+  /**
+   * A condition that must hold for the posting to happen, checked in the same statement: SQL for a
+   * CTE (placeholders $1…$n bound to `params`) yielding one row with `held_delta numeric` (added
+   * to held) and `meta jsonb` (merged into the entry's metadata), or no row — then nothing is
+   * written and post() returns undefined. Settlement uses it to claim its hold.
+   */
+  guard?: { sql: string; params: unknown[] };
 }
 
 interface WalletRow {
@@ -40,6 +46,36 @@ interface WalletRow {
 }
 
 export const WALLET_COLUMNS = 'user_id, plan, status, balance, held, version, created_at, updated_at';
+
+interface LedgerEntryRow {
+  id: string;
+  user_id: string;
+  kind: LedgerEntry['kind'];
+  amount: string;
+  balance_after: string;
+  held_after: string;
+  usage_key: string | null;
+  idempotency_key: string | null;
+  description: string | null;
+  metadata: LedgerEntry['metadata'];
+  entry_created_at: Date;
+}
+
+function ledgerEntryFromRow(row: LedgerEntryRow): LedgerEntry {
+  return Object.assign(new LedgerEntry(), {
+    id: row.id,
+    userId: row.user_id,
+    kind: row.kind,
+    amount: Money.fromDb(row.amount),
+    balanceAfter: Money.fromDb(row.balance_after),
+    heldAfter: Money.fromDb(row.held_after),
+    usageKey: row.usage_key,
+    idempotencyKey: row.idempotency_key,
+    description: row.description,
+    metadata: row.metadata,
+    createdAt: row.entry_created_at,
+  });
+}
 
 export function walletFromRow(row: WalletRow): Wallet {
   return Object.assign(new Wallet(), {
@@ -65,35 +101,47 @@ export class WalletsService {
   constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
 
   /**
-   * The one place a balance changes: a single conditional UPDATE (which also takes the wallet's
-   * row lock until commit, serializing concurrent postings) and the ledger entry carrying the
-   * resulting balance. Callers pass their transaction's manager so the change commits with
-   * whatever else they write, or not at all.
+   * The one place a balance changes: ONE statement that updates the wallet row (taking its row
+   * lock until commit, which serializes concurrent postings) and appends the ledger entry carrying
+   * the resulting balance and held — optionally only if `guard` yields a row. One statement is one
+   * round trip and atomic on its own; callers pass their transaction's manager when it must commit
+   * with other writes. (Plain SQL rather than repository.insert(): the wallet update and the entry
+   * must be one statement for the settlement hot path — see bench/README.md.) Returns undefined
+   * when the guard yielded nothing or the wallet does not exist.
    */
-  async post(manager: EntityManager, p: Posting): Promise<{ wallet: Wallet; entry: LedgerEntry }> {
-    const [row] = await queryRows<WalletRow>(
+  async post(manager: EntityManager, p: Posting): Promise<{ wallet: Wallet; entry: LedgerEntry } | undefined> {
+    const guard = p.guard;
+    const params: unknown[] = [...(guard?.params ?? [])];
+    const bind = (value: unknown) => `$${params.push(value)}`;
+    const userId = bind(p.userId);
+    const amount = `${bind(p.amount.toString())}::numeric`;
+    const heldDelta = guard ? 'guard.held_delta' : `${bind((p.heldDelta ?? Money.ZERO).toString())}::numeric`;
+    const [row] = await queryRows<WalletRow & LedgerEntryRow>(
       manager,
-      `UPDATE wallets SET balance = balance + $2, held = held + $3, version = version + 1, updated_at = now()
-       WHERE user_id = $1 RETURNING ${WALLET_COLUMNS}`,
-      [p.userId, p.amount.toString(), (p.heldDelta ?? Money.ZERO).toString()],
+      `WITH ${guard ? `guard AS (${guard.sql}),` : ''}
+       w AS (
+         UPDATE wallets SET balance = balance + ${amount}, held = held + ${heldDelta}, version = version + 1, updated_at = now()
+         ${guard ? 'FROM guard' : ''}
+         WHERE wallets.user_id = ${userId}
+         RETURNING ${WALLET_COLUMNS.split(', ').map((c) => `wallets.${c}`).join(', ')}, ${guard ? 'guard.meta' : `'{}'::jsonb AS meta`}
+       ), e AS (
+         INSERT INTO ledger_entries (user_id, kind, amount, balance_after, held_after, usage_key, idempotency_key, description, metadata)
+         SELECT w.user_id, ${bind(p.kind)}, ${amount}, w.balance, w.held, ${bind(p.usageKey ?? null)}::uuid, ${bind(p.idempotencyKey ?? null)}::varchar,
+                ${bind(p.description ?? null)}::varchar, ${bind(JSON.stringify(p.metadata ?? {}))}::jsonb || w.meta
+         FROM w
+         RETURNING id, kind, amount, balance_after, held_after, usage_key, idempotency_key, description, metadata, created_at AS entry_created_at
+       )
+       SELECT w.user_id, w.plan, w.status, w.balance, w.held, w.version, w.created_at, w.updated_at, e.* FROM w, e`,
+      params,
     );
-    if (!row) throw walletNotFound(p.userId);
-    const wallet = walletFromRow(row);
-    const repo = manager.getRepository(LedgerEntry);
-    const entry = repo.create({
-      userId: p.userId,
-      kind: p.kind,
-      amount: p.amount,
-      balanceAfter: wallet.balance,
-      heldAfter: wallet.held,
-      usageKey: p.usageKey ?? null,
-      idempotencyKey: p.idempotencyKey ?? null,
-      description: p.description ?? null,
-      metadata: p.metadata ?? {},
-    });
-    // insert() writes the generated id and created_at back onto `entry` (INSERT … RETURNING).
-    await repo.insert(entry as QueryDeepPartialEntity<LedgerEntry>);
-    return { wallet, entry };
+    return row && { wallet: walletFromRow(row), entry: ledgerEntryFromRow(row) };
+  }
+
+  /** post() for callers with no guard: a missing wallet is the only way nothing is written. */
+  async postOrThrow(manager: EntityManager, p: Omit<Posting, 'guard'>): Promise<{ wallet: Wallet; entry: LedgerEntry }> {
+    const posted = await this.post(manager, p);
+    if (!posted) throw walletNotFound(p.userId);
+    return posted;
   }
 
   async create(dto: CreateWalletDto): Promise<WalletView> {
@@ -108,7 +156,7 @@ export class WalletsService {
           held: Money.ZERO,
         });
         if (initial.isZero()) return walletView(await manager.getRepository(Wallet).findOneByOrFail({ userId: dto.user_id }));
-        const { wallet } = await this.post(manager, {
+        const { wallet } = await this.postOrThrow(manager, {
           userId: dto.user_id,
           kind: 'initial',
           amount: initial,
@@ -167,7 +215,7 @@ export class WalletsService {
     }
     try {
       return await this.dataSource.transaction(async (manager) => {
-        const { wallet, entry } = await this.post(manager, {
+        const { wallet, entry } = await this.postOrThrow(manager, {
           userId,
           kind: 'top_up',
           amount,
@@ -196,7 +244,7 @@ export class WalletsService {
   async adjust(userId: string, dto: AdjustDto) {
     const amount = Money.parse(dto.amount, true);
     return this.dataSource.transaction(async (manager) => {
-      const { wallet, entry } = await this.post(manager, {
+      const { wallet, entry } = await this.postOrThrow(manager, {
         userId,
         kind: 'adjustment',
         amount,

@@ -189,11 +189,16 @@ async function main(options: BenchOptions): Promise<number> {
       const counts = await db.query<{ wallets: string; ledger: string }>(`SELECT (SELECT count(*) FROM wallets)::text AS wallets, (SELECT count(*) FROM ledger_entries)::text AS ledger`);
       results.scale = { wallets: Number(counts.rows[0].wallets), ledgerRows: Number(counts.rows[0].ledger), seedSeconds };
       out(`scale: ${results.scale.wallets} wallets, ${results.scale.ledgerRows} ledger rows in ${seedSeconds.toFixed(0)} s`);
+      results.scaleReconciliation = await reconcile(db);
+      out(`scale: reconciliation ${results.scaleReconciliation.mismatches} mismatches over ${results.scaleReconciliation.wallets} wallets`);
       for (const c of options.concurrency) {
         await runPoint('scale-http', c, { kind: 'random', count: options.scaleWallets });
         const a = find(results, 'http', c);
         const b = find(results, 'scale-http', c);
-        if (a && b) out(`  scale vs 10,000 wallets at c=${c}: ${((b.load.cyclesPerSecond / a.load.cyclesPerSecond - 1) * 100).toFixed(1)} %`);
+        if (a && b) {
+          const change = (b.load.cyclesPerSecond / a.load.cyclesPerSecond - 1) * 100;
+          out(`  scale vs 10,000 wallets at c=${c}: ${change >= 0 ? '+' : ''}${change.toFixed(1)} %`);
+        }
       }
     }
 

@@ -43,6 +43,8 @@ export interface BenchResults {
   hotCheck?: WalletCheck;
   queue?: QueueDrainResult & { cpu: CpuWindow; serviceRssMiB: number };
   reconciliation?: { wallets: number; mismatches: number };
+  /** The same check on the generated --scale data set, before its runs. */
+  scaleReconciliation?: { wallets: number; mismatches: number };
   scale?: { wallets: number; ledgerRows: number; seedSeconds: number };
   serviceHwmMiB?: number;
   profiles: (ProfileSummary & { label: string })[];
@@ -130,9 +132,20 @@ const KIND_LABEL: Record<PointKind, string> = {
   'scale-http': 'HTTP cycle, --scale data',
 };
 
+/**
+ * CPU milliseconds per cycle: of the app (the service for HTTP points, the baseline's own client
+ * process for baseline points) and of PostgreSQL. Steadier than cycles/s on a shared machine.
+ */
+function perCycle(p: PointResult): string {
+  const rate = p.load.cyclesPerSecond;
+  if (!p.cpu || rate <= 0) return '–';
+  const app = p.kind.includes('baseline') ? p.load.cpuShare : p.cpu.service;
+  return `${f2((app * 1000) / rate)} / ${f2((p.cpu.postgres * 1000) / rate)}`;
+}
+
 export function pointsTable(points: PointResult[]): string {
   return table(
-    ['run', 'conc.', 'cycles/s', 'start p50 / p99 ms', 'end p50 / p99 ms', 'errors', 'load-gen CPU', 'service CPU', 'postgres CPU', 'machine busy', 'load avg', 'service RSS'],
+    ['run', 'conc.', 'cycles/s', 'start p50 / p99 ms', 'end p50 / p99 ms', 'errors', 'load-gen CPU', 'service CPU', 'postgres CPU', 'CPU ms per cycle: app / postgres', 'machine busy', 'load avg', 'service RSS'],
     points.map((p) => [
       KIND_LABEL[p.kind],
       p.concurrency,
@@ -143,6 +156,7 @@ export function pointsTable(points: PointResult[]): string {
       cores(p.load.cpuShare),
       p.kind.includes('baseline') ? '(idle)' : cores(p.cpu?.service),
       cores(p.cpu?.postgres),
+      perCycle(p),
       p.cpu ? pct(p.cpu.machine) : '–',
       f1(p.loadAverage),
       p.kind.includes('baseline') ? '–' : `${f1(p.serviceRssMiB)} MiB`,
@@ -221,8 +235,13 @@ export function renderMarkdown(results: BenchResults, concurrency: number[]): st
     out.push('## Queue drain', '');
     out.push(
       table(
-        ['messages', 'settled', 'failed', 'duplicates', 'publish s', 'drain s', 'settlements/s', 'service CPU', 'postgres CPU', 'machine busy', 'service RSS'],
-        [[q.messages, q.settled, q.failed, q.duplicates, f1(q.publishMs / 1000), f1(q.drainMs / 1000), f1(q.settlementsPerSecond), cores(q.cpu.service), cores(q.cpu.postgres), pct(q.cpu.machine), `${f1(q.serviceRssMiB)} MiB`]],
+        ['messages', 'settled', 'failed', 'duplicates', 'publish s', 'drain s', 'settlements/s', 'service CPU', 'postgres CPU', 'CPU ms per settlement: service / postgres', 'machine busy', 'service RSS'],
+        [[
+          q.messages, q.settled, q.failed, q.duplicates, f1(q.publishMs / 1000), f1(q.drainMs / 1000), f1(q.settlementsPerSecond),
+          cores(q.cpu.service), cores(q.cpu.postgres),
+          q.settlementsPerSecond > 0 ? `${f2((q.cpu.service * 1000) / q.settlementsPerSecond)} / ${f2((q.cpu.postgres * 1000) / q.settlementsPerSecond)}` : '–',
+          pct(q.cpu.machine), `${f1(q.serviceRssMiB)} MiB`,
+        ]],
       ),
       '',
     );
@@ -252,6 +271,10 @@ export function renderMarkdown(results: BenchResults, concurrency: number[]): st
   if (results.reconciliation) {
     const r = results.reconciliation;
     out.push(`- reconciliation after all runs: ${r.wallets.toLocaleString('en-US')} wallets, balance = Σ ledger and held = Σ live holds; mismatches: ${r.mismatches}${r.mismatches ? ' **FAILED**' : ''}`);
+  }
+  if (results.scaleReconciliation) {
+    const r = results.scaleReconciliation;
+    out.push(`- reconciliation of the --scale data set: ${r.wallets.toLocaleString('en-US')} wallets; mismatches: ${r.mismatches}${r.mismatches ? ' **FAILED**' : ''}`);
   }
   out.push('');
   for (const p of results.profiles) {

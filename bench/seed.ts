@@ -79,7 +79,8 @@ export async function seedSpecialWallets(db: pg.Pool): Promise<void> {
 
 /**
  * The --scale data set: wallets `from`…`to`, each with `entriesPerWallet` ledger rows (one
- * 'initial', then top-ups), balance = Σ entries and balance_after a true running total. The
+ * 'initial', then top-ups), balance = Σ entries and balance_after a true running total; wallets
+ * 1…from−1 get entriesPerWallet − 1 top-ups, so 1,000,000 wallets × 10 = 10,000,000 rows. The
  * foreign-key triggers are skipped for the load (session_replication_role = replica: the rows are
  * generated from the wallets just inserted, so they hold by construction); the indexes are kept.
  */
@@ -115,6 +116,18 @@ export async function seedScale(db: pg.Pool, from: number, to: number, entriesPe
       if (done === total || Math.floor(done / 200_000) !== Math.floor((done - (hi - lo + 1)) / 200_000)) {
         log(`  scale seed: ${done.toLocaleString('en-US')} / ${total.toLocaleString('en-US')} wallets (${((Date.now() - started) / 1000).toFixed(0)} s)`);
       }
+    }
+    // The main data set's wallets get the same history depth, so every wallet has ≥ entriesPerWallet rows.
+    if (from > 1 && entriesPerWallet > 1) {
+      await client.query(
+        `WITH w AS (
+           UPDATE wallets SET balance = balance + ($3::int - 1), version = version + 1, updated_at = now()
+           WHERE user_id BETWEEN 'bench-u-' || lpad($1::text, 7, '0') AND 'bench-u-' || lpad($2::text, 7, '0')
+           RETURNING user_id, balance - ($3::int - 1) AS before)
+         INSERT INTO ledger_entries (user_id, kind, amount, balance_after, description)
+         SELECT user_id, 'top_up', 1, before + k, 'bench top-up' FROM w, generate_series(1, $3::int - 1) k ORDER BY user_id, k`,
+        [1, from - 1, entriesPerWallet],
+      );
     }
     await client.query(`SET session_replication_role = DEFAULT`);
   } catch (error) {

@@ -1,13 +1,16 @@
+import { ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
 import { IsInt, IsOptional, IsString, Max, MaxLength, Min } from 'class-validator';
 
 export class PageQueryDto {
   /** Opaque cursor from a previous page's `next_cursor`. */
+  @ApiPropertyOptional({ description: "Opaque cursor: a previous page's `next_cursor`.", maxLength: 200, example: '1042' })
   @IsOptional()
   @IsString()
   @MaxLength(200)
   cursor?: string;
 
+  @ApiPropertyOptional({ description: 'Page size.', type: 'integer', minimum: 1, maximum: 200, default: 50, example: 50 })
   @IsOptional()
   @Type(() => Number)
   @IsInt()

@@ -1,47 +1,150 @@
 import { Body, Controller, Get, Headers, HttpCode, Param, Post } from '@nestjs/common';
+import { ApiHeader, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
+import { PinoLogger } from 'nestjs-pino';
 import { ServiceScope } from '../common/api-key.guard';
 import { validationError } from '../common/domain-error';
+import { bindLogFields } from '../common/logging';
+import { API_ROUTE_ERRORS, ApiErrors, ApiSuccess, BODY_ERRORS } from '../common/openapi';
 import { CancelDto, EndMultiModelDto, EndSingleModelDto, StartProcessDto, toMultiModel } from './dto/credits-process.dto';
-import { CreditsProcessService } from './credits-process.service';
+import {
+  CANCEL_EXAMPLE,
+  CancelResponseDoc,
+  SETTLEMENT_EXAMPLE,
+  SettlementResponseDoc,
+  START_EXAMPLE,
+  StartResponseDoc,
+  USAGE_EXAMPLE,
+  UsageResponseDoc,
+} from './dto/credits-process-responses.dto';
+import { CreditsProcessService, SettlementResult } from './credits-process.service';
 
-/** HTTP adapter of the credits process: maps DTOs, calls the service, nothing else. */
+/** Same limit as the body's idempotency_key: a longer key is refused, never cut (two keys would collide). */
+const MAX_IDEMPOTENCY_KEY = 128;
+
+// Named as the handler reads it (lower case), so it replaces the parameter Swagger infers from
+// @Headers() instead of adding a second, "required" one.
+const IDEMPOTENCY_HEADER = ApiHeader({
+  name: 'idempotency-key',
+  required: false,
+  description: 'Same as the body\'s idempotency_key (used when the body has none); at most 128 characters.',
+  schema: { type: 'string', maxLength: MAX_IDEMPOTENCY_KEY, example: 'job-42' },
+});
+
+const SETTLEMENT_ERRORS = [
+  ...API_ROUTE_ERRORS,
+  ...BODY_ERRORS,
+  'usage_key_not_found',
+  'feature_not_found',
+  'wallet_not_found',
+  'usage_key_mismatch',
+  'conflict',
+  'unknown_model',
+] as const;
+
+const SETTLEMENT_SUCCESS = {
+  description:
+    'Settled: the hold released and the actual cost charged in one transaction. A repeat of the same usage_key (or ' +
+    'idempotency_key) charges nothing and answers the first figures with `status: already_settled`.',
+  type: SettlementResponseDoc,
+  example: SETTLEMENT_EXAMPLE,
+};
+
+/**
+ * HTTP adapter of the credits process: maps DTOs, calls the service, nothing else. The ids of
+ * the authorization are bound to the request's logger, so every line logged about it (the
+ * service's, and the "request completed" line) carries user_id and usage_key.
+ */
+@ApiTags('credits-process')
 @ServiceScope()
 @Controller('api/credits-process')
 export class CreditsProcessController {
-  constructor(private readonly creditsProcess: CreditsProcessService) {}
+  constructor(
+    private readonly creditsProcess: CreditsProcessService,
+    private readonly logger: PinoLogger,
+  ) {}
 
   @Post('start')
   @HttpCode(200)
-  start(@Body() dto: StartProcessDto) {
-    return this.creditsProcess.start(dto.user_id, dto.feature_endpoint_id);
+  @ApiOperation({
+    summary: 'Check access and place a hold',
+    description:
+      'Checks, in order: wallet exists, wallet active, feature exists and is active, plan may use it, available credits ≥ ' +
+      "the feature's min_holding_credits. On success holds min_holding_credits for hold_ttl_seconds.",
+  })
+  @ApiSuccess({ description: 'Accessible: the hold is placed.', type: StartResponseDoc, example: START_EXAMPLE })
+  @ApiErrors(
+    ...API_ROUTE_ERRORS,
+    ...BODY_ERRORS,
+    'wallet_not_found',
+    'wallet_suspended',
+    'feature_not_found',
+    'feature_inactive',
+    'feature_not_permitted',
+    'insufficient_credits',
+  )
+  async start(@Body() dto: StartProcessDto) {
+    bindLogFields(this.logger, { user_id: dto.user_id, feature_endpoint_id: dto.feature_endpoint_id });
+    const result = await this.creditsProcess.start(dto.user_id, dto.feature_endpoint_id);
+    bindLogFields(this.logger, { usage_key: result.usage_key });
+    return result;
   }
 
   @Post('end-multimodel')
   @HttpCode(200)
+  @ApiOperation({
+    summary: 'Settle an authorization (several models)',
+    description:
+      'With usage_key: releases the hold and charges the actual cost (an expired hold is still settled, `late: true`). ' +
+      'Without: a direct charge, made safe to repeat by idempotency_key. Never fails for lack of credits.',
+  })
+  @IDEMPOTENCY_HEADER
+  @ApiSuccess(SETTLEMENT_SUCCESS)
+  @ApiErrors(...SETTLEMENT_ERRORS)
   endMultiModel(@Body() dto: EndMultiModelDto, @Headers('idempotency-key') idempotencyKey?: string) {
-    return this.creditsProcess.settle(withHeaderKey(dto, idempotencyKey), 'http');
+    return this.settle(withHeaderKey(dto, idempotencyKey));
   }
 
   @Post('end')
   @HttpCode(200)
+  @ApiOperation({ summary: 'Settle an authorization (legacy single-model form)', description: 'One usage of /end-multimodel, flattened into the body. Same rules and answer.' })
+  @IDEMPOTENCY_HEADER
+  @ApiSuccess(SETTLEMENT_SUCCESS)
+  @ApiErrors(...SETTLEMENT_ERRORS)
   end(@Body() dto: EndSingleModelDto, @Headers('idempotency-key') idempotencyKey?: string) {
-    return this.creditsProcess.settle(withHeaderKey(toMultiModel(dto), idempotencyKey), 'http');
+    return this.settle(withHeaderKey(toMultiModel(dto), idempotencyKey));
   }
 
   @Post('cancel')
   @HttpCode(200)
+  @ApiOperation({ summary: 'Release a hold without a charge', description: 'Repeating it is harmless; a settled key is refused.' })
+  @ApiSuccess({ description: 'Cancelled.', type: CancelResponseDoc, example: CANCEL_EXAMPLE })
+  @ApiErrors(...API_ROUTE_ERRORS, ...BODY_ERRORS, 'usage_key_not_found', 'already_settled')
   cancel(@Body() dto: CancelDto) {
+    bindLogFields(this.logger, { usage_key: dto.usage_key.toLowerCase() });
     return this.creditsProcess.cancel(dto.usage_key);
   }
 
   @Get('usages/:usage_key')
+  @ApiOperation({ summary: "An authorization's whole story", description: 'Status, hold, expiry, settlement figures and the ledger entries it wrote.' })
+  @ApiParam({ name: 'usage_key', description: 'From /start or a settlement answer.', example: START_EXAMPLE.usage_key })
+  @ApiSuccess({ description: 'The authorization.', type: UsageResponseDoc, example: USAGE_EXAMPLE })
+  @ApiErrors(...API_ROUTE_ERRORS, 'usage_key_not_found')
   usage(@Param('usage_key') usageKey: string) {
+    bindLogFields(this.logger, { usage_key: usageKey.toLowerCase() });
     return this.creditsProcess.usage(usageKey);
   }
-}
 
-/** Same limit as the body's idempotency_key: a longer key is refused, never cut (two keys would collide). */
-const MAX_IDEMPOTENCY_KEY = 128;
+  private async settle(dto: EndMultiModelDto): Promise<SettlementResult> {
+    // Lower-cased as the service stores and logs it (usage keys are UUIDs).
+    const usageKey = dto.usage_key?.toLowerCase();
+    bindLogFields(this.logger, { user_id: dto.user_id, feature_endpoint_id: dto.feature_endpoint_id, ...(usageKey ? { usage_key: usageKey } : {}) });
+    const result = await this.creditsProcess.settle(dto, 'http');
+    // A direct charge gets its usage_key only now. (Each field is bound once: a second binding
+    // of the same name would repeat the key in the JSON line.)
+    bindLogFields(this.logger, { ...(usageKey ? {} : { usage_key: result.usage_key }), outcome: result.status });
+    return result;
+  }
+}
 
 function withHeaderKey(dto: EndMultiModelDto, header: string | undefined): EndMultiModelDto {
   if (dto.idempotency_key !== undefined || !header) return dto;

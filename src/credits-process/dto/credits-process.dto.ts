@@ -1,14 +1,18 @@
-import { IntersectionType } from '@nestjs/swagger';
+import { ApiProperty, ApiPropertyOptional, IntersectionType } from '@nestjs/swagger';
 import { IsOptional, IsString, Length, Matches } from 'class-validator';
 import { UsageDto, UsagesField } from '../../pricing/dto/usage.dto';
-import { ID_MESSAGE, ID_PATTERN } from '../../wallets/dto/wallet.dto';
+import { ID_MESSAGE, ID_PATTERN, ID_RULE } from '../../wallets/dto/wallet.dto';
+
+const USAGE_KEY_EXAMPLE = '6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10';
 
 export class StartProcessDto {
+  @ApiProperty({ description: `The user whose wallet pays. ${ID_RULE}`, minLength: 1, maxLength: 128, example: 'u1' })
   @IsString()
   @Length(1, 128)
   @Matches(ID_PATTERN, { message: ID_MESSAGE })
   user_id!: string;
 
+  @ApiProperty({ description: `The feature about to run. ${ID_RULE}`, minLength: 1, maxLength: 128, example: 'ai_chat_v1' })
   @IsString()
   @Length(1, 128)
   @Matches(ID_PATTERN, { message: ID_MESSAGE })
@@ -16,21 +20,30 @@ export class StartProcessDto {
 }
 
 class SettlementTarget {
+  @ApiProperty({ description: 'The user whose wallet pays (must be the hold\'s user when usage_key is given).', minLength: 1, maxLength: 128, example: 'u1' })
   @IsString()
   @Length(1, 128)
   user_id!: string;
 
+  @ApiProperty({ description: "The feature that ran (must be the hold's feature when usage_key is given).", minLength: 1, maxLength: 128, example: 'ai_chat_v1' })
   @IsString()
   @Length(1, 128)
   feature_endpoint_id!: string;
 
   /** From /start. Absent = a direct charge with no hold. */
+  @ApiPropertyOptional({ description: 'From /start: settles that hold. Absent = a direct charge with no hold.', minLength: 1, maxLength: 64, example: USAGE_KEY_EXAMPLE })
   @IsOptional()
   @IsString()
   @Length(1, 64)
   usage_key?: string;
 
   /** Makes a direct charge safe to repeat (also read from the Idempotency-Key header). */
+  @ApiPropertyOptional({
+    description: 'Makes a direct charge (no usage_key) safe to repeat; the Idempotency-Key header is read when this is absent.',
+    minLength: 1,
+    maxLength: 128,
+    example: 'job-42',
+  })
   @IsOptional()
   @IsString()
   @Length(1, 128)
@@ -44,6 +57,7 @@ export class EndMultiModelDto extends IntersectionType(SettlementTarget, UsagesF
 export class EndSingleModelDto extends IntersectionType(SettlementTarget, UsageDto) {}
 
 export class CancelDto {
+  @ApiProperty({ description: 'The hold to release (from /start).', minLength: 1, maxLength: 64, example: USAGE_KEY_EXAMPLE })
   @IsString()
   @Length(1, 64)
   usage_key!: string;

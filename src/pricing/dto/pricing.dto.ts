@@ -1,31 +1,38 @@
-import { OmitType, PartialType } from '@nestjs/swagger';
-import { IsOptional, IsString, Length, Matches, ValidateIf } from 'class-validator';
+import { OmitType, PartialType, ApiProperty } from '@nestjs/swagger';
+import { IsOptional, IsString, Length, Matches } from 'class-validator';
+import { IsOptionalNotNull } from '../../common/validation';
 import { IsMoney } from '../../common/money.validator';
+import { ApiMoneyField } from '../../common/openapi';
 import { MAX_MARGIN } from '../../features/dto/feature.dto';
-import { ID_MESSAGE, ID_PATTERN } from '../../wallets/dto/wallet.dto';
+import { ID_MESSAGE, ID_PATTERN, ID_RULE } from '../../wallets/dto/wallet.dto';
 
 /** A million USD per million tokens: far above any real price, low enough to catch typos. */
 export const MAX_PRICE = 1_000_000n * 1_000_000n;
 export const MAX_CREDITS_PER_USD = 1_000_000_000n * 1_000_000n;
 
 export class CreateModelPriceDto {
+  @ApiProperty({ description: `The model name usages refer to. ${ID_RULE}`, minLength: 1, maxLength: 128, example: 'gpt-4o' })
   @IsString()
   @Length(1, 128)
   @Matches(ID_PATTERN, { message: ID_MESSAGE })
   ai_model!: string;
 
+  @ApiMoneyField({ description: 'USD per million input tokens (at most 1,000,000).', example: '2.500000' })
   @IsMoney({ max: MAX_PRICE })
   input_price_per_million!: string | number;
 
+  @ApiMoneyField({ description: 'USD per million output tokens (at most 1,000,000).', example: '10.000000' })
   @IsMoney({ max: MAX_PRICE })
   output_price_per_million!: string | number;
 
   /** Defaults to the input price; null removes it. */
+  @ApiMoneyField({ description: 'USD per million cached input tokens; absent or null = the input price.', example: '1.250000', required: false, nullable: true })
   @IsOptional()
   @IsMoney({ max: MAX_PRICE })
   cached_input_price_per_million?: string | number | null;
 
   /** Null removes the model's own margin (the default applies). */
+  @ApiMoneyField({ description: "The model's margin as a fraction (at most 100); null = the default margin applies.", example: '0.100000', required: false, nullable: true })
   @IsOptional()
   @IsMoney({ max: MAX_MARGIN })
   profit_margin?: string | number | null;
@@ -35,11 +42,13 @@ export class CreateModelPriceDto {
 export class UpdateModelPriceDto extends PartialType(OmitType(CreateModelPriceDto, ['ai_model'] as const), { skipNullProperties: false }) {}
 
 export class PricingSettingsDto {
-  @ValidateIf((_, value) => value !== undefined)
+  @ApiMoneyField({ description: 'Credits per USD of cost; not zero (default "100").', example: '100.000000', required: false })
+  @IsOptionalNotNull()
   @IsMoney({ max: MAX_CREDITS_PER_USD, nonZero: true })
   credits_per_usd?: string | number;
 
-  @ValidateIf((_, value) => value !== undefined)
+  @ApiMoneyField({ description: 'Margin used when neither the feature nor the model sets one (default "0").', example: '0.000000', required: false })
+  @IsOptionalNotNull()
   @IsMoney({ max: MAX_MARGIN })
   default_profit_margin?: string | number;
 }

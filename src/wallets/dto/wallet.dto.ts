@@ -1,50 +1,62 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsIn, IsOptional, IsString, Length, Matches } from 'class-validator';
 import { IsMoney } from '../../common/money.validator';
+import { ApiMoneyField } from '../../common/openapi';
 import { PageQueryDto } from '../../common/pagination';
 import type { WalletStatus } from '../wallet.entity';
 
 /** Identifiers partners send: printable, no control characters. */
 export const ID_PATTERN = /^[^\s\p{C}][^\p{C}]*$/u;
 export const ID_MESSAGE = 'must not start with a space nor contain control characters';
+/** How the documentation states ID_PATTERN (a JSON-schema pattern cannot say \p{C} portably). */
+export const ID_RULE = 'Printable: no control characters, no leading space.';
 
 export class CreateWalletDto {
+  @ApiProperty({ description: `The partner's user id. ${ID_RULE}`, minLength: 1, maxLength: 128, example: 'u1' })
   @IsString()
   @Length(1, 128)
   @Matches(ID_PATTERN, { message: ID_MESSAGE })
   user_id!: string;
 
+  @ApiPropertyOptional({ description: `Plan name, checked against a feature's allowed_plans (default "free"). ${ID_RULE}`, minLength: 1, maxLength: 64, example: 'pro' })
   @IsOptional()
   @IsString()
   @Length(1, 64)
   @Matches(ID_PATTERN, { message: ID_MESSAGE })
   plan?: string;
 
+  @ApiMoneyField({ description: 'Credits the wallet starts with (written to the ledger as an initial entry; default 0).', example: '100.000000', required: false })
   @IsOptional()
   @IsMoney()
   initial_credits?: string | number;
 }
 
 export class UpdateWalletDto {
+  @ApiPropertyOptional({ description: `New plan name. ${ID_RULE}`, minLength: 1, maxLength: 64, example: 'pro' })
   @IsOptional()
   @IsString()
   @Length(1, 64)
   @Matches(ID_PATTERN, { message: ID_MESSAGE })
   plan?: string;
 
+  @ApiPropertyOptional({ description: 'A suspended wallet is refused by /start (403 wallet_suspended); settlements still apply.', enum: ['active', 'suspended'], example: 'suspended' })
   @IsOptional()
   @IsIn(['active', 'suspended'])
   status?: WalletStatus;
 }
 
 export class TopUpDto {
+  @ApiMoneyField({ description: 'Credits to add; positive, not zero.', example: '50.000000' })
   @IsMoney({ nonZero: true })
   amount!: string | number;
 
+  @ApiPropertyOptional({ description: 'Makes the top-up safe to repeat: a second top-up with this key adds nothing.', minLength: 1, maxLength: 128, example: 'invoice-2026-11-0042' })
   @IsOptional()
   @IsString()
   @Length(1, 128)
   idempotency_key?: string;
 
+  @ApiPropertyOptional({ description: 'Kept on the ledger entry.', minLength: 1, maxLength: 500, example: 'November subscription' })
   @IsOptional()
   @IsString()
   @Length(1, 500)
@@ -52,15 +64,18 @@ export class TopUpDto {
 }
 
 export class AdjustDto {
+  @ApiMoneyField({ description: 'Signed correction: negative debits the wallet (it may go below zero). Not zero.', example: '-2.500000', allowNegative: true })
   @IsMoney({ allowNegative: true, nonZero: true })
   amount!: string | number;
 
+  @ApiProperty({ description: 'Why: kept on the ledger entry.', minLength: 1, maxLength: 500, example: 'refund of a failed generation' })
   @IsString()
   @Length(1, 500)
   reason!: string;
 }
 
 export class TransactionsQueryDto extends PageQueryDto {
+  @ApiPropertyOptional({ description: 'Only the entries of this authorization (a usage_key from /start or a settlement).', minLength: 1, maxLength: 64, example: '6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10' })
   @IsOptional()
   @IsString()
   @Length(1, 64)

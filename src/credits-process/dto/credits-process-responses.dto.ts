@@ -1,0 +1,263 @@
+import { ApiProperty } from '@nestjs/swagger';
+import { KeyDiff, MONEY_ANSWER, NoKeyDrift } from '../../common/openapi';
+import { PRICED_USAGE_EXAMPLE, PricedUsageDoc } from '../../pricing/dto/pricing-responses.dto';
+import { LEDGER_ENTRY_EXAMPLE, LedgerEntryResponseDoc } from '../../wallets/dto/wallet-responses.dto';
+import type { CreditsProcessService, SettlementResult, StartResult } from '../credits-process.service';
+import type { QueueSettlementService } from '../queue-settlement.service';
+import type { failureView } from '../settlement-failures.service';
+
+type CancelView = Awaited<ReturnType<CreditsProcessService['cancel']>>;
+type UsageView = Awaited<ReturnType<CreditsProcessService['usage']>>;
+type FailureView = ReturnType<typeof failureView>;
+type ReplayView = Awaited<ReturnType<QueueSettlementService['replay']>>;
+type DiscardView = Awaited<ReturnType<QueueSettlementService['discard']>>;
+
+const USAGE_KEY = '6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10';
+const USAGE_KEY_PROPERTY = { description: 'Names the authorization: pass it to the settlement.', format: 'uuid', example: USAGE_KEY } as const;
+
+export const START_EXAMPLE = {
+  status: 'accessible',
+  usage_key: USAGE_KEY,
+  user_id: 'u1',
+  feature_endpoint_id: 'ai_chat_v1',
+  credits: '95.000000',
+  balance: '100.000000',
+  held: '5.000000',
+  hold_amount: '5.000000',
+  expires_at: '2026-11-25T10:15:00.000Z',
+} satisfies StartResult;
+
+export class StartResponseDoc {
+  @ApiProperty({ enum: ['accessible'], example: 'accessible' })
+  status!: string;
+
+  @ApiProperty(USAGE_KEY_PROPERTY)
+  usage_key!: string;
+
+  @ApiProperty({ example: 'u1' })
+  user_id!: string;
+
+  @ApiProperty({ example: 'ai_chat_v1' })
+  feature_endpoint_id!: string;
+
+  @ApiProperty({ description: 'Available after the hold: balance − held.', ...MONEY_ANSWER, example: '95.000000' })
+  credits!: string;
+
+  @ApiProperty({ ...MONEY_ANSWER, example: '100.000000' })
+  balance!: string;
+
+  @ApiProperty({ description: 'All live holds of the wallet, this one included.', ...MONEY_ANSWER, example: '5.000000' })
+  held!: string;
+
+  @ApiProperty({ description: "This hold: the feature's min_holding_credits.", ...MONEY_ANSWER, example: '5.000000' })
+  hold_amount!: string;
+
+  @ApiProperty({ description: 'When the hold lapses (it can still be settled late).', format: 'date-time', example: '2026-11-25T10:15:00.000Z' })
+  expires_at!: string;
+}
+
+export const SETTLEMENT_EXAMPLE = {
+  status: 'settled',
+  usage_key: USAGE_KEY,
+  transaction_id: '1042',
+  user_id: 'u1',
+  feature_endpoint_id: 'ai_chat_v1',
+  credits_charged: '0.720000',
+  credits: '99.280000',
+  balance: '99.280000',
+  held: '0.000000',
+  late: false,
+  usages: [PRICED_USAGE_EXAMPLE],
+} satisfies SettlementResult;
+
+export class SettlementResponseDoc {
+  @ApiProperty({ description: '`already_settled`: a repeat; nothing more was charged and the figures are the first settlement\'s.', enum: ['settled', 'already_settled'], example: 'settled' })
+  status!: string;
+
+  @ApiProperty({ ...USAGE_KEY_PROPERTY, description: 'The hold settled, or the new key of a direct charge.' })
+  usage_key!: string;
+
+  @ApiProperty({ description: 'The ledger entry of the charge.', example: '1042' })
+  transaction_id!: string;
+
+  @ApiProperty({ example: 'u1' })
+  user_id!: string;
+
+  @ApiProperty({ example: 'ai_chat_v1' })
+  feature_endpoint_id!: string;
+
+  @ApiProperty({ description: 'Σ usage credits + fixed_cost, rounded half-up once.', ...MONEY_ANSWER, example: '0.720000' })
+  credits_charged!: string;
+
+  @ApiProperty({ description: 'Available after the settlement (may be negative).', ...MONEY_ANSWER, example: '99.280000' })
+  credits!: string;
+
+  @ApiProperty({ ...MONEY_ANSWER, example: '99.280000' })
+  balance!: string;
+
+  @ApiProperty({ ...MONEY_ANSWER, example: '0.000000' })
+  held!: string;
+
+  @ApiProperty({ description: 'True when the hold had expired before the settlement (it is settled all the same).', example: false })
+  late!: boolean;
+
+  @ApiProperty({ type: [PricedUsageDoc] })
+  usages!: PricedUsageDoc[];
+}
+
+export const CANCEL_EXAMPLE = { status: 'cancelled', usage_key: USAGE_KEY, released: '5.000000' } satisfies CancelView;
+
+export class CancelResponseDoc {
+  @ApiProperty({ enum: ['cancelled'], example: 'cancelled' })
+  status!: string;
+
+  @ApiProperty(USAGE_KEY_PROPERTY)
+  usage_key!: string;
+
+  @ApiProperty({ description: 'Credits released by this call (0 when repeated or when the hold had expired).', ...MONEY_ANSWER, example: '5.000000' })
+  released!: string;
+}
+
+export const USAGE_EXAMPLE = {
+  usage_key: USAGE_KEY,
+  status: 'settled',
+  user_id: 'u1',
+  feature_endpoint_id: 'ai_chat_v1',
+  hold_amount: '5.000000',
+  direct_charge: false,
+  idempotency_key: null,
+  created_at: '2026-11-25T10:00:00.000Z',
+  expires_at: '2026-11-25T10:15:00.000Z',
+  closed_at: '2026-11-25T10:01:00.000Z',
+  late: false,
+  settlement: SETTLEMENT_EXAMPLE,
+  ledger_entries: [{ ...LEDGER_ENTRY_EXAMPLE, amount: '-0.720000', balance_after: '99.280000' }],
+} satisfies UsageView;
+
+export class UsageResponseDoc {
+  @ApiProperty(USAGE_KEY_PROPERTY)
+  usage_key!: string;
+
+  @ApiProperty({ enum: ['held', 'settled', 'cancelled', 'expired'], example: 'settled' })
+  status!: string;
+
+  @ApiProperty({ example: 'u1' })
+  user_id!: string;
+
+  @ApiProperty({ example: 'ai_chat_v1' })
+  feature_endpoint_id!: string;
+
+  @ApiProperty({ description: 'Credits held by /start (0 for a direct charge).', ...MONEY_ANSWER, example: '5.000000' })
+  hold_amount!: string;
+
+  @ApiProperty({ description: 'True for a settlement sent without usage_key.', example: false })
+  direct_charge!: boolean;
+
+  @ApiProperty({ type: 'string', nullable: true, example: null })
+  idempotency_key!: string | null;
+
+  @ApiProperty({ format: 'date-time', example: '2026-11-25T10:00:00.000Z' })
+  created_at!: string;
+
+  @ApiProperty({ format: 'date-time', example: '2026-11-25T10:15:00.000Z' })
+  expires_at!: string;
+
+  @ApiProperty({ type: 'string', format: 'date-time', nullable: true, example: '2026-11-25T10:01:00.000Z' })
+  closed_at!: string | null;
+
+  @ApiProperty({ example: false })
+  late!: boolean;
+
+  @ApiProperty({ description: 'The settlement answer (null while held, cancelled or expired).', type: () => SettlementResponseDoc, nullable: true })
+  settlement!: SettlementResponseDoc | null;
+
+  @ApiProperty({ description: 'The ledger entries this authorization wrote.', type: [LedgerEntryResponseDoc] })
+  ledger_entries!: LedgerEntryResponseDoc[];
+}
+
+export const SETTLEMENT_FAILURE_EXAMPLE = {
+  id: '7',
+  queue: 'credits_process_end_multimodel_queue',
+  payload: '{"user_id":"u1","feature_endpoint_id":"ai_chat_v1","usages":[{"ai_model":"gpt-unknown","input_tokens":10,"output_tokens":5}]}',
+  payload_encoding: 'utf8',
+  error_status: 'unknown_model',
+  reason: 'No price is set for ai_model "gpt-unknown".',
+  status: 'pending',
+  attempts: 1,
+  resolution: null,
+  created_at: '2026-11-25T10:02:00.000Z',
+  resolved_at: null,
+} satisfies FailureView;
+
+export class SettlementFailureResponseDoc {
+  @ApiProperty({ example: '7' })
+  id!: string;
+
+  @ApiProperty({ enum: ['credits_process_end_multimodel_queue', 'credits_process_end_queue'], example: 'credits_process_end_multimodel_queue' })
+  queue!: string;
+
+  @ApiProperty({ description: 'The message body, whole (base64 when it was not UTF-8 text).', example: SETTLEMENT_FAILURE_EXAMPLE.payload })
+  payload!: string;
+
+  @ApiProperty({ enum: ['utf8', 'base64'], example: 'utf8' })
+  payload_encoding!: string;
+
+  @ApiProperty({ description: 'The error word of the last attempt.', example: 'unknown_model' })
+  error_status!: string;
+
+  @ApiProperty({ example: 'No price is set for ai_model "gpt-unknown".' })
+  reason!: string;
+
+  @ApiProperty({ enum: ['pending', 'replayed', 'discarded'], example: 'pending' })
+  status!: string;
+
+  @ApiProperty({ type: 'integer', example: 1 })
+  attempts!: number;
+
+  @ApiProperty({ description: 'The outcome once replayed or discarded.', type: 'object', additionalProperties: true, nullable: true, example: null })
+  resolution!: Record<string, unknown> | null;
+
+  @ApiProperty({ format: 'date-time', example: '2026-11-25T10:02:00.000Z' })
+  created_at!: string;
+
+  @ApiProperty({ type: 'string', format: 'date-time', nullable: true, example: null })
+  resolved_at!: string | null;
+}
+
+export const REPLAY_EXAMPLE = {
+  status: 'replayed',
+  settlement: SETTLEMENT_EXAMPLE,
+  failure: { ...SETTLEMENT_FAILURE_EXAMPLE, status: 'replayed', resolution: { ...SETTLEMENT_EXAMPLE }, resolved_at: '2026-11-25T11:00:00.000Z' },
+} satisfies ReplayView;
+
+export class ReplayResponseDoc {
+  @ApiProperty({ enum: ['replayed'], example: 'replayed' })
+  status!: string;
+
+  @ApiProperty({ type: () => SettlementResponseDoc })
+  settlement!: SettlementResponseDoc;
+
+  @ApiProperty({ type: () => SettlementFailureResponseDoc })
+  failure!: SettlementFailureResponseDoc;
+}
+
+export const DISCARD_EXAMPLE = {
+  status: 'discarded',
+  failure: { ...SETTLEMENT_FAILURE_EXAMPLE, status: 'discarded', resolution: { discarded: true }, resolved_at: '2026-11-25T11:00:00.000Z' },
+} satisfies DiscardView;
+
+export class DiscardResponseDoc {
+  @ApiProperty({ enum: ['discarded'], example: 'discarded' })
+  status!: string;
+
+  @ApiProperty({ type: () => SettlementFailureResponseDoc })
+  failure!: SettlementFailureResponseDoc;
+}
+
+type _StartDoc = NoKeyDrift<KeyDiff<StartResult, StartResponseDoc>>;
+type _SettlementDoc = NoKeyDrift<KeyDiff<SettlementResult, SettlementResponseDoc>>;
+type _CancelDoc = NoKeyDrift<KeyDiff<CancelView, CancelResponseDoc>>;
+type _UsageDoc = NoKeyDrift<KeyDiff<UsageView, UsageResponseDoc>>;
+type _FailureDoc = NoKeyDrift<KeyDiff<FailureView, SettlementFailureResponseDoc>>;
+type _ReplayDoc = NoKeyDrift<KeyDiff<ReplayView, ReplayResponseDoc>>;
+type _DiscardDoc = NoKeyDrift<KeyDiff<DiscardView, DiscardResponseDoc>>;

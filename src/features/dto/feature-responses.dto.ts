@@ -1,0 +1,57 @@
+import { ApiProperty } from '@nestjs/swagger';
+import { KeyDiff, MONEY_ANSWER, NoKeyDrift } from '../../common/openapi';
+import type { FeaturesService } from '../features.service';
+
+type FeatureView = ReturnType<FeaturesService['view']>;
+
+export const FEATURE_EXAMPLE = {
+  feature_endpoint_id: 'ai_chat_v1',
+  name: 'AI chat',
+  min_holding_credits: '5.000000',
+  hold_ttl_seconds: 900,
+  hold_ttl_is_default: true,
+  profit_margin: '0.200000',
+  fixed_cost: null,
+  allowed_plans: [],
+  active: true,
+  created_at: '2026-11-25T10:00:00.000Z',
+  updated_at: '2026-11-25T10:00:00.000Z',
+} satisfies FeatureView;
+
+/** Documentation of a feature answer (built by FeaturesService.view). */
+export class FeatureResponseDoc {
+  @ApiProperty({ example: 'ai_chat_v1' })
+  feature_endpoint_id!: string;
+
+  @ApiProperty({ example: 'AI chat' })
+  name!: string;
+
+  @ApiProperty({ ...MONEY_ANSWER, example: '5.000000' })
+  min_holding_credits!: string;
+
+  @ApiProperty({ description: 'The hold lifetime in effect (the service default when the feature sets none).', type: 'integer', example: 900 })
+  hold_ttl_seconds!: number;
+
+  @ApiProperty({ description: 'True when hold_ttl_seconds is the service default.', example: true })
+  hold_ttl_is_default!: boolean;
+
+  @ApiProperty({ ...MONEY_ANSWER, nullable: true, example: '0.200000' })
+  profit_margin!: string | null;
+
+  @ApiProperty({ ...MONEY_ANSWER, nullable: true, example: null })
+  fixed_cost!: string | null;
+
+  @ApiProperty({ description: 'Empty = every plan.', type: [String], example: [] })
+  allowed_plans!: string[];
+
+  @ApiProperty({ example: true })
+  active!: boolean;
+
+  @ApiProperty({ format: 'date-time', example: '2026-11-25T10:00:00.000Z' })
+  created_at!: string;
+
+  @ApiProperty({ format: 'date-time', example: '2026-11-25T10:00:00.000Z' })
+  updated_at!: string;
+}
+
+type _FeatureDoc = NoKeyDrift<KeyDiff<FeatureView, FeatureResponseDoc>>;

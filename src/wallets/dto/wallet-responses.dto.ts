@@ -1,0 +1,151 @@
+import { ApiProperty } from '@nestjs/swagger';
+import { KeyDiff, MONEY_ANSWER, NoKeyDrift } from '../../common/openapi';
+import type { Mismatch } from '../reconciliation.service';
+import type { TopUpResult } from '../wallets.service';
+import type { LedgerEntryView, WalletView } from '../wallets.views';
+
+/*
+ * Documentation of the wallet answers (API.md §6). These classes are never instantiated: the
+ * views in wallets.views.ts build the answers, and the NoKeyDrift checks below keep the two in step.
+ */
+
+export const WALLET_EXAMPLE = {
+  user_id: 'u1',
+  plan: 'pro',
+  status: 'active',
+  balance: '100.000000',
+  held: '5.000000',
+  credits: '95.000000',
+  created_at: '2026-11-25T10:00:00.000Z',
+  updated_at: '2026-11-25T10:05:00.000Z',
+} satisfies WalletView;
+
+export class WalletResponseDoc {
+  @ApiProperty({ example: 'u1' })
+  user_id!: string;
+
+  @ApiProperty({ example: 'pro' })
+  plan!: string;
+
+  @ApiProperty({ enum: ['active', 'suspended'], example: 'active' })
+  status!: string;
+
+  @ApiProperty({ description: 'Credits on the wallet (may be negative after a settlement).', ...MONEY_ANSWER, example: '100.000000' })
+  balance!: string;
+
+  @ApiProperty({ description: 'Credits reserved by live holds.', ...MONEY_ANSWER, example: '5.000000' })
+  held!: string;
+
+  @ApiProperty({ description: 'Available credits: balance − held.', ...MONEY_ANSWER, example: '95.000000' })
+  credits!: string;
+
+  @ApiProperty({ format: 'date-time', example: '2026-11-25T10:00:00.000Z' })
+  created_at!: string;
+
+  @ApiProperty({ format: 'date-time', example: '2026-11-25T10:05:00.000Z' })
+  updated_at!: string;
+}
+
+export const LEDGER_ENTRY_EXAMPLE = {
+  id: '1042',
+  user_id: 'u1',
+  kind: 'charge',
+  amount: '-0.123457',
+  balance_after: '99.876543',
+  held_after: '0.000000',
+  usage_key: '6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10',
+  idempotency_key: null,
+  description: 'usage of ai_chat_v1',
+  metadata: { channel: 'http', feature_endpoint_id: 'ai_chat_v1', late: false },
+  created_at: '2026-11-25T10:06:00.000Z',
+} satisfies LedgerEntryView;
+
+export class LedgerEntryResponseDoc {
+  @ApiProperty({ description: 'Ledger entry id (a bigint as a string); orders the history.', example: '1042' })
+  id!: string;
+
+  @ApiProperty({ example: 'u1' })
+  user_id!: string;
+
+  @ApiProperty({ enum: ['initial', 'top_up', 'adjustment', 'charge'], example: 'charge' })
+  kind!: string;
+
+  @ApiProperty({ description: 'Signed: positive credits the wallet, negative debits it.', ...MONEY_ANSWER, example: '-0.123457' })
+  amount!: string;
+
+  @ApiProperty({ description: 'The balance right after this entry.', ...MONEY_ANSWER, example: '99.876543' })
+  balance_after!: string;
+
+  @ApiProperty({ description: "The wallet's held credits right after this entry.", ...MONEY_ANSWER, example: '0.000000' })
+  held_after!: string;
+
+  @ApiProperty({ type: 'string', nullable: true, format: 'uuid', example: '6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10' })
+  usage_key!: string | null;
+
+  @ApiProperty({ type: 'string', nullable: true, example: null })
+  idempotency_key!: string | null;
+
+  @ApiProperty({ type: 'string', nullable: true, example: 'usage of ai_chat_v1' })
+  description!: string | null;
+
+  @ApiProperty({
+    description: 'Why the amount is what it is: for a charge the usages, prices, margin and rate it used.',
+    type: 'object',
+    additionalProperties: true,
+    example: LEDGER_ENTRY_EXAMPLE.metadata,
+  })
+  metadata!: Record<string, unknown>;
+
+  @ApiProperty({ format: 'date-time', example: '2026-11-25T10:06:00.000Z' })
+  created_at!: string;
+}
+
+export const WALLET_CHANGE_EXAMPLE = {
+  status: 'applied',
+  transaction: { ...LEDGER_ENTRY_EXAMPLE, kind: 'top_up', amount: '50.000000', balance_after: '150.000000', usage_key: null, idempotency_key: 'invoice-2026-11-0042', description: 'November subscription', metadata: {} },
+  wallet: { ...WALLET_EXAMPLE, balance: '150.000000', credits: '145.000000' },
+} satisfies TopUpResult;
+
+export class WalletChangeResponseDoc {
+  @ApiProperty({ description: '`already_applied` when a top-up with the same idempotency_key was applied before (nothing added).', enum: ['applied', 'already_applied'], example: 'applied' })
+  status!: string;
+
+  @ApiProperty({ type: () => LedgerEntryResponseDoc })
+  transaction!: LedgerEntryResponseDoc;
+
+  @ApiProperty({ type: () => WalletResponseDoc })
+  wallet!: WalletResponseDoc;
+}
+
+export class MismatchDoc {
+  @ApiProperty({ example: 'u1' })
+  user_id!: string;
+
+  @ApiProperty({ ...MONEY_ANSWER, example: '100.000000' })
+  balance!: string;
+
+  @ApiProperty({ description: 'Σ of the wallet ledger.', ...MONEY_ANSWER, example: '99.000000' })
+  ledger_sum!: string;
+
+  @ApiProperty({ ...MONEY_ANSWER, nullable: true, example: '99.000000' })
+  last_balance_after!: string | null;
+
+  @ApiProperty({ ...MONEY_ANSWER, example: '5.000000' })
+  held!: string;
+
+  @ApiProperty({ description: 'Σ of the live holds.', ...MONEY_ANSWER, example: '5.000000' })
+  live_holds!: string;
+}
+
+export class ReconciliationResponseDoc {
+  @ApiProperty({ type: 'integer', example: 1200 })
+  wallets_checked!: number;
+
+  @ApiProperty({ description: 'Wallets whose balance ≠ Σ ledger or held ≠ Σ live holds; empty when the books are right.', type: [MismatchDoc], example: [] })
+  mismatches!: MismatchDoc[];
+}
+
+type _WalletDoc = NoKeyDrift<KeyDiff<WalletView, WalletResponseDoc>>;
+type _LedgerEntryDoc = NoKeyDrift<KeyDiff<LedgerEntryView, LedgerEntryResponseDoc>>;
+type _WalletChangeDoc = NoKeyDrift<KeyDiff<TopUpResult, WalletChangeResponseDoc>>;
+type _MismatchDoc = NoKeyDrift<KeyDiff<Mismatch, MismatchDoc>>;

@@ -1,7 +1,7 @@
 import { CanActivate, ExecutionContext, Inject, Injectable, SetMetadata } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { APP_CONFIG } from '../config/config.module';
 import type { AppConfig } from '../config/configuration';
 import { DomainError } from './domain-error';
@@ -54,6 +54,7 @@ export class ApiKeyGuard implements CanActivate {
 
     const request = context.switchToHttp().getRequest<FastifyRequest & { caller?: Caller }>();
     if (this.authFailures.count(request.ip) >= this.authFailureLimit) {
+      void context.switchToHttp().getResponse<FastifyReply>().header('retry-after', String(this.authFailures.retryAfterSeconds()));
       throw new DomainError('rate_limited', 'Too many requests with a missing or unknown key; retry in a minute.');
     }
     const presented = request.headers[API_KEY_HEADER];

@@ -33,6 +33,18 @@ function encodePayload(content: Buffer): Pick<SettlementFailure, 'payload' | 'pa
   return clean ? { payload: text, payloadEncoding: 'utf8' } : { payload: content.toString('base64'), payloadEncoding: 'base64' };
 }
 
+/** user_id and usage_key of a message, when it is JSON that names them (for the log line). */
+function identify(content: Buffer): { user_id?: string; usage_key?: string } {
+  try {
+    const body = JSON.parse(content.toString('utf8')) as Record<string, unknown>;
+    const data = (body && typeof body.data === 'object' && 'pattern' in body ? body.data : body) as Record<string, unknown>;
+    const pick = (v: unknown) => (typeof v === 'string' ? v.slice(0, 128) : undefined);
+    return { user_id: pick(data?.user_id), usage_key: pick(data?.usage_key) };
+  } catch {
+    return {};
+  }
+}
+
 export function decodePayload(f: SettlementFailure): Buffer {
   return Buffer.from(f.payload, f.payloadEncoding === 'base64' ? 'base64' : 'utf8');
 }
@@ -52,7 +64,10 @@ export class SettlementFailuresService {
     const failure = repo.create({ queue, ...encodePayload(content), errorStatus: error.code, reason: error.message, status: 'pending', attempts: 1 });
     await repo.insert(failure);
     this.metrics.settlementFailures.inc({ status: error.code });
-    this.logger.warn({ queue, failure_id: failure.id, error_status: error.code, reason: error.message }, 'queued settlement recorded as a settlement failure');
+    this.logger.warn(
+      { queue, failure_id: failure.id, error_status: error.code, reason: error.message, ...identify(content) },
+      'queued settlement recorded as a settlement failure',
+    );
     return failure;
   }
 

@@ -15,7 +15,7 @@ import type { Usage } from './workload';
  *           settlement finds nothing to claim and charges nothing), charges the wallet and
  *           releases the hold in one UPDATE, and appends the ledger entry with the same pricing
  *           snapshot. The ledger id is drawn first so the hold can point at its entry in the same
- *           statement; the replayable answer is the hold's settlement plus that entry.
+ *           statement; the replayable answer is that ledger entry (as in the service).
  *
  * Neither statement reads before it writes, so a cycle is exactly two round trips; the service
  * cannot need fewer. Rare paths (unknown key, unknown model, insufficient credits) return no row
@@ -76,21 +76,18 @@ WITH u AS (
 ), old AS (
   SELECT usage_key, status, expires_at FROM holds WHERE usage_key = $1 AND user_id = $2 AND feature_endpoint_id = $3 FOR UPDATE
 ), c AS (
-  UPDATE holds h SET status = 'settled', closed_at = now(), late = (old.status = 'expired' OR old.expires_at < now()),
-         transaction_id = nextval('ledger_entries_id_seq'),
-         settlement = jsonb_build_object('credits_charged', q.charge::text, 'usages', q.usages)
+  UPDATE holds h SET status = 'settled', closed_at = now(), late = (old.status = 'expired' OR old.expires_at < now())
   FROM old, q
   WHERE h.usage_key = old.usage_key AND old.status IN ('held', 'expired') AND q.priced = cardinality($4::text[])
   -- An expired hold was already released by the sweeper: release only a live one.
-  RETURNING h.transaction_id, h.late, q.charge, q.usages, q.pricing, CASE WHEN old.status = 'held' THEN h.amount ELSE 0 END AS release
+  RETURNING h.late, q.charge, q.usages, q.pricing, CASE WHEN old.status = 'held' THEN h.amount ELSE 0 END AS release
 ), w AS (
   UPDATE wallets w SET balance = w.balance - c.charge, held = w.held - c.release, version = w.version + 1, updated_at = now()
   FROM c WHERE w.user_id = $2
   RETURNING w.balance, w.held
 ), l AS (
-  INSERT INTO ledger_entries (id, user_id, kind, amount, balance_after, usage_key, description, metadata)
-  OVERRIDING SYSTEM VALUE
-  SELECT c.transaction_id, $2, 'charge', -c.charge, w.balance, $1, 'usage of ' || $3,
+  INSERT INTO ledger_entries (user_id, kind, amount, balance_after, held_after, usage_key, description, metadata)
+  SELECT $2, 'charge', -c.charge, w.balance, w.held, $1, 'usage of ' || $3,
          jsonb_build_object('channel', 'baseline', 'feature_endpoint_id', $3::text, 'late', c.late, 'usages', c.usages, 'pricing', c.pricing)
   FROM c, w
   RETURNING id

@@ -55,8 +55,8 @@ export async function seedWallets(db: pg.Pool, from: number, to: number, initial
          INSERT INTO wallets (user_id, plan, status, balance, held, version)
          SELECT 'bench-u-' || lpad(g::text, 7, '0'), 'pro', 'active', $3::numeric, 0, 1 FROM generate_series($1::int, $2::int) g
          RETURNING user_id, balance)
-       INSERT INTO ledger_entries (user_id, kind, amount, balance_after, description)
-       SELECT user_id, 'initial', balance, balance, 'initial credits' FROM w ORDER BY user_id`,
+       INSERT INTO ledger_entries (user_id, kind, amount, balance_after, held_after, description)
+       SELECT user_id, 'initial', balance, balance, 0, 'initial credits' FROM w ORDER BY user_id`,
       [lo, hi, initial],
     );
   }
@@ -66,7 +66,7 @@ export async function seedWallets(db: pg.Pool, from: number, to: number, initial
 export async function seedWallet(db: pg.Pool, userId: string, initial: string): Promise<void> {
   await db.query(
     `WITH w AS (INSERT INTO wallets (user_id, plan, status, balance, held, version) VALUES ($1, 'pro', 'active', $2::numeric, 0, 1) RETURNING user_id, balance)
-     INSERT INTO ledger_entries (user_id, kind, amount, balance_after, description) SELECT user_id, 'initial', balance, balance, 'initial credits' FROM w`,
+     INSERT INTO ledger_entries (user_id, kind, amount, balance_after, held_after, description) SELECT user_id, 'initial', balance, balance, 0, 'initial credits' FROM w`,
     [userId, initial],
   );
 }
@@ -99,11 +99,11 @@ export async function seedScale(db: pg.Pool, from: number, to: number, entriesPe
         [lo, hi, INITIAL_CREDITS, entriesPerWallet],
       );
       await client.query(
-        `INSERT INTO ledger_entries (user_id, kind, amount, balance_after, description, created_at)
+        `INSERT INTO ledger_entries (user_id, kind, amount, balance_after, held_after, description, created_at)
          SELECT 'bench-u-' || lpad(g::text, 7, '0'),
                 CASE WHEN k = 1 THEN 'initial' ELSE 'top_up' END,
                 CASE WHEN k = 1 THEN $3::numeric ELSE 1 END,
-                $3::numeric + (k - 1),
+                $3::numeric + (k - 1), 0,
                 CASE WHEN k = 1 THEN 'initial credits' ELSE 'bench top-up' END,
                 now() - make_interval(days => $4::int - k)
          FROM generate_series($1::int, $2::int) g, generate_series(1, $4::int) k
@@ -124,8 +124,8 @@ export async function seedScale(db: pg.Pool, from: number, to: number, entriesPe
            UPDATE wallets SET balance = balance + ($3::int - 1), version = version + 1, updated_at = now()
            WHERE user_id BETWEEN 'bench-u-' || lpad($1::text, 7, '0') AND 'bench-u-' || lpad($2::text, 7, '0')
            RETURNING user_id, balance - ($3::int - 1) AS before)
-         INSERT INTO ledger_entries (user_id, kind, amount, balance_after, description)
-         SELECT user_id, 'top_up', 1, before + k, 'bench top-up' FROM w, generate_series(1, $3::int - 1) k ORDER BY user_id, k`,
+         INSERT INTO ledger_entries (user_id, kind, amount, balance_after, held_after, description)
+         SELECT user_id, 'top_up', 1, before + k, 0, 'bench top-up' FROM w, generate_series(1, $3::int - 1) k ORDER BY user_id, k`,
         [1, from - 1, entriesPerWallet],
       );
     }

@@ -127,7 +127,8 @@ export class CreditsProcessService {
   }
 
   private async tryHold(userId: string, featureEndpointId: string, usageKey: string): Promise<StartRow | undefined> {
-    const rows: StartRow[] = await this.dataSource.query(
+    const rows = await queryRows<StartRow>(
+      this.dataSource.manager,
       `WITH f AS (
          SELECT feature_endpoint_id, min_holding_credits, COALESCE(hold_ttl_seconds, $3) AS ttl, allowed_plans
          FROM features WHERE feature_endpoint_id = $2 AND active
@@ -146,6 +147,7 @@ export class CreditsProcessService {
        )
        SELECT w.balance, w.held, w.min_holding_credits AS hold_amount, h.expires_at FROM w, h`,
       [userId, featureEndpointId, this.config.holdTtlSeconds, usageKey],
+      { prepared: true },
     );
     return rows[0];
   }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { EntityManager } from 'typeorm';
 
 /**
@@ -5,15 +6,38 @@ import type { EntityManager } from 'typeorm';
  * (TypeORM's plain `query()` returns `[rows, count]` for UPDATE/DELETE but `rows` otherwise).
  * Used where one conditional `UPDATE … RETURNING` replaces a read-then-write race.
  */
-export async function queryRows<T>(manager: EntityManager, sql: string, params: unknown[] = []): Promise<T[]> {
+export async function queryRows<T>(manager: EntityManager, sql: string, params: unknown[] = [], opts: { prepared?: boolean } = {}): Promise<T[]> {
   // Outside a transaction the statement runs on a pooled connection of its own (autocommit).
   const runner = manager.queryRunner ?? manager.connection.createQueryRunner();
   try {
+    if (opts.prepared) {
+      // A named statement is parsed and planned once per connection, then only bound and run:
+      // on the hot path's multi-CTE statements that is most of PostgreSQL's work per call.
+      const client = (await (runner as unknown as { connect(): Promise<PgClient> }).connect()) as PgClient;
+      const result = await client.query({ name: statementName(sql), text: sql, values: params });
+      return result.rows as T[];
+    }
     const result = await runner.query(sql, params, true);
     return result.records as T[];
   } finally {
     if (runner !== manager.queryRunner) await runner.release();
   }
+}
+
+interface PgClient {
+  query(config: { name: string; text: string; values: unknown[] }): Promise<{ rows: unknown[] }>;
+}
+
+const names = new Map<string, string>();
+
+/** A stable name per distinct SQL text (pg caches prepared statements per connection by name). */
+function statementName(sql: string): string {
+  let name = names.get(sql);
+  if (!name) {
+    name = `credits_${createHash('sha1').update(sql).digest('hex').slice(0, 16)}`;
+    names.set(sql, name);
+  }
+  return name;
 }
 
 /**

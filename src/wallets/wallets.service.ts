@@ -133,6 +133,7 @@ export class WalletsService {
        )
        SELECT w.user_id, w.plan, w.status, w.balance, w.held, w.version, w.created_at, w.updated_at, e.* FROM w, e`,
       params,
+      { prepared: true },
     );
     return row && { wallet: walletFromRow(row), entry: ledgerEntryFromRow(row) };
   }

@@ -28,6 +28,18 @@ export function toErrorResponse(error: unknown, logger: Logger): { httpStatus: n
   if (error instanceof DomainError) {
     return { httpStatus: error.httpStatus, body: { success: false, data: { ...error.details, status: error.code, message: error.message } } };
   }
+  if (error instanceof HttpException && error.getStatus() === 503) {
+    // Readiness (terminus) says a dependency is down: keep 503 so load balancers and callers
+    // retry, and say which one (`details`), instead of a generic 500.
+    const response = error.getResponse() as { details?: unknown };
+    return {
+      httpStatus: 503,
+      body: {
+        success: false,
+        data: { status: 'unavailable', message: 'A dependency of the service is unavailable; retry shortly.', ...(response?.details ? { details: response.details } : {}) },
+      },
+    };
+  }
   if (error instanceof HttpException || isFastifyError(error)) {
     const httpStatus = error instanceof HttpException ? error.getStatus() : (error as { statusCode: number }).statusCode;
     const word = STATUS_WORD[httpStatus] ?? (httpStatus >= 500 ? 'internal_error' : 'validation_error');

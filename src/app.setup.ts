@@ -1,11 +1,13 @@
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { Logger } from 'nestjs-pino';
 import helmet from '@fastify/helmet';
 import { AppModule } from './app.module';
 import { setupOpenApi } from './common/openapi';
 import { MetricsService } from './metrics/metrics.service';
 import { RabbitSettlementServer } from './queue/rabbit-settlement.server';
+import { clientErrorHandler, frameworkErrorResponse } from './common/http-exception.filter';
 import { createValidationPipe } from './common/validation';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/request-id';
 import type { AppConfig } from './config/configuration';
@@ -25,14 +27,24 @@ export interface CreateAppOptions {
 export async function createApp(config: AppConfig, options: CreateAppOptions = {}): Promise<NestFastifyApplication> {
   const adapter = new FastifyAdapter({
     bodyLimit: config.bodyLimitBytes,
-    // Ids in the path (user_id, up to 128 characters) must fit Fastify's limit on a path parameter,
-    // which is counted on the percent-encoded text: 128 characters × 4 UTF-8 bytes × 3 ("%XX").
-    // The default of 100 answered 414 for a valid user_id of 101+ characters.
-    routerOptions: { maxParamLength: 1536 },
     genReqId: requestIdFor,
     // Fastify's own request logging is off: nestjs-pino logs each request once.
     logger: false,
+    // Ids in paths are up to 128 characters (API.md §4–§6), percent-encoded up to 12 bytes each:
+    // Fastify's default limit of 100 answered 414 for valid ids of 101–128 characters.
+    routerOptions: { maxParamLength: 2048 },
+    frameworkErrors: (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
+      const { httpStatus, body } = frameworkErrorResponse(error);
+      void reply.status(httpStatus).send(body);
+    },
+    clientErrorHandler,
   });
+  // Bodies are JSON only (API.md §2). Nest's default parsers would also accept
+  // application/x-www-form-urlencoded — a form post could then create wallets or holds with every
+  // field a string — and Fastify's built-in text/plain parser hands a string to the validators.
+  // With Nest's parsers off and text/plain removed, Fastify's own JSON parser (same body limit and
+  // prototype-poisoning rules) is the only one: anything else is 415 unsupported_media_type.
+  adapter.getInstance().removeContentTypeParser('text/plain');
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.register(config), adapter, {
     bufferLogs: true,
     // A failed start must print only main.ts's one-line reason (API.md §1): Nest would otherwise
@@ -40,6 +52,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     // flushed into pino below, once the app was built.
     autoFlushLogs: false,
     abortOnError: false,
+    bodyParser: false,
   });
   app.useLogger(app.get(Logger));
   app.flushLogs();

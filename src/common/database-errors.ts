@@ -1,8 +1,12 @@
 /** True when a database error means "the database is unreachable", not "this query is wrong". */
 export function isDatabaseUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
-  const e = error as Error & { code?: string; driverError?: unknown };
+  const e = error as Error & { code?: string; severity?: string; driverError?: unknown };
   if (e.driverError && e.driverError !== error && isDatabaseUnavailable(e.driverError)) return true;
+  // A FATAL error ends the session: the server refused or dropped the connection (e.g. 55000
+  // "database … is not currently accepting connections" while it is closed to connections), so
+  // nothing of this request was committed. A wrong query is only ever ERROR.
+  if (e.severity === 'FATAL' || e.severity === 'PANIC') return true;
   const code = e.code ?? '';
   // 08xxx connection exceptions, 57P0x operator intervention (shutdown, terminated), 53300 too many connections.
   if (/^(08|57P0)/.test(code) || code === '53300' || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE' || code === 'ETIMEDOUT') {

@@ -1,5 +1,6 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
+import type { Duplex } from 'node:stream';
 import { Observable, throwError } from 'rxjs';
 import { DomainError, ERROR_HTTP_STATUS, ErrorCode } from './domain-error';
 import { isDatabaseUnavailable } from './database-errors';
@@ -27,6 +28,18 @@ export interface ErrorBody {
 export function toErrorResponse(error: unknown, logger: Logger): { httpStatus: number; body: ErrorBody } {
   if (error instanceof DomainError) {
     return { httpStatus: error.httpStatus, body: { success: false, data: { ...error.details, status: error.code, message: error.message } } };
+  }
+  if (error instanceof HttpException && error.getStatus() === 503) {
+    // Readiness (terminus) says a dependency is down: keep 503 so load balancers and callers
+    // retry, and say which one (`details`), instead of a generic 500.
+    const response = error.getResponse() as { details?: unknown };
+    return {
+      httpStatus: 503,
+      body: {
+        success: false,
+        data: { status: 'unavailable', message: 'A dependency of the service is unavailable; retry shortly.', ...(response?.details ? { details: response.details } : {}) },
+      },
+    };
   }
   if (error instanceof HttpException || isFastifyError(error)) {
     const httpStatus = error instanceof HttpException ? error.getStatus() : (error as { statusCode: number }).statusCode;
@@ -65,6 +78,38 @@ function httpMessage(error: Error, httpStatus: number): string {
     default:
       return httpStatus >= 500 ? 'An internal error occurred.' : error.message;
   }
+}
+
+/**
+ * Errors Fastify's router answers before any Nest layer runs (a malformed percent-encoding, a
+ * path parameter over `maxParamLength`): the contract's envelope too, never Fastify's own body.
+ */
+export function frameworkErrorResponse(error: { code?: string }): { httpStatus: number; body: ErrorBody } {
+  if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    return { httpStatus: 414, body: { success: false, data: { status: 'uri_too_long', message: 'A path parameter of the URL is too long.' } } };
+  }
+  const message = 'The URL is not valid (malformed percent-encoding).';
+  return { httpStatus: 400, body: { success: false, data: { status: 'validation_error', message, errors: [{ field: 'url', message }] } } };
+}
+
+/**
+ * Node's HTTP parser refuses some requests before Fastify sees them (headers or URL over the
+ * size limit, bytes that are not HTTP). Same answer as Fastify's default handler — status, then
+ * close — but in the contract's envelope, so a partner doing `throw new Error(data.message)` works.
+ */
+export function clientErrorHandler(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, reason, data]: [number, string, ErrorBody['data']] =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'Request Header Fields Too Large', { status: 'headers_too_large', message: 'The request headers (or the URL) are too large.' }]
+      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request Timeout', { status: 'request_timeout', message: 'The request took too long to arrive.' }]
+        : [400, 'Bad Request', { status: 'validation_error', message: 'The request is not valid HTTP.', errors: [{ field: 'request', message: 'is not valid HTTP' }] }];
+  const text = JSON.stringify({ success: false, data });
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`);
+  }
+  socket.destroy(error);
 }
 
 @Catch()

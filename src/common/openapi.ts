@@ -115,6 +115,9 @@ const ERROR_EXAMPLES: Record<ErrorCode, { message: string; extra?: Record<string
     extra: { errors: [{ field: 'usages.0.input_tokens', message: 'must be an integer number' }] },
   },
   unauthorized: { message: `The ${API_KEY_HEADER} header is missing.` },
+  request_timeout: { message: 'The request took too long to arrive.' },
+  uri_too_long: { message: 'The request URL is too long.' },
+  headers_too_large: { message: 'The request headers are too large.' },
   insufficient_credits: {
     message: 'Not enough credits: 2.000000 available, 5.000000 required.',
     extra: { credits: '2.000000', required: '5.000000' },

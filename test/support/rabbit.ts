@@ -50,3 +50,29 @@ export async function queueDepth(url: string, queue: string): Promise<number> {
     await connection.close();
   }
 }
+
+/**
+ * Takes every message off the dead-letter queue and publishes it back to the queue it came from
+ * (`x-original-queue`), `times` times each — what an operator does after an outage.
+ */
+export async function replayDeadLetters(url: string, deadLetterQueue: string, times = 1): Promise<{ queue: string; body: string; headers: Record<string, unknown> }[]> {
+  const connection = await amqplib.connect(url);
+  const moved: { queue: string; body: string; headers: Record<string, unknown> }[] = [];
+  try {
+    const channel = await connection.createConfirmChannel();
+    for (;;) {
+      const msg = await channel.get(deadLetterQueue, { noAck: false });
+      if (!msg) break;
+      const headers = (msg.properties.headers ?? {}) as Record<string, unknown>;
+      const queue = String(headers['x-original-queue']);
+      for (let i = 0; i < times; i++) channel.sendToQueue(queue, msg.content, { persistent: true });
+      await channel.waitForConfirms();
+      channel.ack(msg);
+      moved.push({ queue, body: msg.content.toString('utf8'), headers });
+    }
+    await channel.close();
+  } finally {
+    await connection.close();
+  }
+  return moved;
+}

@@ -2,24 +2,10 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { createApp } from '../../src/app.setup';
 import { loadConfig } from '../../src/config/configuration';
 import { createTestDatabase, TestDatabase } from './database';
+import { ADMIN_KEY, ApiResponse, httpClient, RequestOptions, SERVICE_KEY } from './http';
 
-export const SERVICE_KEY = 'test-service-key-1';
-export const ADMIN_KEY = 'test-admin-key-1';
-
-export interface ApiResponse<T = any> {
-  status: number;
-  body: T;
-  headers: Headers;
-}
-
-export interface RequestOptions {
-  body?: unknown;
-  /** Raw body text (sent as is, with the given content type). */
-  raw?: string;
-  /** API key; defaults to the admin key; `null` sends none. */
-  key?: string | null;
-  headers?: Record<string, string>;
-}
+export { ADMIN_KEY, httpClient, SERVICE_KEY };
+export type { ApiResponse, RequestOptions };
 
 export interface TestApp {
   app: NestFastifyApplication;
@@ -39,30 +25,6 @@ export function testEnv(databaseUrl: string, overrides: Record<string, string> =
     LOG_LEVEL: 'silent',
     PORT: '0',
     ...overrides,
-  };
-}
-
-/** An HTTP client for a running service at `baseUrl` (real sockets, real JSON). */
-export function httpClient(baseUrl: string) {
-  return async function request<T = any>(method: string, path: string, options: RequestOptions = {}): Promise<ApiResponse<T>> {
-    const headers: Record<string, string> = { ...(options.headers ?? {}) };
-    const key = options.key === undefined ? ADMIN_KEY : options.key;
-    if (key !== null) headers['x-server-api-key'] = key;
-    let body: string | undefined;
-    if (options.raw !== undefined) body = options.raw;
-    else if (options.body !== undefined) {
-      body = JSON.stringify(options.body);
-      headers['content-type'] ??= 'application/json';
-    }
-    const res = await fetch(`${baseUrl}${path}`, { method, headers, body });
-    const text = await res.text();
-    let parsed: unknown = text;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      /* left as text: a test asserting on JSON will fail loudly */
-    }
-    return { status: res.status, body: parsed as T, headers: res.headers };
   };
 }
 

@@ -1,0 +1,395 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import fc from 'fast-check';
+import { withDb } from './support/faults';
+import { ADMIN_KEY, SERVICE_KEY, startTestApp, TestApp } from './support/test-app';
+
+/**
+ * A fast-check fuzz of every route of API.md §4–§6. Every request that could write is invalid by
+ * construction (at least one field poisoned, or the whole body bad), while the rest of it names
+ * things that really exist — so if validation ever let one through, it would write, and the
+ * snapshot comparison at the end would catch it. Properties: never a 5xx, every failure in the
+ * contract's envelope, no write route answers 2xx, and the books are byte-for-byte unchanged.
+ */
+
+const WALLET = 'fuzz-wallet';
+const FEATURE = 'fuzz-feature';
+const MODEL = 'fuzz-model';
+const BODY_LIMIT = 262_144;
+
+/** A JSON token written as is (1e400, 123…890): JSON.stringify cannot produce these. */
+class Raw {
+  constructor(readonly text: string) {}
+}
+const raw = (text: string) => new Raw(text);
+
+function toJson(value: unknown): string {
+  const tokens: string[] = [];
+  const text = JSON.stringify(value, (_key, v: unknown) => {
+    if (v instanceof Raw) {
+      tokens.push(v.text);
+      return `\u0001RAW${tokens.length - 1}\u0001`;
+    }
+    return typeof v === 'bigint' ? v.toString() : v;
+  });
+  return (text ?? 'null').replace(/"\\u0001RAW(\d+)\\u0001"/g, (_m, i: string) => tokens[Number(i)]);
+}
+
+/** Lone surrogates replaced, so a value can go into a URL (JSON bodies keep them: they are hostile input too). */
+const wellFormed = (s: string) => s.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
+
+// ---- values -------------------------------------------------------------------------------------
+
+const unicode = fc.oneof(fc.string({ unit: 'binary', minLength: 1, maxLength: 40 }), fc.constantFrom('a\u0000b', '\u0000', 'ok\u0000', '\u202e\u200b', 'e\u0301', '\ud83d'));
+const tenKb = fc.constantFrom('x'.repeat(10_240), 'é'.repeat(10_240), '\u{1F4B8}'.repeat(2_600));
+const wrongType = fc.oneof(fc.integer(), fc.boolean(), fc.constant(null), fc.array(fc.string(), { maxLength: 3 }), fc.dictionary(fc.string(), fc.string(), { maxKeys: 2 }));
+const anyJson = fc.jsonValue({ maxDepth: 3 });
+
+/** Always refused for a required string of 1..max characters. */
+const badRequiredString = (max: number) => fc.oneof(fc.constant(''), fc.constant('x'.repeat(max + 1)), tenKb, wrongType, fc.constant(undefined));
+/** Always refused for an optional string of 1..max characters (null and absent are allowed there). */
+const badOptionalString = (max: number) => fc.oneof(fc.constant(''), fc.constant('y'.repeat(max + 1)), tenKb, fc.integer(), fc.boolean(), fc.array(fc.string(), { maxLength: 2 }));
+/** Always refused for a token count (a JSON integer 0..1e9; note JSON's 1e3 IS the integer 1000). */
+const badTokens = fc.oneof(
+  fc.constantFrom(-1, 1.5, 0.000001, 1_000_000_001, '10', '1e3', raw('1e400'), raw('-1e400'), raw('1e10'), raw('1.5e0'), raw('123456789012345678901234567890'), raw('-0.5')),
+  fc.integer({ min: -2_000_000_000, max: -1 }),
+  fc.double({ noInteger: true, noNaN: true }),
+  fc.string(),
+  fc.boolean(),
+);
+const badRequiredTokens = fc.oneof(badTokens, fc.constant(null), fc.constant(undefined));
+/** Always refused for an amount (decimal string or JSON number, ≤ 6 decimals, no exponent). */
+const badAmount = (opts: { negativeAllowed?: boolean } = {}) =>
+  fc.oneof(
+    fc.constantFrom('1.1234567', 1.1234567, '0.0000001', '1e3', '1E3', raw('1e400'), raw('1e21'), raw('2e-7'), 'NaN', 'Infinity', '1,5', '1.2.3', '', ' ', '0x10', '١٢', '10000000000000.000001'),
+    fc.constantFrom(raw('123456789012345678901234567890.5'), '99999999999999999999999999999999'),
+    ...(opts.negativeAllowed ? [] : [fc.constantFrom('-5', -5, '-0.000001')]),
+    fc.boolean(),
+    fc.array(fc.integer(), { maxLength: 2 }),
+    fc.dictionary(fc.string(), fc.integer(), { maxKeys: 2 }),
+  );
+const badRequiredAmount = (opts: { negativeAllowed?: boolean } = {}) => fc.oneof(badAmount(opts), fc.constant(null), fc.constant(undefined));
+
+const goodUsage = fc.record({
+  ai_model: fc.oneof(fc.constant(MODEL), unicode),
+  input_tokens: fc.integer({ min: 0, max: 1_000_000_000 }),
+  output_tokens: fc.integer({ min: 0, max: 1_000_000_000 }),
+});
+const badUsage = fc.oneof(
+  goodUsage.chain((u) => fc.record({ k: fc.constantFrom('input_tokens', 'output_tokens'), v: badRequiredTokens }).map(({ k, v }) => ({ ...u, [k]: v }))),
+  goodUsage.chain((u) => badTokens.map((v) => ({ ...u, cached_input_tokens: v }))),
+  goodUsage.chain((u) => badRequiredString(128).map((v) => ({ ...u, ai_model: v }))),
+  fc.oneof(fc.string(), fc.integer(), fc.constant(null), fc.array(fc.integer(), { maxLength: 2 })),
+);
+const badUsages = fc.oneof(
+  fc.constant([]),
+  fc.constant(undefined),
+  fc.constant(Array.from({ length: 101 }, () => ({ ai_model: MODEL, input_tokens: 1, output_tokens: 1 }))),
+  fc.tuple(fc.array(goodUsage, { maxLength: 3 }), badUsage, fc.array(goodUsage, { maxLength: 3 })).map(([a, bad, b]) => [...a, bad, ...b]),
+  wrongType.filter((v) => !Array.isArray(v)),
+);
+
+// ---- routes -------------------------------------------------------------------------------------
+
+interface Field {
+  /** A value the route accepts (what the rest of a poisoned body holds). */
+  ok: fc.Arbitrary<unknown>;
+  /** Values the route always refuses for this field, whatever the other fields hold. */
+  bad: fc.Arbitrary<unknown>;
+}
+interface Route {
+  method: 'GET' | 'POST' | 'PATCH' | 'PUT';
+  /** Path with `:param` placeholders, each filled from `params`. */
+  path: string;
+  params?: Record<string, fc.Arbitrary<string>>;
+  /** Fields of the body, for routes that take one. */
+  fields?: Record<string, Field>;
+  /** False for routes that read only (GET, quote): any body is fine, valid ones too. */
+  writes: boolean;
+  key?: string;
+}
+
+const existingOrRandom = (existing: string) => fc.oneof(fc.constant(existing), unicode, tenKb, fc.constantFrom('..', '%', '0', ' '));
+const settlementTarget = (hold: () => string): Record<string, Field> => ({
+  user_id: { ok: fc.constant(WALLET), bad: badRequiredString(128) },
+  feature_endpoint_id: { ok: fc.constant(FEATURE), bad: badRequiredString(128) },
+  usage_key: { ok: fc.oneof(fc.constant(undefined), fc.constant(hold())), bad: badOptionalString(64) },
+  idempotency_key: { ok: fc.oneof(fc.constant(undefined), unicode.map((s) => s.slice(0, 128))), bad: badOptionalString(128) },
+});
+
+function routes(hold: () => string): Route[] {
+  const id = (max: number) => ({ ok: fc.string({ minLength: 1, maxLength: 10 }).map((s) => `new-${s.replace(/\s|\p{C}/gu, '')}`.slice(0, max)), bad: badRequiredString(max) });
+  return [
+    // §4 — service scope
+    { method: 'POST', path: '/api/credits-process/start', writes: true, key: SERVICE_KEY, fields: { user_id: { ok: fc.constant(WALLET), bad: badRequiredString(128) }, feature_endpoint_id: { ok: fc.constant(FEATURE), bad: badRequiredString(128) } } },
+    { method: 'POST', path: '/api/credits-process/end-multimodel', writes: true, key: SERVICE_KEY, fields: { ...settlementTarget(hold), usages: { ok: fc.array(goodUsage.map((u) => ({ ...u, ai_model: MODEL })), { minLength: 1, maxLength: 3 }), bad: badUsages } } },
+    {
+      method: 'POST',
+      path: '/api/credits-process/end',
+      writes: true,
+      key: SERVICE_KEY,
+      fields: {
+        ...settlementTarget(hold),
+        ai_model: { ok: fc.constant(MODEL), bad: badRequiredString(128) },
+        input_tokens: { ok: fc.integer({ min: 0, max: 1000 }), bad: badRequiredTokens },
+        output_tokens: { ok: fc.integer({ min: 0, max: 1000 }), bad: badRequiredTokens },
+        cached_input_tokens: { ok: fc.constant(undefined), bad: badTokens },
+      },
+    },
+    { method: 'POST', path: '/api/credits-process/cancel', writes: true, key: SERVICE_KEY, fields: { usage_key: { ok: fc.constant(hold()), bad: badRequiredString(64) } } },
+    { method: 'GET', path: '/api/credits-process/usages/:key', writes: false, key: SERVICE_KEY, params: { key: existingOrRandom(hold()) } },
+    // §5 — pricing
+    {
+      method: 'POST',
+      path: '/api/pricing/models',
+      writes: true,
+      fields: {
+        ai_model: id(128),
+        input_price_per_million: { ok: fc.constant('1.5'), bad: badRequiredAmount() },
+        output_price_per_million: { ok: fc.constant(2), bad: badRequiredAmount() },
+        cached_input_price_per_million: { ok: fc.constant(undefined), bad: badAmount() },
+        profit_margin: { ok: fc.constant('0.1'), bad: badAmount() },
+      },
+    },
+    { method: 'GET', path: '/api/pricing/models', writes: false },
+    { method: 'GET', path: '/api/pricing/models/:model', writes: false, params: { model: existingOrRandom(MODEL) } },
+    {
+      method: 'PATCH',
+      path: '/api/pricing/models/:model',
+      writes: true,
+      params: { model: fc.constant(MODEL) },
+      fields: {
+        input_price_per_million: { ok: fc.constant('3'), bad: badAmount() },
+        output_price_per_million: { ok: fc.constant(undefined), bad: badAmount() },
+        profit_margin: { ok: fc.constant(null), bad: badAmount() },
+      },
+    },
+    { method: 'GET', path: '/api/pricing/settings', writes: false },
+    {
+      method: 'PUT',
+      path: '/api/pricing/settings',
+      writes: true,
+      fields: {
+        credits_per_usd: { ok: fc.constant('250'), bad: fc.oneof(badAmount(), fc.constant('0')) },
+        default_profit_margin: { ok: fc.constant('0.5'), bad: badAmount() },
+      },
+    },
+    {
+      method: 'POST',
+      path: '/api/pricing/quote',
+      writes: false,
+      key: SERVICE_KEY,
+      fields: { feature_endpoint_id: { ok: fc.constant(FEATURE), bad: badRequiredString(128) }, usages: { ok: fc.array(goodUsage, { minLength: 1, maxLength: 3 }), bad: badUsages } },
+    },
+    // §6 — wallets, features, failures, reconciliation
+    {
+      method: 'POST',
+      path: '/api/wallets',
+      writes: true,
+      fields: {
+        user_id: id(128),
+        plan: { ok: fc.constant('pro'), bad: fc.oneof(badOptionalString(64), fc.constant(' leading-space'), fc.constant('a\u0000b')) },
+        initial_credits: { ok: fc.constant('10.5'), bad: badAmount() },
+      },
+    },
+    { method: 'GET', path: '/api/wallets', writes: false },
+    { method: 'GET', path: '/api/wallets/:user', writes: false, key: SERVICE_KEY, params: { user: existingOrRandom(WALLET) } },
+    {
+      method: 'PATCH',
+      path: '/api/wallets/:user',
+      writes: true,
+      params: { user: fc.constant(WALLET) },
+      fields: { plan: { ok: fc.constant('pro'), bad: badOptionalString(64) }, status: { ok: fc.constant('suspended'), bad: fc.oneof(fc.constantFrom('deleted', 'ACTIVE', ''), fc.integer(), fc.boolean()) } },
+    },
+    {
+      method: 'POST',
+      path: '/api/wallets/:user/top-up',
+      writes: true,
+      params: { user: fc.constant(WALLET) },
+      fields: {
+        amount: { ok: fc.constant('5'), bad: fc.oneof(badRequiredAmount(), fc.constantFrom('0', 0, '0.000000')) },
+        idempotency_key: { ok: fc.constant(undefined), bad: badOptionalString(128) },
+        description: { ok: fc.constant('fuzz'), bad: badOptionalString(500) },
+      },
+    },
+    {
+      method: 'POST',
+      path: '/api/wallets/:user/adjust',
+      writes: true,
+      params: { user: fc.constant(WALLET) },
+      fields: { amount: { ok: fc.constant('-5'), bad: badRequiredAmount({ negativeAllowed: true }) }, reason: { ok: fc.constant('fuzz'), bad: badRequiredString(500) } },
+    },
+    { method: 'GET', path: '/api/wallets/:user/transactions', writes: false, params: { user: existingOrRandom(WALLET) } },
+    {
+      method: 'POST',
+      path: '/api/features',
+      writes: true,
+      fields: {
+        feature_endpoint_id: id(128),
+        name: { ok: fc.constant('Fuzz'), bad: badRequiredString(200) },
+        min_holding_credits: { ok: fc.constant('1'), bad: badRequiredAmount() },
+        hold_ttl_seconds: { ok: fc.constant(60), bad: fc.constantFrom(0, 604_801, 1.5, '60', '1e3', raw('1e400'), raw('1e6'), true) },
+        profit_margin: { ok: fc.constant(undefined), bad: fc.oneof(badAmount(), fc.constant('101')) },
+        fixed_cost: { ok: fc.constant(undefined), bad: badAmount() },
+        allowed_plans: { ok: fc.constant([]), bad: fc.oneof(fc.constant('free'), fc.constant([1]), fc.constant(['']), fc.constant(Array.from({ length: 101 }, (_, i) => `p${i}`))) },
+        active: { ok: fc.constant(true), bad: fc.constantFrom('true', 1, 'yes') },
+      },
+    },
+    { method: 'GET', path: '/api/features', writes: false },
+    { method: 'GET', path: '/api/features/:feature', writes: false, params: { feature: existingOrRandom(FEATURE) } },
+    {
+      method: 'PATCH',
+      path: '/api/features/:feature',
+      writes: true,
+      params: { feature: fc.constant(FEATURE) },
+      fields: { name: { ok: fc.constant('Renamed'), bad: badOptionalString(200) }, min_holding_credits: { ok: fc.constant('3'), bad: badAmount() }, active: { ok: fc.constant(false), bad: fc.constantFrom('false', 0) } },
+    },
+    { method: 'GET', path: '/api/settlement-failures', writes: false },
+    { method: 'POST', path: '/api/settlement-failures/:id/replay', writes: true, params: { id: fc.oneof(fc.constant('1'), fc.bigInt({ min: 0n, max: 10n ** 25n }).map(String), unicode) } },
+    { method: 'POST', path: '/api/settlement-failures/:id/discard', writes: true, params: { id: fc.oneof(fc.constant('1'), fc.bigInt({ min: 0n, max: 10n ** 25n }).map(String), unicode) } },
+    { method: 'GET', path: '/api/reconciliation', writes: false },
+  ];
+}
+
+interface Fuzzed {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  body?: string | Uint8Array;
+  what: string;
+}
+
+const query = fc.dictionary(
+  fc.constantFrom('limit', 'cursor', 'usage_key', 'status', 'x'),
+  fc.oneof(fc.constantFrom('0', '-1', '201', '1.5', '1e3', '', 'NaN', '99999999999999999999999', 'held'), unicode, tenKb),
+  { maxKeys: 3 },
+);
+
+/** One hostile request for a route. */
+function request(route: Route): fc.Arbitrary<Fuzzed> {
+  const params = fc.record(route.params ?? {}) as fc.Arbitrary<Record<string, string>>;
+  const extra = fc.dictionary(fc.string({ maxLength: 12 }).filter((k) => !(k in (route.fields ?? {})) && k !== '__proto__'), anyJson, { maxKeys: 3 });
+  const fields = route.fields ?? {};
+  const names = Object.keys(fields);
+  const poisonedObject: fc.Arbitrary<Record<string, unknown>> =
+    names.length === 0
+      ? fc.dictionary(fc.string({ maxLength: 12 }), anyJson, { maxKeys: 4 })
+      : fc.tuple(fc.subarray(names, { minLength: 1 }), extra).chain(([poisoned, extras]) =>
+          fc.record(Object.fromEntries(names.map((n) => [n, poisoned.includes(n) ? fields[n].bad : fields[n].ok]))).map((known) => ({ ...extras, ...known })),
+        );
+  const valid = fc.record(Object.fromEntries(names.map((n) => [n, fields[n].ok])));
+  type Body = { body?: string | Uint8Array; contentType?: string; what: string };
+  const bodies: fc.Arbitrary<Body>[] = [
+    poisonedObject.map((o) => ({ body: toJson(o), contentType: 'application/json', what: 'poisoned field' })),
+    fc.oneof(anyJson, fc.json()).filter((v) => v === null || typeof v !== 'object' || Array.isArray(v)).map((v) => ({ body: toJson(v), contentType: 'application/json', what: 'not an object' })),
+    valid.map((o) => ({ body: toJson([o]), contentType: 'application/json', what: 'array instead of object' })),
+    fc.constantFrom('{', '{"user_id":', '{"a":1,}', "{'a':1}", 'undefined', '{"a":1}{"b":2}', '\u0000', '[1,2', '{"amount": 01}').map((t) => ({ body: t, contentType: 'application/json', what: 'malformed JSON' })),
+    valid.map((o) => ({ body: toJson(o), contentType: 'text/plain', what: 'text/plain' })),
+    valid.map((o) => ({ body: new TextEncoder().encode(toJson(o)), what: 'no content type' })),
+    fc.constantFrom('application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/xml').chain((ct) =>
+      valid.map((o) => ({ body: ct.includes('form-urlencoded') ? new URLSearchParams(Object.entries(o).map(([k, v]): [string, string] => [k, typeof v === 'object' ? toJson(v) : String(v)])).toString() : toJson(o), contentType: ct, what: `content type ${ct}` })),
+    ),
+    valid.map((o) => ({ body: toJson({ ...o, padding: 'p'.repeat(BODY_LIMIT + 10) }), contentType: 'application/json', what: 'body over the limit' })),
+    fc.constant({ body: '', contentType: 'application/json', what: 'empty body' }),
+  ];
+  // A route without a body still gets some, and a GET none (fetch refuses a GET body).
+  const body: fc.Arbitrary<Body> = route.method === 'GET' ? fc.constant({ what: 'GET' }) : fc.oneof({ weight: 4, arbitrary: bodies[0] }, ...bodies.slice(1));
+  return fc.tuple(params, body, route.method === 'GET' ? query : fc.constant({})).map(([p, b, q]) => {
+    let path = route.path.replace(/:(\w+)/g, (_m, name: string) => encodeURIComponent(wellFormed(p[name])));
+    const qs = new URLSearchParams(Object.entries(q).map(([k, v]): [string, string] => [k, wellFormed(String(v))])).toString();
+    if (qs) path += `?${qs}`;
+    const headers: Record<string, string> = { 'x-server-api-key': route.key ?? ADMIN_KEY };
+    if (b.contentType) headers['content-type'] = b.contentType;
+    return { method: route.method, path, headers, body: b.body, what: b.what };
+  });
+}
+
+/** Every table's row count and a digest of its whole content: any write changes it. */
+async function snapshot(url: string): Promise<Record<string, string>> {
+  return withDb(url, async (c) => {
+    const tables = (await c.query<{ tablename: string }>(`SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename`)).rows.map((r) => r.tablename);
+    const result: Record<string, string> = {};
+    for (const t of tables) {
+      const { rows } = await c.query(`SELECT COUNT(*)::text AS n, COALESCE(md5(string_agg(x::text, '|' ORDER BY x::text)), '') AS digest FROM ${t} x`);
+      result[t] = `${rows[0].n} rows, ${rows[0].digest}`;
+    }
+    const sums = await c.query(`SELECT (SELECT SUM(balance)::text FROM wallets) AS balance, (SELECT SUM(held)::text FROM wallets) AS held, (SELECT SUM(amount)::text FROM ledger_entries) AS ledger`);
+    result.sums = JSON.stringify(sums.rows[0]);
+    return result;
+  });
+}
+
+describe('hostile input: a fuzz of every route', () => {
+  let t: TestApp;
+  let holdKey = '';
+
+  beforeAll(async () => {
+    t = await startTestApp();
+    const ok = async (method: string, path: string, body: unknown, key?: string) => {
+      const res = await t.request(method, path, { body, key });
+      if (res.status >= 300) throw new Error(`${path}: ${res.status} ${JSON.stringify(res.body)}`);
+      return res.body.data;
+    };
+    await ok('POST', '/api/pricing/models', { ai_model: MODEL, input_price_per_million: '2.5', output_price_per_million: '10' });
+    await ok('POST', '/api/features', { feature_endpoint_id: FEATURE, name: 'Fuzz', min_holding_credits: '5' });
+    await ok('POST', '/api/wallets', { user_id: WALLET, initial_credits: '100' });
+    holdKey = (await ok('POST', '/api/credits-process/start', { user_id: WALLET, feature_endpoint_id: FEATURE }, SERVICE_KEY)).usage_key;
+  }, 60_000);
+  afterAll(async () => {
+    await t?.close();
+  }, 30_000);
+
+  it('reaches ids of the maximum length (128 characters, unicode too) in paths: never 414', async () => {
+    for (const userId of ['m'.repeat(128), 'ü€'.repeat(64)]) {
+      expect((await t.request('POST', '/api/wallets', { body: { user_id: userId } })).status).toBe(201);
+      const res = await t.request('GET', `/api/wallets/${encodeURIComponent(userId)}`, { key: SERVICE_KEY });
+      expect(res.status).toBe(200);
+      expect(res.body.data.user_id).toBe(userId);
+      expect((await t.request('GET', `/api/wallets/${encodeURIComponent(userId)}/transactions`)).status).toBe(200);
+    }
+    const tooLong = await t.request('GET', `/api/wallets/${'z'.repeat(3000)}`);
+    expect(tooLong.status).toBe(414);
+    expect(tooLong.body).toEqual({ success: false, data: { status: 'uri_too_long', message: expect.any(String) } });
+    const badUrl = await t.request('GET', '/api/wallets/%E0%A4%A');
+    expect(badUrl.status).toBe(400);
+    expect(badUrl.body.data).toMatchObject({ status: 'validation_error', message: expect.any(String) });
+  }, 30_000);
+
+  it('never answers 5xx, always answers failures in the envelope, and writes nothing', async () => {
+    const before = await snapshot(t.db.url);
+    let requests = 0;
+    const seen: Record<number, number> = {};
+    for (const route of routes(() => holdKey)) {
+      await fc
+        .assert(
+        fc.asyncProperty(request(route), async (req) => {
+          requests++;
+          const res = await fetch(`${t.baseUrl}${req.path}`, { method: req.method, headers: req.headers, body: req.body });
+          const text = await res.text();
+          seen[res.status] = (seen[res.status] ?? 0) + 1;
+          const context = `${req.method} ${req.path.slice(0, 120)} (${req.what}) → ${res.status} ${text.slice(0, 300)}`;
+          if (res.status >= 500) throw new Error(`5xx: ${context}`);
+          if (route.writes && res.status < 400) throw new Error(`a write route accepted a hostile request: ${context}`);
+          if (res.status >= 400) {
+            let body: any;
+            try {
+              body = JSON.parse(text);
+            } catch {
+              throw new Error(`a failure that is not JSON: ${context}`);
+            }
+            if (body?.success !== false || typeof body?.data?.status !== 'string' || !/^[a-z_]+$/.test(body.data.status) || typeof body?.data?.message !== 'string' || body.data.message === '') {
+              throw new Error(`a failure outside the envelope: ${context}`);
+            }
+            if (body.data.status === 'validation_error' && !Array.isArray(body.data.errors)) throw new Error(`validation_error without errors[]: ${context}`);
+          }
+        }),
+        { numRuns: route.writes ? 80 : 30, endOnFailure: true },
+        )
+        .catch((error: Error) => {
+          // The counterexample may hold 10 kB strings: keep the report readable.
+          throw new Error(error.message.replace(/(.{400}).{200,}?(?=\n|$)/g, '$1…'));
+        });
+    }
+    expect(await snapshot(t.db.url)).toEqual(before);
+    process.stderr.write(`[figures] hostile-input ${JSON.stringify({ requests, statuses: seen })}\n`);
+  }, 60_000);
+});

@@ -12,8 +12,9 @@ const common = {
 };
 
 export default {
-  // testTimeout is a global option: Jest ignores it inside `projects` (the e2e entry's 60 s never
-  // applied, leaving the 5 s default for app start-up hooks and concurrency tests).
+  // jest-circus reads the timeout from the global config only: a `testTimeout` inside a project is
+  // silently ignored (the e2e tests ran with the 5 s default and failed under load). The chaos
+  // suites give every hook and test its own, longer, timeout.
   testTimeout: 60000,
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/src/**/*.spec.ts', '<rootDir>/client/**/*.spec.ts'] },

@@ -15,7 +15,7 @@ import {
   startHold,
 } from '../support/catalog';
 import { createTestDatabase, TestDatabase } from '../support/database';
-import { queueTotals } from '../support/faults';
+import { waitForSettlements } from '../support/faults';
 import { SERVICE_KEY } from '../support/http';
 import { createTestVhost, publish, queueDepth, TestVhost } from '../support/rabbit';
 import { ServiceProcess, spawnService } from '../support/service-process';
@@ -80,16 +80,7 @@ describe('crash: the service is SIGKILLed mid-work and started again', () => {
 
     // The same database and vhost: the broker gives the unacked messages to the new process.
     service = await spawnService(env({ LOG_LEVEL: 'info' }));
-    await waitFor('every usage to be charged after the restart', async () => (await charges('qc')) >= 1000, 180_000, 250);
-    await waitFor(
-      'the settlement queues to drain',
-      async () => {
-        const totals = await queueTotals(vhost.name);
-        return [MULTI_QUEUE, LEGACY_QUEUE].every((q) => totals[q] && totals[q].ready === 0 && totals[q].unacked === 0);
-      },
-      60_000,
-      500,
-    );
+    await waitForSettlements(vhost.name, [MULTI_QUEUE, LEGACY_QUEUE], () => charges('qc'), 1000);
 
     const books = await checkBooks(db.url, initial, expected);
     expect(books).toMatchObject({ duplicates: 0, lost: 0, unexpected: 0, wrongAmount: [], walletMismatches: [], negativeHeld: 0 });
@@ -193,8 +184,11 @@ describe('crash: the service is SIGKILLed mid-work and started again', () => {
     };
 
     const workers = Array.from({ length: 16 }, () => worker());
-    await waitFor('150 settlements to be answered', async () => answeredSettlements >= 150, 120_000, 10);
-    dead = true; // no new flows; the ones in flight run into the kill
+    try {
+      await waitFor('150 settlements to be answered', async () => answeredSettlements >= 150, 120_000, 10);
+    } finally {
+      dead = true; // no new flows; the ones in flight run into the kill
+    }
     expect(await service!.kill('SIGKILL')).toBe('SIGKILL');
     await Promise.all(workers);
 

@@ -16,7 +16,7 @@ import {
   startHold,
 } from '../support/catalog';
 import { createTestDatabase, TestDatabase } from '../support/database';
-import { closeVhostConnections, databaseDown, databaseUp, queueTotals, scalar } from '../support/faults';
+import { closeVhostConnections, databaseDown, databaseUp, queueTotals, scalar, waitForSettlements } from '../support/faults';
 import { SERVICE_KEY } from '../support/http';
 import { createTestVhost, publish, queueDepth, replayDeadLetters, TestVhost } from '../support/rabbit';
 import { ServiceProcess, spawnService } from '../support/service-process';
@@ -116,16 +116,7 @@ describe('outages: the broker and the database go away while settlements flow', 
   // A fresh connection per probe: the outage tests terminate every connection to this database.
   const charges = async (prefix: string) =>
     Number(await scalar(db.url, `SELECT COUNT(*) FROM ledger_entries WHERE kind = 'charge' AND user_id LIKE $1`, [`${prefix}-%`]));
-  const drained = () =>
-    waitFor(
-      'the settlement queues to drain',
-      async () => {
-        const totals = await queueTotals(vhost.name);
-        return [MULTI_QUEUE, LEGACY_QUEUE].every((q) => totals[q] && totals[q].ready === 0 && totals[q].unacked === 0);
-      },
-      60_000,
-      500,
-    );
+  const settled = (prefix: string, expected: number) => waitForSettlements(vhost.name, [MULTI_QUEUE, LEGACY_QUEUE], () => charges(prefix), expected);
 
   beforeAll(async () => {
     db = await createTestDatabase();
@@ -149,21 +140,24 @@ describe('outages: the broker and the database go away while settlements flow', 
     const [before, during, after] = slices(p, 3);
     const readiness = watchReadiness(service);
 
-    let publishes = await publishAll(vhost.url, before);
-    await waitFor('consumption to be under way', async () => (await charges('br')) >= 30, 120_000, 25);
-    // Cut every connection of the vhost while the second third is being published.
-    const [, published] = await Promise.all([closeVhostConnections(vhost.name), publishAll(vhost.url, during)]);
-    publishes += published;
-    await waitFor('readiness to report the broker down', async () => readiness.samples.some((s) => s.status === 503 && s.broker === 'down'), 30_000);
-    await waitFor('readiness to report the broker up again', async () => {
-      const down = readiness.samples.findIndex((s) => s.broker === 'down');
-      return readiness.samples.slice(down).some((s) => s.status === 200 && s.broker === 'up');
-    }, 60_000);
-    await readiness.stop();
+    let publishes = 0;
+    try {
+      publishes += await publishAll(vhost.url, before);
+      await waitFor('consumption to be under way', async () => (await charges('br')) >= 30, 120_000, 25);
+      // Cut every connection of the vhost while the second third is being published.
+      const [, published] = await Promise.all([closeVhostConnections(vhost.name), publishAll(vhost.url, during)]);
+      publishes += published;
+      await waitFor('readiness to report the broker down', async () => readiness.samples.some((s) => s.status === 503 && s.broker === 'down'), 30_000);
+      await waitFor('readiness to report the broker up again', async () => {
+        const down = readiness.samples.findIndex((s) => s.broker === 'down');
+        return readiness.samples.slice(down).some((s) => s.status === 200 && s.broker === 'up');
+      }, 60_000);
+    } finally {
+      await readiness.stop();
+    }
     // Consuming resumed on the new connection: the last third, published after, settles too.
     publishes += await publishAll(vhost.url, after);
-    await waitFor('every message to settle', async () => (await charges('br')) >= p.expected.length, 180_000, 250);
-    await drained();
+    await settled('br', p.expected.length);
 
     expect(service.lines.some((l) => l.includes('RabbitMQ connection lost'))).toBe(true);
     expect(readiness.samples.every((s) => s.status !== 500 && s.pid === service.pid)).toBe(true);
@@ -235,8 +229,7 @@ describe('outages: the broker and the database go away while settlements flow', 
 
     await waitFor('readiness to recover', async () => (await service.request('GET', '/health/ready', { key: null })).status === 200, 30_000);
     expect(service.pid).toBe(pid);
-    await waitFor('every queued settlement to be applied', async () => (await charges('do')) >= p.expected.length, 180_000, 250);
-    await drained();
+    await settled('do', p.expected.length);
     expect(await queueDepth(vhost.url, DEAD_LETTER_QUEUE)).toBe(0);
     expect((await service.request('GET', '/api/settlement-failures')).body.data.items).toEqual([]);
     const books = await checkBooks(db.url, initial, p.expected);
@@ -305,8 +298,7 @@ describe('outages: the broker and the database go away while settlements flow', 
       expect([MULTI_QUEUE, LEGACY_QUEUE]).toContain(m.queue);
       expect(String(m.headers['x-failure-reason'])).not.toBe('');
     }
-    await waitFor('the replayed messages to settle', async () => (await charges('dl')) >= 10, 60_000, 250);
-    await drained();
+    await settled('dl', 10);
     expect(await queueDepth(vhost.url, DEAD_LETTER_QUEUE)).toBe(0);
     const books = await checkBooks(db.url, initial, p.expected);
     expect(books).toMatchObject({ duplicates: 0, lost: 0, unexpected: 0, wrongAmount: [], walletMismatches: [], holdsByStatus: { settled: 10 } });

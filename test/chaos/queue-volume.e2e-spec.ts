@@ -14,10 +14,9 @@ import {
   startHold,
 } from '../support/catalog';
 import { createTestDatabase, TestDatabase } from '../support/database';
-import { queueTotals, scalar } from '../support/faults';
+import { scalar, waitForSettlements } from '../support/faults';
 import { createTestVhost, publish, queueDepth, TestVhost } from '../support/rabbit';
 import { ServiceProcess, spawnService } from '../support/service-process';
-import { waitFor } from '../support/wait';
 
 interface Message {
   queue: string;
@@ -91,24 +90,12 @@ describe('queue settlement under volume', () => {
     );
 
     phases.published_s = (Date.now() - began) / 1000;
-    await waitFor(
-      'all 1,800 usages to be charged',
-      async () => Number(await scalar(db.url, `SELECT COUNT(*) FROM ledger_entries WHERE kind = 'charge'`)) >= expected.length,
-      180_000,
-      250,
+    await waitForSettlements(
+      vhost.name,
+      [MULTI_QUEUE, LEGACY_QUEUE],
+      async () => Number(await scalar(db.url, `SELECT COUNT(*) FROM ledger_entries WHERE kind = 'charge'`)),
+      expected.length,
     );
-    phases.all_charged_s = (Date.now() - began) / 1000;
-    // The duplicates may still be in flight: wait until both queues are empty and nothing is unacked.
-    await waitFor(
-      'the settlement queues to drain',
-      async () => {
-        const totals = await queueTotals(vhost.name);
-        return [MULTI_QUEUE, LEGACY_QUEUE].every((q) => totals[q] && totals[q].ready === 0 && totals[q].unacked === 0);
-      },
-      60_000,
-      500,
-    );
-
     phases.drained_s = (Date.now() - began) / 1000;
     const books = await checkBooks(db.url, initial, expected);
     expect(books).toMatchObject({ duplicates: 0, lost: 0, unexpected: 0, wrongAmount: [], walletMismatches: [], negativeHeld: 0 });

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { waitFor } from './wait';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { ADMIN_DATABASE_URL } from './database';
@@ -69,4 +70,26 @@ export async function scalar(url: string, sql: string, params: unknown[] = []): 
     const { rows } = await c.query(sql, params);
     return String(Object.values(rows[0] as Record<string, unknown>)[0]);
   });
+}
+
+/** Both settlement queues empty with nothing unacked: every message was acked, i.e. committed or dead-lettered. */
+export async function queuesDrained(vhost: string, queues: readonly string[]): Promise<boolean> {
+  const totals = await queueTotals(vhost);
+  return queues.every((q) => totals[q] !== undefined && totals[q].ready === 0 && totals[q].unacked === 0);
+}
+
+/**
+ * Waits until `count()` reaches `expected` — or until the queues are drained, since nothing more
+ * can arrive then (so a test whose messages were lost fails at once in its books check, with
+ * figures, instead of timing out) — and then until the queues are drained (duplicates included).
+ */
+export async function waitForSettlements(vhost: string, queues: readonly string[], count: () => Promise<number>, expected: number, timeoutMs = 180_000): Promise<void> {
+  let polls = 0;
+  await waitFor(
+    `${expected} settlements`,
+    async () => (await count()) >= expected || (++polls % 8 === 0 && (await queuesDrained(vhost, queues))),
+    timeoutMs,
+    250,
+  );
+  await waitFor('the settlement queues to drain', () => queuesDrained(vhost, queues), 60_000, 500);
 }

@@ -129,7 +129,8 @@ export interface ServiceOptions {
 }
 
 /**
- * Starts `node dist/src/main.js` as production runs it and waits for /health/ready. Extra
+ * Starts `node --max-semi-space-size=4 dist/src/main.js` as production runs it (npm run start:prod)
+ * and waits for /health/ready. Extra
  * variables in the benchmark's own environment (DATABASE_POOL_SIZE, RABBITMQ_PREFETCH, …) pass
  * through, so a tuning can be measured without editing the benchmark.
  */
@@ -139,6 +140,8 @@ export async function startService(options: ServiceOptions, cleanup: Cleanup): P
   const logFile = join(WORK_DIR, `service-${Date.now()}.log`);
   const logStream = createWriteStream(logFile);
   const args = [
+    // The runtime flag of `npm run start:prod` and the Docker image (a small young generation).
+    '--max-semi-space-size=4',
     ...(options.cpuProfile ? ['-r', join(REPO_ROOT, 'dist', 'bench', 'cpu-profile.hook.js')] : []),
     join(REPO_ROOT, 'dist', 'src', 'main.js'),
   ];

@@ -42,7 +42,10 @@ export class ApiKeyGuard implements CanActivate {
     private readonly reflector: Reflector,
     @Inject(APP_CONFIG) config: AppConfig,
   ) {
-    const entry = (key: string, scope: KeyScope) => ({ digest: digest(key), scope, keyId: digest(key).toString('hex').slice(0, 12) });
+    const entry = (key: string, scope: KeyScope) => {
+      const hash = digest(key);
+      return { digest: hash, scope, keyId: hash.toString('hex').slice(0, 12) };
+    };
     this.keys = [...config.adminApiKeys.map((k) => entry(k, 'admin')), ...config.serverApiKeys.map((k) => entry(k, 'service'))];
     this.authFailureLimit = config.authFailuresPerMinute;
   }

@@ -184,9 +184,8 @@ export class CreditsProcessService {
 
   private async settleOne(dto: EndMultiModelDto, channel: Channel): Promise<SettlementResult> {
     if (dto.usage_key !== undefined && !isUuid(dto.usage_key)) throw usageKeyNotFound(dto.usage_key);
-    // A repeated direct charge is answered without pricing or locking anything.
-    const previous = dto.usage_key === undefined ? await this.replayDirect(dto) : undefined;
-    if (previous) return previous;
+    // A repeat (of either kind) claims nothing in `apply` and is answered by `explain`: no read
+    // ahead of the write on the common, first-time path.
     const quote = await this.catalog.quote(dto.feature_endpoint_id, dto.usages);
     // One statement, so no explicit transaction: it commits (or not) by itself.
     const settled = await this.apply(this.dataSource.manager, dto, quote, channel);

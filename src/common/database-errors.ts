@@ -30,3 +30,10 @@ export function isForeignKeyViolation(error: unknown, constraint: string): boole
   const e = error as { code?: string; constraint?: string; driverError?: { code?: string; constraint?: string } };
   return (e?.code ?? e?.driverError?.code) === '23503' && (e?.constraint ?? e?.driverError?.constraint) === constraint;
 }
+
+/** deadlock_detected or serialization_failure: the transaction was rolled back whole; retrying is safe. */
+export function isDeadlock(error: unknown): boolean {
+  const e = error as { code?: string; driverError?: { code?: string } };
+  const code = e?.code ?? e?.driverError?.code;
+  return code === '40P01' || code === '40001';
+}

@@ -3,7 +3,7 @@ import type { FastifyReply } from 'fastify';
 import type { Duplex } from 'node:stream';
 import { Observable, throwError } from 'rxjs';
 import { DomainError, ERROR_HTTP_STATUS, ErrorCode } from './domain-error';
-import { isDatabaseUnavailable } from './database-errors';
+import { isDatabaseUnavailable, isDeadlock } from './database-errors';
 
 /** Words for the HTTP errors Nest/Fastify raise themselves (unknown route, bad JSON, body too big…). */
 const STATUS_WORD: Record<number, ErrorCode> = {
@@ -48,6 +48,14 @@ export function toErrorResponse(error: unknown, logger: Logger): { httpStatus: n
     const data: ErrorBody['data'] = { status: word, message };
     if (word === 'validation_error') data.errors = [{ field: 'body', message }];
     return { httpStatus: httpStatus >= 500 ? 500 : httpStatus, body: { success: false, data } };
+  }
+  if (isDeadlock(error)) {
+    // Rolled back whole after the statement-level retries: nothing was written, retrying is safe.
+    logger.warn({ err: error }, 'transaction kept losing deadlocks');
+    return {
+      httpStatus: ERROR_HTTP_STATUS.unavailable,
+      body: { success: false, data: { status: 'unavailable', message: 'The request collided with concurrent work; nothing was written. Retry it.' } },
+    };
   }
   if (isDatabaseUnavailable(error)) {
     logger.warn({ err: error }, 'database unavailable');

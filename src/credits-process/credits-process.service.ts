@@ -351,7 +351,8 @@ export class CreditsProcessService {
    * hold is released once. Returns how many holds expired.
    */
   async expireHolds(userId?: string, batch = 500): Promise<number> {
-    const rows: { n: string }[] = await this.dataSource.query(
+    const rows = await queryRows<{ n: string }>(
+      this.dataSource.manager,
       `WITH expired AS (
          UPDATE holds SET status = 'expired', closed_at = now()
          WHERE usage_key IN (

@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
+import { isDeadlock } from '../common/database-errors';
 import type { EntityManager } from 'typeorm';
 
 /**
@@ -7,6 +9,23 @@ import type { EntityManager } from 'typeorm';
  * Used where one conditional `UPDATE … RETURNING` replaces a read-then-write race.
  */
 export async function queryRows<T>(manager: EntityManager, sql: string, params: unknown[] = [], opts: { prepared?: boolean } = {}): Promise<T[]> {
+  if (manager.queryRunner) return runRows<T>(manager, sql, params, opts);
+  // Outside a transaction the statement commits on its own, so when PostgreSQL picks it as a
+  // deadlock victim it was rolled back whole and running it again is safe. (Inside a transaction
+  // the caller's whole transaction is void: its owner decides, e.g. settleBatch falls back.)
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await runRows<T>(manager, sql, params, opts);
+    } catch (error) {
+      if (attempt >= DEADLOCK_RETRIES || !isDeadlock(error)) throw error;
+      await delay(attempt * 5 + Math.floor(Math.random() * 10));
+    }
+  }
+}
+
+const DEADLOCK_RETRIES = 4;
+
+async function runRows<T>(manager: EntityManager, sql: string, params: unknown[], opts: { prepared?: boolean }): Promise<T[]> {
   // Outside a transaction the statement runs on a pooled connection of its own (autocommit).
   const runner = manager.queryRunner ?? manager.connection.createQueryRunner();
   try {

@@ -12,6 +12,10 @@ export interface AppConfig {
   databaseUrl: string | undefined;
   embeddedDataDir: string;
   databasePoolSize: number;
+  /** Most requests of one kind (starts, settlements) written by one coalesced SQL statement. */
+  batchMaxSize: number;
+  /** Coalesced statements of one kind running at once (each holds a pooled connection). */
+  batchConcurrency: number;
   rabbitmqUrl: string | undefined;
   /** Prefetch of the settlement consumer's channel. */
   rabbitmqPrefetch: number;
@@ -108,6 +112,8 @@ export function loadConfig(env: Env): AppConfig {
     databaseUrl: urlVar(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
     embeddedDataDir: env.EMBEDDED_DATA_DIR?.trim() || './data',
     databasePoolSize: intVar(env, 'DATABASE_POOL_SIZE', 10, 1, 200),
+    batchMaxSize: intVar(env, 'BATCH_MAX_SIZE', 100, 1, 1000),
+    batchConcurrency: intVar(env, 'BATCH_CONCURRENCY', 4, 1, 100),
     rabbitmqUrl: urlVar(env, 'RABBITMQ_URL', ['amqp:', 'amqps:']),
     rabbitmqPrefetch: intVar(env, 'RABBITMQ_PREFETCH', 50, 1, 1000),
     rabbitmqRetryDelaysMs: delaysVar(env, 'RABBITMQ_RETRY_DELAYS_MS', [500, 1000, 2000, 4000, 8000, 15000]),

@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { createHash, randomUUID } from 'node:crypto';
 import { DataSource, EntityManager } from 'typeorm';
+import { Coalescer } from '../common/coalescer';
 import { DomainError } from '../common/domain-error';
 import { MetricsService } from '../metrics/metrics.service';
 import { Money } from '../common/money';
@@ -14,7 +15,7 @@ import { PricingCatalog } from '../pricing/pricing-catalog';
 import type { Quote } from '../pricing/pricing-engine';
 import { LedgerEntry } from '../wallets/ledger-entry.entity';
 import { ledgerEntryView } from '../wallets/wallets.views';
-import { isUuid, WalletsService } from '../wallets/wallets.service';
+import { isUuid, LedgerEntryRow, ledgerEntryFromRow, WalletsService } from '../wallets/wallets.service';
 import { walletNotFound } from '../wallets/wallets.errors';
 import { EndMultiModelDto } from './dto/credits-process.dto';
 import {
@@ -66,6 +67,25 @@ interface StartRow {
   expires_at: Date;
 }
 
+interface StartRequest {
+  userId: string;
+  featureEndpointId: string;
+}
+
+interface SettleRequest {
+  dto: EndMultiModelDto;
+  channel: Channel;
+}
+
+/** A settlement ready for the set-based statement: its key, its priced charge. */
+interface Priced {
+  index: number;
+  dto: EndMultiModelDto;
+  quote: Quote;
+  usageKey: string;
+  channel: Channel;
+}
+
 /**
  * The credits process: start (check + hold), settle (price + charge + release), cancel, expire.
  * Both transports (HTTP controller, RabbitMQ consumer) call these same methods.
@@ -73,6 +93,14 @@ interface StartRow {
 @Injectable()
 export class CreditsProcessService {
   private readonly logger = new Logger(CreditsProcessService.name);
+
+  /**
+   * Concurrent starts, and concurrent settlements (HTTP and queue alike), are written by one
+   * set-based statement per batch: one round trip and one commit for the lot instead of one each.
+   * A batch forms only from requests that are already waiting, so a lone request is never delayed.
+   */
+  private readonly starts: Coalescer<StartRequest, StartResult>;
+  private readonly settlements: Coalescer<SettleRequest, SettlementResult>;
 
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
@@ -82,6 +110,8 @@ export class CreditsProcessService {
     private readonly metrics: MetricsService,
   ) {
     metrics.setSources({ activeHolds: () => this.activeHolds() });
+    this.starts = new Coalescer((items) => this.startMany(items), config.batchMaxSize, config.batchConcurrency);
+    this.settlements = new Coalescer((items) => this.settleMany(items), config.batchMaxSize, config.batchConcurrency);
   }
 
   private async activeHolds(): Promise<number> {
@@ -97,7 +127,7 @@ export class CreditsProcessService {
    */
   async start(userId: string, featureEndpointId: string): Promise<StartResult> {
     try {
-      const result = await this.placeHold(userId, featureEndpointId);
+      const result = await this.starts.submit({ userId, featureEndpointId });
       this.metrics.starts.inc({ outcome: 'accessible' });
       return result;
     } catch (error) {
@@ -106,24 +136,81 @@ export class CreditsProcessService {
     }
   }
 
-  private async placeHold(userId: string, featureEndpointId: string): Promise<StartResult> {
-    const usageKey = randomUUID();
+  /**
+   * A batch of starts: the holds that fit are placed by ONE statement (`tryHolds`); any start it
+   * did not place — refused, or the statement failed — takes the single path, which re-checks,
+   * frees expired holds and names the reason. So a batch answers exactly what its starts would
+   * have answered one by one.
+   */
+  private async startMany(items: StartRequest[]): Promise<PromiseSettledResult<StartResult>[]> {
+    const keys = items.map(() => randomUUID());
+    this.metrics.batchSize.observe({ kind: 'start' }, items.length);
+    let placed = new Map<number, StartRow>();
+    if (items.length > 1) {
+      try {
+        placed = await this.tryHolds(items, keys);
+      } catch (error) {
+        this.logger.warn({ err: (error as Error).message, size: items.length }, 'batched start failed; placing its holds one by one');
+      }
+    }
+    return Promise.allSettled(
+      items.map((item, i) => {
+        const row = placed.get(i);
+        return row ? startView(keys[i], item, row) : this.placeHold(item.userId, item.featureEndpointId, keys[i]);
+      }),
+    );
+  }
+
+  private async placeHold(userId: string, featureEndpointId: string, usageKey: string): Promise<StartResult> {
     let row = await this.tryHold(userId, featureEndpointId, usageKey);
     if (!row && (await this.expireHolds(userId)) > 0) row = await this.tryHold(userId, featureEndpointId, usageKey);
     if (!row) throw await this.whyNotAccessible(userId, featureEndpointId);
-    const balance = Money.fromDb(row.balance);
-    const held = Money.fromDb(row.held);
-    return {
-      status: 'accessible',
-      usage_key: usageKey,
-      user_id: userId,
-      feature_endpoint_id: featureEndpointId,
-      credits: balance.minus(held).toString(),
-      balance: balance.toString(),
-      held: held.toString(),
-      hold_amount: Money.fromDb(row.hold_amount).toString(),
-      expires_at: row.expires_at.toISOString(),
-    };
+    return startView(usageKey, { userId, featureEndpointId }, row);
+  }
+
+  /**
+   * Places the holds of several starts in ONE statement, with the same checks as `tryHold`. The
+   * wallets are locked first, in user_id order (the order every multi-wallet statement uses, so
+   * batches cannot deadlock each other), and read as committed under that lock. Starts on one
+   * wallet are taken in arrival order, each against what the earlier ones left available; after
+   * the first that does not fit, none of that wallet's later starts is placed here (they go the
+   * single path). Returns the placed ones by index, with balance and held as of each hold.
+   */
+  private async tryHolds(items: StartRequest[], keys: string[]): Promise<Map<number, StartRow>> {
+    const rows = await queryRows<StartRow & { ord: string }>(
+      this.dataSource.manager,
+      `WITH r AS (
+         SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::uuid[]) WITH ORDINALITY AS r(user_id, feature_endpoint_id, usage_key, ord)
+       ), f AS (
+         SELECT feature_endpoint_id, min_holding_credits AS amount, COALESCE(hold_ttl_seconds, $4) AS ttl, allowed_plans
+         FROM features WHERE feature_endpoint_id IN (SELECT feature_endpoint_id FROM r) AND active
+       ), locked AS (
+         SELECT user_id, plan, balance, held FROM wallets
+         WHERE user_id IN (SELECT user_id FROM r) AND status = 'active'
+         ORDER BY user_id FOR UPDATE
+       ), c AS (
+         SELECT r.*, f.amount, f.ttl, l.balance, l.held + sum(f.amount) OVER w - f.amount AS held_before
+         FROM r JOIN f USING (feature_endpoint_id) JOIN locked l USING (user_id)
+         WHERE cardinality(f.allowed_plans) = 0 OR l.plan = ANY (f.allowed_plans)
+         WINDOW w AS (PARTITION BY r.user_id ORDER BY r.ord)
+       ), ok AS (
+         SELECT * FROM (
+           SELECT c.*, bool_and(balance - held_before > 0 AND balance - held_before >= amount) OVER (PARTITION BY user_id ORDER BY ord) AS fits FROM c
+         ) x WHERE fits
+       ), w AS (
+         UPDATE wallets SET held = wallets.held + t.amount, version = wallets.version + t.n, updated_at = now()
+         FROM (SELECT user_id, sum(amount) AS amount, count(*)::int AS n FROM ok GROUP BY user_id) t
+         WHERE wallets.user_id = t.user_id
+       ), h AS (
+         INSERT INTO holds (usage_key, user_id, feature_endpoint_id, amount, status, expires_at)
+         SELECT usage_key, user_id, feature_endpoint_id, amount, 'held', now() + make_interval(secs => ttl) FROM ok
+         RETURNING usage_key, expires_at
+       )
+       SELECT ok.ord, ok.balance, ok.held_before + ok.amount AS held, ok.amount AS hold_amount, h.expires_at FROM ok JOIN h USING (usage_key)`,
+      [items.map((i) => i.userId), items.map((i) => i.featureEndpointId), keys, this.config.holdTtlSeconds],
+      { prepared: true },
+    );
+    return new Map(rows.map((row) => [Number(row.ord) - 1, row]));
   }
 
   private async tryHold(userId: string, featureEndpointId: string, usageKey: string): Promise<StartRow | undefined> {
@@ -168,66 +255,142 @@ export class CreditsProcessService {
 
   /**
    * Settles an authorization. The usages are priced first (from the pricing cache: usually no
-   * round trip), so a bad model or feature fails before anything is touched. Then ONE transaction
-   * claims the authorization and posts the charge (see `apply`). When nothing was claimed — the
-   * common case being a retry of a settled key — `explain` answers with the first settlement's
-   * figures (read back from its ledger entry, charging nothing) or the reason it cannot settle.
+   * round trip), so a bad model or feature fails before anything is touched. Then the charge is
+   * claimed and posted atomically — together with the settlements that arrived at the same time
+   * (see `settleMany`). When nothing was claimed — the common case being a retry of a settled
+   * key — `explain` answers with the first settlement's figures (read back from its ledger entry,
+   * charging nothing) or the reason it cannot settle.
    */
   async settle(dto: EndMultiModelDto, channel: Channel): Promise<SettlementResult> {
-    try {
-      return this.recorded(await this.settleOne(normalize(dto), channel), channel);
-    } catch (error) {
-      this.metrics.settlements.inc({ channel, outcome: 'failed' });
-      throw error;
-    }
+    return this.settlements.submit({ dto: normalize(dto), channel });
   }
 
-  private async settleOne(dto: EndMultiModelDto, channel: Channel): Promise<SettlementResult> {
+  /**
+   * Settles a batch. Every settlement that priced, and is the first in the batch for its key, is
+   * written by ONE statement (`applyMany`), each still exactly once; the rest — and every
+   * settlement that statement did not claim, or all of them if it failed — go the single path
+   * (`settleAlone`), which answers repeats and names errors exactly as a lone settlement does.
+   */
+  private async settleMany(items: SettleRequest[]): Promise<PromiseSettledResult<SettlementResult>[]> {
+    const quotes = await Promise.allSettled(items.map(({ dto }) => this.price(dto)));
+    const priced: Priced[] = [];
+    const seen = new Set<string>();
+    items.forEach(({ dto, channel }, index) => {
+      const quote = quotes[index];
+      // A second message for the same key in one batch waits for the single path: it then finds
+      // the first one's settlement and answers already_settled.
+      const twin = dto.usage_key ?? (dto.idempotency_key === undefined ? undefined : `${dto.user_id}\u0000${dto.idempotency_key}`);
+      if (quote.status === 'rejected' || (twin !== undefined && seen.has(twin))) return;
+      if (twin !== undefined) seen.add(twin);
+      priced.push({ index, dto, quote: quote.value, usageKey: dto.usage_key ?? randomUUID(), channel });
+    });
+    this.metrics.batchSize.observe({ kind: 'settle' }, items.length);
+    let applied = new Map<number, SettlementResult>();
+    if (priced.length > 1) {
+      try {
+        applied = await this.applyMany(priced);
+      } catch (error) {
+        this.logger.warn({ err: (error as Error).message, size: priced.length }, 'batched settlement failed; settling its messages one by one');
+      }
+    }
+    return Promise.allSettled(
+      items.map(async ({ dto, channel }, i) => {
+        try {
+          const quote = quotes[i];
+          if (quote.status === 'rejected') throw quote.reason;
+          return this.recorded(applied.get(i) ?? (await this.settleAlone(dto, quote.value, channel)), channel);
+        } catch (error) {
+          this.metrics.settlements.inc({ channel, outcome: 'failed' });
+          throw error;
+        }
+      }),
+    );
+  }
+
+  private async price(dto: EndMultiModelDto): Promise<Quote> {
     if (dto.usage_key !== undefined && !isUuid(dto.usage_key)) throw usageKeyNotFound(dto.usage_key);
-    // A repeat (of either kind) claims nothing in `apply` and is answered by `explain`: no read
-    // ahead of the write on the common, first-time path.
-    const quote = await this.catalog.quote(dto.feature_endpoint_id, dto.usages);
+    return this.catalog.quote(dto.feature_endpoint_id, dto.usages);
+  }
+
+  /** One settlement by itself: its own statement, then `explain` if it claimed nothing. */
+  private async settleAlone(dto: EndMultiModelDto, quote: Quote, channel: Channel): Promise<SettlementResult> {
     // One statement, so no explicit transaction: it commits (or not) by itself.
     const settled = await this.apply(this.dataSource.manager, dto, quote, channel);
     return settled ?? this.explain(dto);
   }
 
   /**
-   * Settles many queued messages in ONE transaction (one commit, one WAL flush for the lot), each
-   * still exactly once: every message goes through the same `apply` as a single settlement, and
-   * every message that claimed nothing, or a whole batch whose transaction failed (a deadlock,
-   * an unexpected constraint), falls back to `settle` one by one. Results are in input order.
+   * Settles several authorizations in ONE statement — the set-based twin of `apply`, with the
+   * same claims and the same ledger entries:
+   *  - holds named by usage_key are locked in key order and claimed held|expired → settled only
+   *    if user and feature match (a racing settlement of the same key claims nothing);
+   *  - direct charges insert their settled authorization; ON CONFLICT on the idempotency key
+   *    makes a concurrent twin claim nothing;
+   *  - then the wallets of what was claimed are locked in user_id order (holds first, then wallets,
+   *    each in key order: the one lock order of every multi-row statement, so no deadlock), each
+   *    entry gets balance_after/held_after as of its place in arrival order, and each wallet is
+   *    updated once by its total.
+   * Returns the settled ones by batch index; the ones missing claimed nothing and wrote nothing.
    */
-  async settleBatch(dtos: EndMultiModelDto[], channel: Channel): Promise<PromiseSettledResult<SettlementResult>[]> {
-    const items = dtos.map(normalize);
-    const quotes = await Promise.allSettled(
-      items.map((dto) =>
-        dto.usage_key !== undefined && !isUuid(dto.usage_key) ? Promise.reject(usageKeyNotFound(dto.usage_key)) : this.catalog.quote(dto.feature_endpoint_id, dto.usages),
-      ),
+  private async applyMany(batch: Priced[]): Promise<Map<number, SettlementResult>> {
+    const rows = await queryRows<LedgerEntryRow>(
+      this.dataSource.manager,
+      `WITH r AS (
+         SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::numeric[], $5::jsonb[], $6::bool[], $7::varchar[], $8::varchar[])
+           WITH ORDINALITY AS r(usage_key, user_id, feature_endpoint_id, amount, metadata, direct, idempotency_key, request_hash, ord)
+       ), old AS (
+         SELECT usage_key, status, expires_at FROM holds
+         WHERE usage_key IN (SELECT usage_key FROM r WHERE NOT direct)
+         ORDER BY usage_key FOR UPDATE
+       ), claimed AS (
+         UPDATE holds h SET status = 'settled', closed_at = now(), late = (old.status = 'expired' OR old.expires_at < now())
+         FROM old JOIN r USING (usage_key)
+         WHERE h.usage_key = old.usage_key AND NOT r.direct AND old.status IN ('held', 'expired')
+           AND h.user_id = r.user_id AND h.feature_endpoint_id = r.feature_endpoint_id
+         -- An expired hold was already released by the sweeper: release only a live one.
+         RETURNING h.usage_key, CASE WHEN old.status = 'held' THEN -h.amount ELSE 0 END AS held_delta, h.late
+       ), inserted AS (
+         INSERT INTO holds (usage_key, user_id, feature_endpoint_id, amount, status, expires_at, idempotency_key, request_hash, direct, closed_at)
+         SELECT usage_key, user_id, feature_endpoint_id, 0, 'settled', now(), idempotency_key, request_hash, true, now()
+         FROM r WHERE direct AND EXISTS (SELECT 1 FROM wallets w WHERE w.user_id = r.user_id)
+         ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+         RETURNING usage_key, 0::numeric AS held_delta, false AS late
+       ), ok AS (
+         SELECT r.*, x.held_delta, x.late FROM (SELECT * FROM claimed UNION ALL SELECT * FROM inserted) x JOIN r USING (usage_key)
+       ), locked AS (
+         SELECT user_id, balance, held FROM wallets WHERE user_id IN (SELECT user_id FROM ok) ORDER BY user_id FOR UPDATE
+       ), run AS (
+         SELECT ok.*, l.balance + sum(ok.amount) OVER w AS balance_after, l.held + sum(ok.held_delta) OVER w AS held_after
+         FROM ok JOIN locked l USING (user_id)
+         WINDOW w AS (PARTITION BY ok.user_id ORDER BY ok.ord)
+       ), w AS (
+         UPDATE wallets SET balance = wallets.balance + t.amount, held = wallets.held + t.held_delta, version = wallets.version + t.n, updated_at = now()
+         FROM (SELECT user_id, sum(amount) AS amount, sum(held_delta) AS held_delta, count(*)::int AS n FROM run GROUP BY user_id) t
+         WHERE wallets.user_id = t.user_id
+       )
+       INSERT INTO ledger_entries (user_id, kind, amount, balance_after, held_after, usage_key, description, metadata)
+       SELECT user_id, 'charge', amount, balance_after, held_after, usage_key, 'usage of ' || feature_endpoint_id, metadata || jsonb_build_object('late', late)
+       FROM run ORDER BY user_id, ord
+       RETURNING id, user_id, kind, amount, balance_after, held_after, usage_key, idempotency_key, description, metadata, created_at AS entry_created_at`,
+      [
+        batch.map((p) => p.usageKey),
+        batch.map((p) => p.dto.user_id),
+        batch.map((p) => p.dto.feature_endpoint_id),
+        batch.map((p) => p.quote.creditsCharged.negate().toString()),
+        batch.map((p) => JSON.stringify(chargeMetadata(p.dto, p.quote, p.channel))),
+        batch.map((p) => p.dto.usage_key === undefined),
+        batch.map((p) => (p.dto.usage_key === undefined ? (p.dto.idempotency_key ?? null) : null)),
+        batch.map((p) => (p.dto.usage_key === undefined ? requestHash(p.dto) : null)),
+      ],
+      { prepared: true },
     );
-    // Lock wallets in one order across batches so concurrent batches cannot deadlock each other.
-    const order = items.map((_, i) => i).filter((i) => quotes[i].status === 'fulfilled').sort((a, b) => (items[a].user_id < items[b].user_id ? -1 : items[a].user_id > items[b].user_id ? 1 : 0));
-    let applied: (SettlementResult | undefined)[] | undefined;
-    try {
-      applied = await this.dataSource.transaction(async (manager) => {
-        const out: (SettlementResult | undefined)[] = [];
-        for (const i of order) out[i] = await this.apply(manager, items[i], (quotes[i] as PromiseFulfilledResult<Quote>).value, channel);
-        return out;
-      });
-    } catch (error) {
-      this.logger.warn({ err: (error as Error).message, size: items.length }, 'batch settlement rolled back; settling its messages one by one');
+    const byKey = new Map(rows.map((row) => [row.usage_key, ledgerEntryFromRow(row)]));
+    const settled = new Map<number, SettlementResult>();
+    for (const p of batch) {
+      const entry = byKey.get(p.usageKey);
+      if (entry) settled.set(p.index, settlementView(p.usageKey, p.dto.user_id, p.dto.feature_endpoint_id, entry, 'settled'));
     }
-    return Promise.allSettled(
-      items.map(async (dto, i) => {
-        const quote = quotes[i];
-        if (quote.status === 'rejected') {
-          this.metrics.settlements.inc({ channel, outcome: 'failed' });
-          throw quote.reason;
-        }
-        const result = applied?.[i];
-        return result ? this.recorded(result, channel) : this.settle(dto, channel);
-      }),
-    );
+    return settled;
   }
 
   private recorded(result: SettlementResult, channel: Channel): SettlementResult {
@@ -277,7 +440,7 @@ export class CreditsProcessService {
       amount: quote.creditsCharged.negate(),
       usageKey,
       description: `usage of ${dto.feature_endpoint_id}`,
-      metadata: { channel, feature_endpoint_id: dto.feature_endpoint_id, usages: quote.usages, pricing: quote.snapshot },
+      metadata: chargeMetadata(dto, quote, channel),
       guard,
     });
     return posted && settlementView(usageKey, dto.user_id, dto.feature_endpoint_id, posted.entry, 'settled');
@@ -399,6 +562,27 @@ export class CreditsProcessService {
       ledger_entries: entries.map(ledgerEntryView),
     };
   }
+}
+
+/** What a charge's ledger entry records besides its figures (`late` is added when it is written). */
+function chargeMetadata(dto: EndMultiModelDto, quote: Quote, channel: Channel): Record<string, unknown> {
+  return { channel, feature_endpoint_id: dto.feature_endpoint_id, usages: quote.usages, pricing: quote.snapshot };
+}
+
+function startView(usageKey: string, request: StartRequest, row: StartRow): StartResult {
+  const balance = Money.fromDb(row.balance);
+  const held = Money.fromDb(row.held);
+  return {
+    status: 'accessible',
+    usage_key: usageKey,
+    user_id: request.userId,
+    feature_endpoint_id: request.featureEndpointId,
+    credits: balance.minus(held).toString(),
+    balance: balance.toString(),
+    held: held.toString(),
+    hold_amount: Money.fromDb(row.hold_amount).toString(),
+    expires_at: row.expires_at.toISOString(),
+  };
 }
 
 /** Usage keys are UUIDs; compare them in one spelling. */

@@ -1,6 +1,4 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
-import { APP_CONFIG } from '../config/config.module';
-import type { AppConfig } from '../config/configuration';
+import { Injectable, Logger } from '@nestjs/common';
 import { DomainError } from '../common/domain-error';
 import { validateBody } from '../common/validation';
 import { END_QUEUE } from '../queue/queue.constants';
@@ -8,7 +6,6 @@ import type { QueueMessageInfo } from '../queue/queue-message.context';
 import { EndMultiModelDto, EndSingleModelDto, toMultiModel } from './dto/credits-process.dto';
 import { CreditsProcessService, SettlementResult } from './credits-process.service';
 import { decodePayload, SettlementFailuresService } from './settlement-failures.service';
-import { SettlementBatcher } from './settlement-batcher';
 
 /**
  * What a queued settlement message means and what its failure policy is. A DomainError can never
@@ -20,20 +17,19 @@ import { SettlementBatcher } from './settlement-batcher';
 export class QueueSettlementService {
   private readonly logger = new Logger(QueueSettlementService.name);
 
-  private readonly batcher: SettlementBatcher;
-
   constructor(
     private readonly creditsProcess: CreditsProcessService,
     private readonly failures: SettlementFailuresService,
-    @Inject(APP_CONFIG) config: AppConfig,
-  ) {
-    this.batcher = new SettlementBatcher((dtos) => creditsProcess.settleBatch(dtos, 'queue'), config.rabbitmqPrefetch);
-  }
+  ) {}
 
-  /** Resolves once the message's settlement committed (or its failure was recorded): then it is acked. */
+  /**
+   * Resolves once the message's settlement committed (or its failure was recorded): then it is
+   * acked. Messages that arrive together are settled together, one statement per batch (see
+   * CreditsProcessService.settle).
+   */
   async handle(payload: unknown, info: QueueMessageInfo): Promise<void> {
     try {
-      const result = await this.batcher.submit(await this.parse(info.queue, payload, info.parsed));
+      const result = await this.settle(info.queue, payload, info.parsed);
       if (result.status === 'already_settled') {
         this.logger.log({ queue: info.queue, usage_key: result.usage_key, user_id: result.user_id, redelivered: info.redelivered }, 'duplicate settlement message: already settled, nothing charged');
       }

@@ -44,6 +44,15 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  /** How many requests each coalesced statement wrote: 1 at light load, more under load. */
+  readonly batchSize = new Histogram({
+    name: 'credits_batch_size',
+    help: 'Requests written by one coalesced SQL statement, by kind (start|settle)',
+    labelNames: ['kind'] as const,
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+    registers: [this.registry],
+  });
+
   readonly settlementFailures = new Counter({
     name: 'credits_settlement_failures_total',
     help: 'Queued settlements recorded as settlement failures, by status word',

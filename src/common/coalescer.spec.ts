@@ -1,0 +1,93 @@
+import { describe, expect, it } from '@jest/globals';
+import { Coalescer } from './coalescer';
+
+/** A batch runner that records each batch and answers when the test says so. */
+function recorder() {
+  const batches: number[][] = [];
+  const gates: (() => void)[] = [];
+  const run = async (items: number[]): Promise<PromiseSettledResult<number>[]> => {
+    batches.push(items);
+    await new Promise<void>((release) => gates.push(release));
+    return items.map((n) => (n < 0 ? { status: 'rejected', reason: new Error(`bad ${n}`) } : { status: 'fulfilled', value: n * 10 }));
+  };
+  /** Resolves once `count` batches have started. */
+  const started = async (count: number) => {
+    while (batches.length < count) await new Promise((r) => setImmediate(r));
+  };
+  return { batches, gates, run, started };
+}
+
+describe('Coalescer', () => {
+  it('sends a lone item at once, in a batch of one', async () => {
+    const r = recorder();
+    const c = new Coalescer(r.run, 10, 1);
+    const answer = c.submit(1);
+    await r.started(1);
+    r.gates[0]();
+    await expect(answer).resolves.toBe(10);
+    expect(r.batches).toEqual([[1]]);
+  });
+
+  it('puts the items of one event-loop turn into one batch, and answers each in order', async () => {
+    const r = recorder();
+    const c = new Coalescer(r.run, 10, 1);
+    const answers = [1, 2, 3].map((n) => c.submit(n));
+    await r.started(1);
+    r.gates[0]();
+    await expect(Promise.all(answers)).resolves.toEqual([10, 20, 30]);
+    expect(r.batches).toEqual([[1, 2, 3]]);
+  });
+
+  it('gathers what arrives while the batches in flight run, up to maxBatch per batch', async () => {
+    const r = recorder();
+    const c = new Coalescer(r.run, 3, 1);
+    const first = c.submit(1);
+    await r.started(1);
+    const later = [2, 3, 4, 5, 6].map((n) => c.submit(n));
+    expect(c.waiting).toBe(5);
+    r.gates[0]();
+    await first;
+    await r.started(2);
+    r.gates[1]();
+    await r.started(3);
+    r.gates[2]();
+    await expect(Promise.all(later)).resolves.toEqual([20, 30, 40, 50, 60]);
+    expect(r.batches).toEqual([[1], [2, 3, 4], [5, 6]]);
+  });
+
+  it('runs at most maxInFlight batches at once', async () => {
+    const r = recorder();
+    const c = new Coalescer(r.run, 1, 2);
+    const answers = [1, 2, 3].map((n) => c.submit(n));
+    await r.started(2);
+    // Give it every chance to start a third batch: it must not.
+    for (let i = 0; i < 5; i++) await new Promise((res) => setImmediate(res));
+    expect(r.batches).toEqual([[1], [2]]);
+    r.gates[0]();
+    await r.started(3);
+    r.gates[1]();
+    r.gates[2]();
+    await expect(Promise.all(answers)).resolves.toEqual([10, 20, 30]);
+  });
+
+  it('rejects only the items the runner failed, and every item of a batch whose runner threw', async () => {
+    const r = recorder();
+    const c = new Coalescer(r.run, 10, 1);
+    const answers = [1, -2, 3].map((n) => c.submit(n));
+    await r.started(1);
+    r.gates[0]();
+    await expect(answers[0]).resolves.toBe(10);
+    await expect(answers[1]).rejects.toThrow('bad -2');
+    await expect(answers[2]).resolves.toBe(30);
+
+    const failing = new Coalescer<number, number>(() => Promise.reject(new Error('database down')), 10, 1);
+    const both = [failing.submit(1), failing.submit(2)];
+    await expect(both[0]).rejects.toThrow('database down');
+    await expect(both[1]).rejects.toThrow('database down');
+  });
+
+  it('refuses a batch size or concurrency below one', () => {
+    expect(() => new Coalescer(async () => [], 0, 1)).toThrow(RangeError);
+    expect(() => new Coalescer(async () => [], 1, 0)).toThrow(RangeError);
+  });
+});

@@ -1,0 +1,64 @@
+/**
+ * Runs work that arrives together as one batch, without ever waiting on purpose.
+ *
+ * Every submitted item joins a queue; on the next turn of the event loop the queue is cut into
+ * batches of at most `maxBatch`, and up to `maxInFlight` batches run at once. While they run, new
+ * items gather for the next batch, so under load batches grow by themselves and at light load an
+ * item goes out alone, one event-loop turn after it arrived. This is what lets N concurrent
+ * requests share ONE SQL statement (one round trip, one commit) instead of N.
+ *
+ * `run` answers each item of its batch, in order, as a settled promise result; if it throws, every
+ * item of that batch is rejected with the error.
+ */
+export class Coalescer<I, O> {
+  private queue: { item: I; resolve(value: O): void; reject(reason: unknown): void }[] = [];
+  private inFlight = 0;
+  private scheduled = false;
+
+  constructor(
+    private readonly run: (items: I[]) => Promise<PromiseSettledResult<O>[]>,
+    private readonly maxBatch: number,
+    private readonly maxInFlight: number,
+  ) {
+    if (maxBatch < 1 || maxInFlight < 1) throw new RangeError('maxBatch and maxInFlight must be at least 1');
+  }
+
+  submit(item: I): Promise<O> {
+    return new Promise<O>((resolve, reject) => {
+      this.queue.push({ item, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  /** Items waiting for a batch (for tests and metrics). */
+  get waiting(): number {
+    return this.queue.length;
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.inFlight >= this.maxInFlight) return;
+    this.scheduled = true;
+    // Let the items that arrived in this turn of the event loop join the same batch.
+    setImmediate(() => {
+      this.scheduled = false;
+      while (this.inFlight < this.maxInFlight && this.queue.length > 0) void this.execute(this.queue.splice(0, this.maxBatch));
+    });
+  }
+
+  private async execute(batch: Coalescer<I, O>['queue']): Promise<void> {
+    this.inFlight++;
+    try {
+      const results = await this.run(batch.map((p) => p.item));
+      batch.forEach((p, i) => {
+        const r = results[i];
+        if (r.status === 'fulfilled') p.resolve(r.value);
+        else p.reject(r.reason);
+      });
+    } catch (error) {
+      for (const p of batch) p.reject(error);
+    } finally {
+      this.inFlight--;
+      if (this.queue.length > 0) this.schedule();
+    }
+  }
+}

@@ -521,4 +521,33 @@ describe('wallets and the ledger', () => {
       expect(await allEntries(userId)).toHaveLength(1);
     });
   });
+
+  describe('reconciliation', () => {
+    it('names a wallet whose balance or held no longer matches its books, and only that one', async () => {
+      const good = uid('recon-good');
+      const bad = uid('recon-bad');
+      await createWallet({ user_id: good, initial_credits: '5' });
+      await createWallet({ user_id: bad, initial_credits: '5' });
+      const client = new pg.Client({ connectionString: t.db.url });
+      await client.connect();
+      const reconcile = async () => {
+        const res = await t.request('GET', '/api/reconciliation');
+        expect(res.status).toBe(200);
+        return res.body.data as { wallets_checked: number; mismatches: { user_id: string }[] };
+      };
+      try {
+        // Tampered behind the ledger's back, as a bad manual fix would.
+        await client.query(`UPDATE wallets SET balance = balance + 0.000001, held = held + 1 WHERE user_id = $1`, [bad]);
+        const found = await reconcile();
+        expect(found.wallets_checked).toBe(Number((await client.query('SELECT count(*) AS n FROM wallets')).rows[0].n));
+        expect(found.mismatches.filter((m) => m.user_id === good || m.user_id === bad)).toEqual([
+          { user_id: bad, balance: '5.000001', ledger_sum: '5.000000', last_balance_after: '5.000000', held: '1.000000', live_holds: '0.000000' },
+        ]);
+      } finally {
+        await client.query(`UPDATE wallets SET balance = balance - 0.000001, held = held - 1 WHERE user_id = $1`, [bad]);
+        await client.end();
+      }
+      expect((await reconcile()).mismatches.map((m) => m.user_id)).not.toContain(bad);
+    });
+  });
 });

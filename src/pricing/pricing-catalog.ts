@@ -36,13 +36,16 @@ export function toFeaturePricing(f: Feature): FeaturePricing {
  * admin routes invalidate at once; another instance sees a change within the TTL. Every charge
  * records the prices it used in its ledger entry, so a charge priced just before a change stays
  * explainable. Absent entries are never cached (a new model is usable at once).
+ *
+ * The cache holds the *pending read*, not only its result: when an entry expires while a batch
+ * of 200 queued settlements is being priced, they share one read instead of issuing 200.
  */
 @Injectable()
 export class PricingCatalog {
   private readonly ttlMs: number;
-  private features = new Map<string, Cached<FeaturePricing>>();
-  private models = new Map<string, Cached<ModelPrice>>();
-  private settings?: Cached<PricingSettings>;
+  private features = new Map<string, Cached<Promise<FeaturePricing | undefined>>>();
+  private models = new Map<string, Cached<Promise<ModelPrice | undefined>>>();
+  private settings?: Cached<Promise<PricingSettings>>;
 
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
@@ -61,43 +64,69 @@ export class PricingCatalog {
   async quote(featureEndpointId: string, usages: UsageDto[]): Promise<Quote> {
     const now = Date.now();
     const [feature, models, settings] = await Promise.all([this.feature(featureEndpointId, now), this.modelTable(usages, now), this.pricingSettings(now)]);
+    if (!feature) throw featureNotFound(featureEndpointId);
     return priceUsages(usages, feature, models, settings);
   }
 
-  private async feature(id: string, now: number): Promise<FeaturePricing> {
+  private feature(id: string, now: number): Promise<FeaturePricing | undefined> {
     const hit = this.features.get(id);
     if (hit && hit.until > now) return hit.value;
-    const row = await this.dataSource.getRepository(Feature).findOneBy({ featureEndpointId: id });
-    if (!row) throw featureNotFound(id);
-    const value = toFeaturePricing(row);
-    if (this.ttlMs > 0) this.features.set(id, { value, until: now + this.ttlMs });
-    return value;
+    const read = this.dataSource
+      .getRepository(Feature)
+      .findOneBy({ featureEndpointId: id })
+      .then((row) => (row ? toFeaturePricing(row) : undefined));
+    return this.remember(this.features, id, read, now);
   }
 
   private async modelTable(usages: UsageDto[], now: number): Promise<Map<string, ModelPrice>> {
-    const table = new Map<string, ModelPrice>();
+    const pending = new Map<string, Promise<ModelPrice | undefined>>();
     const missing: string[] = [];
     for (const { ai_model: name } of usages) {
-      if (table.has(name)) continue;
       const hit = this.models.get(name);
-      if (hit && hit.until > now) table.set(name, hit.value);
+      if (hit && hit.until > now) pending.set(name, hit.value);
       else if (!missing.includes(name)) missing.push(name);
     }
     if (missing.length > 0) {
-      for (const row of await this.dataSource.getRepository(AiModel).findBy({ aiModel: In(missing) })) {
-        const value = toModelPrice(row);
-        table.set(row.aiModel, value);
-        if (this.ttlMs > 0) this.models.set(row.aiModel, { value, until: now + this.ttlMs });
-      }
+      // One read for every model this quote misses, each remembered on its own.
+      const read = this.dataSource
+        .getRepository(AiModel)
+        .findBy({ aiModel: In(missing) })
+        .then((rows) => new Map(rows.map((row) => [row.aiModel, toModelPrice(row)])));
+      for (const name of missing) pending.set(name, this.remember(this.models, name, read.then((found) => found.get(name)), now));
     }
+    // Promise.all, not a loop of awaits: every pending read gets a handler, even after one fails.
+    const prices = await Promise.all(pending.values());
+    const table = new Map<string, ModelPrice>();
+    for (const price of prices) if (price) table.set(price.aiModel, price);
     return table; // an absent model makes priceUsages throw unknown_model, naming it
   }
 
-  private async pricingSettings(now: number): Promise<PricingSettings> {
+  private pricingSettings(now: number): Promise<PricingSettings> {
     if (this.settings && this.settings.until > now) return this.settings.value;
-    const row = await this.dataSource.getRepository(PricingSettingsRow).findOneByOrFail({ id: 1 });
-    const value = { creditsPerUsd: row.creditsPerUsd, defaultProfitMargin: row.defaultProfitMargin };
-    if (this.ttlMs > 0) this.settings = { value, until: now + this.ttlMs };
-    return value;
+    const read = this.dataSource
+      .getRepository(PricingSettingsRow)
+      .findOneByOrFail({ id: 1 })
+      .then((row) => ({ creditsPerUsd: row.creditsPerUsd, defaultProfitMargin: row.defaultProfitMargin }));
+    if (this.ttlMs > 0) {
+      const entry = { value: read, until: now + this.ttlMs };
+      this.settings = entry;
+      read.catch(() => this.settings === entry && (this.settings = undefined));
+    }
+    return read;
+  }
+
+  /**
+   * Caches a pending read under `key` for the TTL. A read that finds nothing, or fails, is
+   * forgotten as soon as it settles, so the next caller reads again.
+   */
+  private remember<T>(map: Map<string, Cached<Promise<T | undefined>>>, key: string, read: Promise<T | undefined>, now: number): Promise<T | undefined> {
+    if (this.ttlMs <= 0) return read;
+    const entry = { value: read, until: now + this.ttlMs };
+    map.set(key, entry);
+    const forget = () => {
+      if (map.get(key) === entry) map.delete(key);
+    };
+    read.then((value) => value === undefined && forget(), forget);
+    return read;
   }
 }

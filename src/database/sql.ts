@@ -12,7 +12,7 @@ export async function queryRows<T>(manager: EntityManager, sql: string, params: 
   if (manager.queryRunner) return runRows<T>(manager, sql, params, opts);
   // Outside a transaction the statement commits on its own, so when PostgreSQL picks it as a
   // deadlock victim it was rolled back whole and running it again is safe. (Inside a transaction
-  // the caller's whole transaction is void: its owner decides, e.g. settleBatch falls back.)
+  // the caller's whole transaction is void: its owner decides.)
   for (let attempt = 1; ; attempt++) {
     try {
       return await runRows<T>(manager, sql, params, opts);

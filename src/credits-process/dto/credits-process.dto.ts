@@ -1,7 +1,9 @@
 import { ApiProperty, ApiPropertyOptional, IntersectionType } from '@nestjs/swagger';
 import { IsOptional, IsString, Length, Matches } from 'class-validator';
+import { registerFastBodyParser } from '../../common/validation';
 import { UsageDto, UsagesField } from '../../pricing/dto/usage.dto';
 import { ID_MESSAGE, ID_PATTERN, ID_RULE } from '../../wallets/dto/wallet.dto';
+import { fastEndMultiModel, fastEndSingleModel, fastStartProcess } from './credits-process.fast-parse';
 
 const USAGE_KEY_EXAMPLE = '6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10';
 
@@ -55,6 +57,12 @@ export class EndMultiModelDto extends IntersectionType(SettlementTarget, UsagesF
 
 /** Body of the legacy single-model POST /end and `credits_process_end_queue` messages: one usage, flat. */
 export class EndSingleModelDto extends IntersectionType(SettlementTarget, UsageDto) {}
+
+// The hot routes' bodies skip class-validator when a hand-written check proves them valid; a
+// change to the decorators above must be mirrored in credits-process.fast-parse.ts.
+registerFastBodyParser(StartProcessDto, fastStartProcess);
+registerFastBodyParser(EndMultiModelDto, fastEndMultiModel);
+registerFastBodyParser(EndSingleModelDto, fastEndSingleModel);
 
 export class CancelDto {
   @ApiProperty({ description: 'The hold to release (from /start).', minLength: 1, maxLength: 64, example: USAGE_KEY_EXAMPLE })

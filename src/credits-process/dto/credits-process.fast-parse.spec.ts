@@ -1,0 +1,375 @@
+import { describe, expect, it } from '@jest/globals';
+import type { ArgumentMetadata } from '@nestjs/common';
+import { createValidationPipe, fastParseBody, validateBody } from '../../common/validation';
+import { DomainError } from '../../common/domain-error';
+import { MAX_TOKENS, MAX_USAGES, UsageDto } from '../../pricing/dto/usage.dto';
+import { EndMultiModelDto, EndSingleModelDto, StartProcessDto } from './credits-process.dto';
+
+/*
+ * Differential test of the fast checkers (credits-process.fast-parse.ts) against class-validator:
+ * many bodies — valid ones and mutations of them — go through the fast checker, the global pipe
+ * and validateBody with and without their fast paths. For every body: when the fast checker
+ * accepts, class-validator accepts too and builds a deeply equal instance (same classes, same
+ * keys in the same order); and with or without fast paths, both entry points answer the same
+ * value or the same error. The PRNG is seeded, so a failure repeats; its message holds the body.
+ */
+
+type Dto = StartProcessDto | EndMultiModelDto | EndSingleModelDto;
+type DtoClass = new () => Dto;
+
+/** mulberry32: small, fast, and good enough to pick mutations. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+class Gen {
+  constructor(private readonly random: () => number) {}
+
+  int(min: number, max: number): number {
+    return min + Math.floor(this.random() * (max - min + 1));
+  }
+
+  chance(p: number): boolean {
+    return this.random() < p;
+  }
+
+  pick<T>(items: readonly T[]): T {
+    return items[this.int(0, items.length - 1)];
+  }
+
+  shuffle<T>(items: T[]): T[] {
+    for (let i = items.length - 1; i > 0; i--) {
+      const j = this.int(0, i);
+      [items[i], items[j]] = [items[j], items[i]];
+    }
+    return items;
+  }
+
+  /** Printable ASCII, first character not a space: what the fast checker accepts. */
+  printable(min: number, max: number): string {
+    const length = this.chance(0.2) ? this.pick([min, max]) : this.int(min, Math.min(max, 40));
+    let text = String.fromCharCode(this.int(0x21, 0x7e));
+    while (text.length < length) text += String.fromCharCode(this.int(0x20, 0x7e));
+    return text;
+  }
+
+  /** A string near a field's rules: at and around its length bounds, or with a character outside printable ASCII. */
+  hostileString(max: number): string {
+    const a = 'a';
+    return this.pick([
+      '',
+      ' ',
+      ' a',
+      'a ',
+      'a b',
+      a.repeat(max - 1),
+      a.repeat(max),
+      a.repeat(max + 1),
+      ' ' + a.repeat(max - 1),
+      'é',
+      'Zürich',
+      '日本語',
+      '😀',
+      '😀'.repeat(max / 2),
+      '😀'.repeat(max / 2 + 1),
+      a.repeat(max - 1) + '😀',
+      'x\ufe0f',
+      'a'.repeat(max) + '\ufe0f',
+      'a\u0000b',
+      '\u0000',
+      'a\u0000',
+      'a\tb',
+      '\tab',
+      'a\nb',
+      '\r',
+      'a\u007f',
+      '\u007fa',
+      'a\u0085',
+      '\u00a0a',
+      'a\u200b',
+      '\u2028',
+      '\ud800',
+      'a\udc00',
+      '\ufeffa',
+      this.printable(1, max) + String.fromCharCode(this.int(0, 0x1f)),
+      this.printable(1, max) + String.fromCharCode(this.int(0x7f, 0xffff)),
+      String.fromCharCode(this.int(0, 0xffff)) + this.printable(1, max - 1),
+    ]);
+  }
+
+  validCount(): number {
+    return this.chance(0.3) ? this.pick([0, 1, MAX_TOKENS, MAX_TOKENS - 1]) : this.int(0, 100_000);
+  }
+
+  /** Values near a token count's rules; -0 is an integer ≥ 0, so it is valid. */
+  hostileCount(): unknown {
+    return this.pick([
+      -1,
+      -0,
+      0.5,
+      1.5,
+      MAX_TOKENS + 1,
+      MAX_TOKENS + 0.5,
+      2 ** 31,
+      2 ** 53,
+      2 ** 53 + 2,
+      1e21,
+      1e300,
+      -1e21,
+      Number.MAX_VALUE,
+      Number.MIN_VALUE,
+      1e-7,
+      NaN,
+      Infinity,
+      -Infinity,
+      '10',
+      '0',
+      '',
+      '1e3',
+      true,
+      false,
+      [],
+      [1],
+      {},
+      { value: 1 },
+    ]);
+  }
+
+  /** Anything at all where a field's value goes. */
+  junk(depth = 0): unknown {
+    const flat = [null, undefined, true, false, 0, -1, 1.5, NaN, '', 'x', ' ', '\u0000', [], {}, [null], new Date(0), Object.create(null)];
+    if (depth > 2 || this.chance(0.6)) return this.pick(flat);
+    return this.chance(0.5) ? [this.junk(depth + 1), this.junk(depth + 1)] : { a: this.junk(depth + 1), usages: this.junk(depth + 1) };
+  }
+}
+
+const KEY_MAX: Record<string, number> = { user_id: 128, feature_endpoint_id: 128, usage_key: 64, idempotency_key: 128, ai_model: 128 };
+const COUNT_KEYS = ['input_tokens', 'output_tokens', 'cached_input_tokens'];
+const OPTIONAL_KEYS = ['usage_key', 'idempotency_key', 'cached_input_tokens'];
+/** Unknown keys, ordinary ones and those with a special meaning to JavaScript or the pipe. */
+const EXTRA_KEYS = ['extra', 'id', 'usage', 'Usages', 'USER_ID', 'user_id ', 'toString', 'hasOwnProperty', 'valueOf', '0', '__proto__', 'constructor', 'prototype'];
+
+function validUsage(g: Gen): Record<string, unknown> {
+  const usage: Record<string, unknown> = { ai_model: g.printable(1, 128), input_tokens: g.validCount(), output_tokens: g.validCount() };
+  if (g.chance(0.5)) usage.cached_input_tokens = g.validCount();
+  return usage;
+}
+
+function validTarget(g: Gen): Record<string, unknown> {
+  const target: Record<string, unknown> = { user_id: g.printable(1, 128), feature_endpoint_id: g.printable(1, 128) };
+  if (g.chance(0.5)) target.usage_key = g.chance(0.5) ? '6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10' : g.printable(1, 64);
+  if (g.chance(0.3)) target.idempotency_key = g.printable(1, 128);
+  return target;
+}
+
+const VALID: Record<string, (g: Gen) => Record<string, unknown>> = {
+  StartProcessDto: (g) => ({ user_id: g.printable(1, 128), feature_endpoint_id: g.printable(1, 128) }),
+  EndMultiModelDto: (g) => ({ ...validTarget(g), usages: Array.from({ length: g.chance(0.1) ? g.pick([1, MAX_USAGES]) : g.int(1, 4) }, () => validUsage(g)) }),
+  EndSingleModelDto: (g) => ({ ...validTarget(g), ...validUsage(g) }),
+};
+
+/** Same keys in a random order: the instance must keep the body's order, as plainToInstance does. */
+function reorder(g: Gen, body: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(g.shuffle(Object.entries(body)));
+}
+
+/** Sets a key as JSON.parse would: `__proto__` becomes an own property, not the prototype. */
+function setOwn(target: object, key: string, value: unknown): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+function mutateValue(g: Gen, key: string, value: unknown): unknown {
+  if (key === 'usages') {
+    const usages = Array.isArray(value) ? [...(value as unknown[])] : [];
+    switch (g.int(0, 8)) {
+      case 0:
+        return [];
+      case 1:
+        return Array.from({ length: MAX_USAGES + 1 }, () => ({ ai_model: 'm', input_tokens: 1, output_tokens: 1 }));
+      case 2:
+        return Array.from({ length: MAX_USAGES }, () => ({ ai_model: 'm', input_tokens: 1, output_tokens: 1 }));
+      case 3:
+        if (usages.length > 0) usages[g.int(0, usages.length - 1)] = g.junk();
+        return usages;
+      case 4:
+        if (usages.length > 0) usages[g.int(0, usages.length - 1)] = mutate(g, usages[g.int(0, usages.length - 1)] as Record<string, unknown>);
+        return usages;
+      case 5:
+        return { 0: usages[0] ?? {}, length: 1 };
+      case 6: {
+        // A sparse array: the pipe closes the gap, validateBody does not.
+        const sparse: unknown[] = [];
+        sparse[1] = usages[0] ?? {};
+        return sparse;
+      }
+      case 7:
+        return usages.map((u) => [u]);
+      default:
+        return g.junk();
+    }
+  }
+  if (key in KEY_MAX) return g.chance(0.8) ? g.hostileString(KEY_MAX[key]) : g.junk();
+  if (COUNT_KEYS.includes(key)) return g.chance(0.8) ? g.hostileCount() : g.junk();
+  return g.junk();
+}
+
+/** One to three mutations: a field dropped, set to null, to a value near its rules, to junk; a key added. */
+function mutate(g: Gen, body: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(body)) setOwn(out, key, value);
+  for (let n = g.int(1, 3); n > 0; n--) {
+    const keys = Object.keys(out);
+    const key = keys.length > 0 && g.chance(0.85) ? g.pick(keys) : g.pick([...EXTRA_KEYS, ...Object.keys(KEY_MAX), ...COUNT_KEYS, 'usages']);
+    switch (g.int(0, 5)) {
+      case 0:
+        delete out[key];
+        break;
+      case 1:
+        setOwn(out, key, g.chance(0.5) ? null : undefined);
+        break;
+      case 2:
+        setOwn(out, g.pick(EXTRA_KEYS), g.chance(0.5) ? 'x' : g.junk());
+        break;
+      default:
+        setOwn(out, key, mutateValue(g, key, out[key]));
+    }
+  }
+  return out;
+}
+
+/** A copy for each entry point: the pipe closes array gaps and strips prototype keys in place. */
+function clone(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null || value instanceof Date) return value;
+  const copy: object = Array.isArray(value) ? new Array<unknown>(value.length) : Object.create(Object.getPrototypeOf(value) as object | null);
+  for (const key of Object.keys(value)) setOwn(copy, key, clone((value as Record<string, unknown>)[key]));
+  return copy;
+}
+
+interface Case {
+  body: unknown;
+  /** Generated valid and left unmutated: the fast checker must accept it. */
+  valid: boolean;
+}
+
+function cases(cls: DtoClass, seed: number, count: number): Case[] {
+  const g = new Gen(prng(seed));
+  const out: Case[] = [];
+  for (let i = 0; i < count; i++) {
+    let body: unknown = reorder(g, VALID[cls.name](g));
+    const valid = g.chance(0.25);
+    if (!valid) body = mutate(g, body as Record<string, unknown>);
+    else if (g.chance(0.2)) setOwn(body as object, g.pick(EXTRA_KEYS.slice(0, 9)), g.junk()); // unknown keys are stripped, not refused
+    // Most bodies arrive as JSON (HTTP, the queue): undefined, NaN, Infinity and prototypes do not survive it.
+    if (g.chance(0.6)) body = JSON.parse(JSON.stringify(body)) as unknown;
+    if (!valid && g.chance(0.02)) body = Object.assign(Object.create(null) as object, body);
+    out.push({ body, valid });
+  }
+  return out;
+}
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+async function outcome(run: () => Promise<unknown>): Promise<Outcome> {
+  try {
+    return { ok: true, value: await run() };
+  } catch (error) {
+    if (error instanceof DomainError) return { ok: false, error: { code: error.code, message: error.message, details: error.details } };
+    return { ok: false, error: { type: (error as Error).constructor.name, message: (error as Error).message } };
+  }
+}
+
+function describeBody(body: unknown): string {
+  return JSON.stringify(body, (_key, value: unknown) => (value === undefined ? '<undefined>' : typeof value === 'number' && !Number.isFinite(value) ? String(value) : value));
+}
+
+/** Deep equality that also sees the key order, the classes and absent vs undefined properties. */
+function expectSame(actual: unknown, expected: unknown, context: string): void {
+  expect({ context, value: actual }).toStrictEqual({ context, value: expected });
+  expect({ context, json: JSON.stringify(actual) }).toEqual({ context, json: JSON.stringify(expected) });
+  expect({ context, keys: Object.keys(actual as object) }).toEqual({ context, keys: Object.keys(expected as object) });
+}
+
+const classicPipe = createValidationPipe({ fastPaths: false });
+const pipe = createValidationPipe();
+
+describe.each([
+  [StartProcessDto, 1],
+  [EndMultiModelDto, 2],
+  [EndSingleModelDto, 3],
+] as const)('fast checker of %p', (cls, seed) => {
+  const metadata: ArgumentMetadata = { type: 'body', metatype: cls, data: undefined };
+
+  it('never accepts a body class-validator refuses, and builds the same instance', async () => {
+    const stats = { fast: 0, classicOnly: 0, refused: 0 };
+    for (const { body, valid } of cases(cls, seed, 2500)) {
+      const context = describeBody(body);
+      const fast = fastParseBody(cls as DtoClass, clone(body) as object);
+      const classic = await outcome(() => classicPipe.transform(clone(body), metadata));
+      const classicQueue = await outcome(() => validateBody(cls as DtoClass, clone(body), { fastPaths: false }));
+
+      if (valid) expect({ context, accepted: fast !== undefined }).toEqual({ context, accepted: true });
+      if (fast !== undefined) {
+        stats.fast++;
+        expect({ context, ok: classic.ok, queueOk: classicQueue.ok }).toEqual({ context, ok: true, queueOk: true });
+        expectSame(fast, (classic as { value: unknown }).value, context);
+        expectSame(fast, (classicQueue as { value: unknown }).value, context);
+        const usages = (fast as Partial<EndMultiModelDto>).usages;
+        if (usages) for (const usage of usages) expect(usage).toBeInstanceOf(UsageDto);
+      } else if (classic.ok) stats.classicOnly++;
+      else stats.refused++;
+
+      // Both entry points, fast paths on: the same value or the very same error as class-validator alone.
+      const viaPipe = await outcome(() => pipe.transform(clone(body), metadata));
+      const viaQueue = await outcome(() => validateBody(cls as DtoClass, clone(body)));
+      expect({ context, ok: viaPipe.ok, queueOk: viaQueue.ok }).toEqual({ context, ok: classic.ok, queueOk: classicQueue.ok });
+      if (viaPipe.ok) expectSame((viaPipe as { value: unknown }).value, (classic as { value: unknown }).value, context);
+      else expect({ context, error: (viaPipe as { error: unknown }).error }).toEqual({ context, error: (classic as { error: unknown }).error });
+      if (viaQueue.ok) expectSame((viaQueue as { value: unknown }).value, (classicQueue as { value: unknown }).value, context);
+      else expect({ context, error: (viaQueue as { error: unknown }).error }).toEqual({ context, error: (classicQueue as { error: unknown }).error });
+    }
+    // The mutations reach every side: bodies the fast checker takes, bodies only class-validator
+    // takes (e.g. unicode ids, null optional fields), and bodies both refuse.
+    expect(stats.fast).toBeGreaterThan(500);
+    expect(stats.classicOnly).toBeGreaterThan(50);
+    expect(stats.refused).toBeGreaterThan(600);
+  });
+});
+
+describe('fast checkers on typical bodies', () => {
+  const usage = { ai_model: 'gpt-4o', input_tokens: 1200, output_tokens: 300 };
+
+  it.each([
+    [StartProcessDto, { user_id: 'u1', feature_endpoint_id: 'ai_chat_v1' }],
+    [EndMultiModelDto, { user_id: 'u1', feature_endpoint_id: 'ai_chat_v1', usage_key: '6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10', usages: [usage, { ...usage, ai_model: 'claude', cached_input_tokens: 0 }] }],
+    [EndMultiModelDto, { user_id: 'u1', feature_endpoint_id: 'ai_chat_v1', idempotency_key: 'job-42', usages: [usage] }],
+    [EndSingleModelDto, { user_id: 'u1', feature_endpoint_id: 'ai_chat_v1', usage_key: '6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10', ...usage, cached_input_tokens: 100 }],
+  ] as const)('%p accepts a typical body and strips unknown fields', (cls, body) => {
+    const dto = fastParseBody(cls as DtoClass, { ...body, extra: 'dropped' });
+    expect(dto).toBeInstanceOf(cls);
+    expect(dto).toEqual(body);
+    expect(dto).not.toHaveProperty('extra');
+  });
+
+  it('leaves an optional field absent when the body omits it', () => {
+    const dto = fastParseBody(EndSingleModelDto, { user_id: 'u1', feature_endpoint_id: 'f', ...usage });
+    expect(dto && Object.keys(dto)).toEqual(['user_id', 'feature_endpoint_id', 'ai_model', 'input_tokens', 'output_tokens']);
+  });
+
+  it.each([
+    ['a null optional field', { user_id: 'u1', feature_endpoint_id: 'f', usage_key: null, usages: [usage] }],
+    ['a non-ASCII id', { user_id: 'Zoë', feature_endpoint_id: 'f', usages: [usage] }],
+    ['an id with a leading space', { user_id: ' u1', feature_endpoint_id: 'f', usages: [usage] }],
+    ['a count as a string', { user_id: 'u1', feature_endpoint_id: 'f', usages: [{ ...usage, input_tokens: '10' }] }],
+    ['a usage that is not a plain object', { user_id: 'u1', feature_endpoint_id: 'f', usages: [Object.assign(new UsageDto(), usage)] }],
+    ['a __proto__ key', JSON.parse('{"user_id":"u1","feature_endpoint_id":"f","usages":[{"ai_model":"m","input_tokens":1,"output_tokens":1}],"__proto__":{}}') as object],
+  ])('leaves %s to class-validator', (_name, body) => {
+    expect(fastParseBody(EndMultiModelDto, body)).toBeUndefined();
+  });
+});

@@ -164,7 +164,15 @@ export class CreditsProcessService {
   private async placeHold(userId: string, featureEndpointId: string, usageKey: string): Promise<StartResult> {
     let row = await this.tryHold(userId, featureEndpointId, usageKey);
     if (!row && (await this.expireHolds(userId)) > 0) row = await this.tryHold(userId, featureEndpointId, usageKey);
-    if (!row) throw await this.whyNotAccessible(userId, featureEndpointId);
+    for (let attempt = 1; !row; attempt++) {
+      const why = await this.whyNotAccessible(userId, featureEndpointId);
+      // The refusal was decided by the conditional UPDATE; the reason is read by a later statement.
+      // If settlements released credits in between, the reason would say "insufficient" while
+      // showing enough: try the hold again instead of answering figures that contradict it.
+      if (!(why instanceof StaleRefusal)) throw why;
+      if (attempt >= STALE_REFUSAL_RETRIES) throw why.error;
+      row = await this.tryHold(userId, featureEndpointId, usageKey);
+    }
     return startView(usageKey, { userId, featureEndpointId }, row);
   }
 
@@ -239,8 +247,11 @@ export class CreditsProcessService {
     return rows[0];
   }
 
-  /** Reads wallet and feature to name the first failed check, in the contract's order. */
-  private async whyNotAccessible(userId: string, featureEndpointId: string): Promise<Error> {
+  /**
+   * Reads wallet and feature to name the first failed check, in the contract's order; a
+   * StaleRefusal when every check passes now (the hold was refused on figures since changed).
+   */
+  private async whyNotAccessible(userId: string, featureEndpointId: string): Promise<Error | StaleRefusal> {
     const wallet = await this.wallets.find(userId).catch((e: unknown) => e as Error);
     if (wallet instanceof Error) return wallet;
     if (wallet.status !== 'active') return walletSuspended(userId);
@@ -250,7 +261,9 @@ export class CreditsProcessService {
     if (feature.allowedPlans.length > 0 && !feature.allowedPlans.includes(wallet.plan)) {
       return featureNotPermitted(featureEndpointId, wallet.plan);
     }
-    return insufficientCredits(wallet.balance.minus(wallet.held), feature.minHoldingCredits);
+    const available = wallet.balance.minus(wallet.held);
+    const refusal = insufficientCredits(available, feature.minHoldingCredits);
+    return !available.isNegative() && !available.isZero() && available.gte(feature.minHoldingCredits) ? new StaleRefusal(refusal) : refusal;
   }
 
   /**
@@ -562,6 +575,14 @@ export class CreditsProcessService {
       ledger_entries: entries.map(ledgerEntryView),
     };
   }
+}
+
+/** How often a start refused for credits it now has is tried again before answering 402. */
+const STALE_REFUSAL_RETRIES = 5;
+
+/** whyNotAccessible found every check passing now: the refusal it explains is out of date. */
+class StaleRefusal {
+  constructor(readonly error: Error) {}
 }
 
 /** What a charge's ledger entry records besides its figures (`late` is added when it is written). */

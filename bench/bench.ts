@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { baselineSettle, baselineStart } from './baseline-statements';
 import { summarizeProfile } from './cpu-profile';
-import { Cleanup, createDatabase, createVhost, REPO_ROOT, runWorker, ServiceProcess, startService, stopWorkers, WORK_DIR } from './environment';
+import { Cleanup, createDatabase, createVhost, REPO_ROOT, runWorker, ServiceProcess, serviceNodeFlags, startService, stopWorkers, WORK_DIR } from './environment';
 import { BenchOptions, parseOptions, USAGE } from './options';
 import { queueDrain } from './queue-drain';
 import { measureRoundTrips } from './round-trips';
@@ -39,6 +39,9 @@ const out = (line = '') => process.stdout.write(`${line}\n`);
 const SERVICE_TUNING_VARS = [
   'DATABASE_POOL_SIZE',
   'RABBITMQ_PREFETCH',
+  'BATCH_MAX_SIZE',
+  'BATCH_CONCURRENCY',
+  'PRICING_CACHE_TTL_MS',
   'RABBITMQ_RETRY_DELAYS_MS',
   'HOLD_TTL_SECONDS',
   'HOLD_SWEEP_INTERVAL_MS',
@@ -88,10 +91,11 @@ async function main(options: BenchOptions): Promise<number> {
       node: process.version,
       commit: gitCommit(),
       mode: `${options.quick ? '--quick' : 'full'}: ${options.durationMs / 1000} s per point after ${options.warmupMs / 1000} s warm-up, concurrency ${options.concurrency.join(', ')}, ${options.wallets.toLocaleString('en-US')} wallets, ${options.messages.toLocaleString('en-US')} queue messages${options.scale ? `, --scale ${options.scaleWallets.toLocaleString('en-US')} wallets × ${options.scaleEntriesPerWallet} entries` : ''}${options.phases.size < 5 ? `, --only ${[...options.phases].join(',')}` : ''}${options.cpuProf ? ', --cpu-prof (the profiled points ran under the sampler)' : ''}`,
-      serviceEnv:
+      serviceEnv: `node ${serviceNodeFlags().join(' ')}; ${
         SERVICE_TUNING_VARS.filter((v) => process.env[v] !== undefined)
           .map((v) => `${v}=${process.env[v]}`)
-          .join(', ') || 'defaults (LOG_LEVEL=warn, NODE_ENV=production)',
+          .join(', ') || 'defaults (LOG_LEVEL=warn, NODE_ENV=production)'
+      }`,
     },
     points: [],
     profiles: [],

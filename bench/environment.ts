@@ -1,5 +1,5 @@
 import { ChildProcess, execFile, fork, spawn } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -129,7 +129,20 @@ export interface ServiceOptions {
 }
 
 /**
- * Starts `node --max-semi-space-size=4 dist/src/main.js` as production runs it (npm run start:prod)
+ * The node flags production runs the service with: those of `npm run start:prod` in package.json
+ * (one place to change them), or BENCH_NODE_FLAGS to measure others.
+ */
+export function serviceNodeFlags(): string[] {
+  const override = process.env.BENCH_NODE_FLAGS;
+  if (override !== undefined) return override.split(/\s+/).filter(Boolean);
+  const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+  const match = /^node((?:\s+--\S+)*)\s+dist\/src\/main\.js$/.exec(pkg.scripts['start:prod'].trim());
+  if (!match) throw new Error(`cannot read the node flags from package.json start:prod: "${pkg.scripts['start:prod']}"`);
+  return match[1].split(/\s+/).filter(Boolean);
+}
+
+/**
+ * Starts `node <serviceNodeFlags()> dist/src/main.js` as production runs it (npm run start:prod)
  * and waits for /health/ready. Extra
  * variables in the benchmark's own environment (DATABASE_POOL_SIZE, RABBITMQ_PREFETCH, …) pass
  * through, so a tuning can be measured without editing the benchmark.
@@ -140,8 +153,7 @@ export async function startService(options: ServiceOptions, cleanup: Cleanup): P
   const logFile = join(WORK_DIR, `service-${Date.now()}.log`);
   const logStream = createWriteStream(logFile);
   const args = [
-    // The runtime flag of `npm run start:prod` and the Docker image (a small young generation).
-    '--max-semi-space-size=4',
+    ...serviceNodeFlags(),
     ...(options.cpuProfile ? ['-r', join(REPO_ROOT, 'dist', 'bench', 'cpu-profile.hook.js')] : []),
     join(REPO_ROOT, 'dist', 'src', 'main.js'),
   ];

@@ -1,10 +1,8 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
-import { LoggerModule } from 'nestjs-pino';
 import { ApiKeyGuard } from './common/api-key.guard';
 import { RateLimitGuard } from './common/rate-limit.guard';
 import { HttpExceptionFilter } from './common/http-exception.filter';
-import { loggingParams } from './common/logging';
 import { ResponseEnvelopeInterceptor } from './common/response-envelope.interceptor';
 import { AppConfigModule } from './config/config.module';
 import type { AppConfig } from './config/configuration';
@@ -25,7 +23,6 @@ export class AppModule {
       module: AppModule,
       imports: [
         AppConfigModule.forRoot(config),
-        LoggerModule.forRoot(loggingParams(config)),
         DatabaseModule,
         MetricsModule,
         QueueModule.forRoot(config),

@@ -1,9 +1,9 @@
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { Logger } from 'nestjs-pino';
 import helmet from '@fastify/helmet';
 import { AppModule } from './app.module';
+import { createLogger, logRequests } from './common/logging';
 import { setupOpenApi } from './common/openapi';
 import { MetricsService } from './metrics/metrics.service';
 import { RabbitSettlementServer } from './queue/rabbit-settlement.server';
@@ -28,8 +28,11 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   const adapter = new FastifyAdapter({
     bodyLimit: config.bodyLimitBytes,
     genReqId: requestIdFor,
-    // Fastify's own request logging is off: nestjs-pino logs each request once.
+    // Fastify's own request logging is off: logRequests logs each request once.
     logger: false,
+    // No Nest middleware: request logging runs as Fastify hooks. Without this Nest registers
+    // @fastify/middie anyway, whose onRequest hook then runs on every request for nothing.
+    skipMiddie: true,
     // Ids in paths are up to 128 characters (API.md §4–§6), percent-encoded up to 12 bytes each:
     // Fastify's default limit of 100 answered 414 for valid ids of 101–128 characters.
     routerOptions: { maxParamLength: 2048 },
@@ -54,7 +57,8 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     abortOnError: false,
     bodyParser: false,
   });
-  app.useLogger(app.get(Logger));
+  const logger = createLogger(config);
+  app.useLogger(logger);
   app.flushLogs();
   app.useGlobalPipes(createValidationPipe());
   await app.register(helmet, {
@@ -72,9 +76,10 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
       reply.elapsedTime / 1000,
     );
   });
+  logRequests(fastify, logger);
   setupOpenApi(app, options.swaggerUi ?? true);
   if (config.usingDevKeys) {
-    app.get(Logger).warn(
+    logger.warn(
       '!!! Using the DEV API KEYS (dev-server-key / dev-admin-key): anyone can call this service. Set SERVER_API_KEYS and ADMIN_API_KEYS. !!!',
       'Security',
     );
@@ -85,7 +90,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     // Returns at once: the consumer connects (and reconnects) in the background.
     await app.startAllMicroservices();
   } else {
-    app.get(Logger).log('RABBITMQ_URL is not set: queue settlement is off (settle over HTTP)', 'Queue');
+    logger.log('RABBITMQ_URL is not set: queue settlement is off (settle over HTTP)', 'Queue');
   }
   return app;
 }

@@ -1,7 +1,6 @@
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import helmet from '@fastify/helmet';
 import { AppModule } from './app.module';
 import { createLogger, logRequests } from './common/logging';
 import { setupOpenApi } from './common/openapi';
@@ -10,6 +9,7 @@ import { RabbitSettlementServer } from './queue/rabbit-settlement.server';
 import { clientErrorHandler, frameworkErrorResponse } from './common/http-exception.filter';
 import { createValidationPipe } from './common/validation';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/request-id';
+import { securityHeaders } from './common/security-headers';
 import type { AppConfig } from './config/configuration';
 
 /**
@@ -61,20 +61,22 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   app.useLogger(logger);
   app.flushLogs();
   app.useGlobalPipes(createValidationPipe());
-  await app.register(helmet, {
-    // An API answers JSON; the CSP would only get in the way of the Swagger UI at /docs.
-    contentSecurityPolicy: false,
-  });
   const metrics = app.get(MetricsService);
   const fastify = app.getHttpAdapter().getInstance();
-  fastify.addHook('onRequest', async (request, reply) => {
-    void reply.header(REQUEST_ID_HEADER, request.id);
+  // Per-request hooks are plain callbacks, not async functions: an async hook costs a promise
+  // (and its async-context bookkeeping) on every request.
+  const headers = securityHeaders();
+  fastify.addHook('onRequest', (request, reply, done) => {
+    reply.headers(headers);
+    reply.header(REQUEST_ID_HEADER, request.id);
+    done();
   });
-  fastify.addHook('onResponse', async (request, reply) => {
+  fastify.addHook('onResponse', (request, reply, done) => {
     metrics.httpDuration.observe(
       { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
       reply.elapsedTime / 1000,
     );
+    done();
   });
   logRequests(fastify, logger);
   setupOpenApi(app, options.swaggerUi ?? true);

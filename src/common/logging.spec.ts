@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { AppLogger, bindLogFields, createLogger, logRequests } from './logging';
 import { requestIdFor } from './request-id';
+import { securityHeaders } from './security-headers';
 
 /** A logger writing into `lines` (raw JSON text, to check keys are not repeated). */
 function capture(level: 'debug' | 'info' | 'warn' = 'debug'): { logger: AppLogger; lines: string[]; json: () => Record<string, any>[] } {
@@ -154,5 +155,18 @@ describe('request logging (Fastify hooks)', () => {
     expect((await (await serve(other))('GET', '/x')).status).toBe(200);
     await other.close();
     expect(quiet.lines).toEqual([]);
+  });
+});
+
+describe('securityHeaders', () => {
+  it("holds helmet's headers (CSP off), lower-cased", () => {
+    expect(securityHeaders()).toMatchObject({
+      'x-content-type-options': 'nosniff',
+      'x-frame-options': 'SAMEORIGIN',
+      'strict-transport-security': expect.stringMatching(/max-age=\d+/),
+      'referrer-policy': 'no-referrer',
+      'x-dns-prefetch-control': 'off',
+    });
+    expect(Object.keys(securityHeaders())).not.toContain('content-security-policy');
   });
 });

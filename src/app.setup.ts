@@ -1,8 +1,9 @@
 import { NestFactory } from '@nestjs/core';
-import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppModule } from './app.module';
 import { createLogger, logRequests } from './common/logging';
+import { EnvelopeFastifyAdapter } from './common/response-envelope';
 import { setupOpenApi } from './common/openapi';
 import { MetricsService } from './metrics/metrics.service';
 import { RabbitSettlementServer } from './queue/rabbit-settlement.server';
@@ -25,7 +26,7 @@ export interface CreateAppOptions {
 }
 
 export async function createApp(config: AppConfig, options: CreateAppOptions = {}): Promise<NestFastifyApplication> {
-  const adapter = new FastifyAdapter({
+  const adapter = new EnvelopeFastifyAdapter({
     bodyLimit: config.bodyLimitBytes,
     genReqId: requestIdFor,
     // Fastify's own request logging is off: logRequests logs each request once.

@@ -52,20 +52,22 @@ describe('AppLogger (as Nest calls it: the context last)', () => {
 
 /**
  * Serves `app` on a free port (Fastify's inject() loads an ESM-only package Jest cannot require)
- * and sends requests to it, each resolving once the server finished its onResponse hooks, where
- * the "request completed" line is written (after logRequests' hook: hooks run in order).
+ * and sends requests to it, each resolving once the server closed its response, when the
+ * request's closing line is written (by logRequests' listener, registered before this one).
  */
 async function serve(app: FastifyInstance) {
   let sent = 0;
-  let finished = 0;
+  let closed = 0;
   const waiting: { after: number; resolve: () => void }[] = [];
-  app.addHook('onResponse', (_request, _reply, done) => {
-    finished++;
-    for (const w of waiting.filter((w) => w.after <= finished)) w.resolve();
+  app.addHook('onRequest', (_request, reply, done) => {
+    reply.raw.on('close', () => {
+      closed++;
+      for (const w of waiting.filter((w) => w.after <= closed)) w.resolve();
+    });
     done();
   });
   const base = await app.listen({ port: 0, host: '127.0.0.1' });
-  return async (method: string, path: string, headers: Record<string, string> = {}, body?: unknown) => {
+  return Object.assign(async (method: string, path: string, headers: Record<string, string> = {}, body?: unknown) => {
     const after = ++sent;
     const logged = new Promise<void>((resolve) => waiting.push({ after, resolve }));
     const res = await fetch(base + path, {
@@ -76,11 +78,20 @@ async function serve(app: FastifyInstance) {
     const text = await res.text();
     await logged;
     return { status: res.status, json: () => JSON.parse(text) as unknown };
-  };
+  }, { base });
+}
+
+function deferred() {
+  let enter!: () => void;
+  let close!: () => void;
+  const entered = new Promise<void>((resolve) => (enter = resolve));
+  const closed = new Promise<void>((resolve) => (close = resolve));
+  return { enter, entered, close, closed };
 }
 
 describe('request logging (Fastify hooks)', () => {
   let app: FastifyInstance;
+  let slow: ReturnType<typeof deferred>;
   let out: ReturnType<typeof capture>;
   let request: Awaited<ReturnType<typeof serve>>;
 
@@ -100,6 +111,16 @@ describe('request logging (Fastify hooks)', () => {
     app.get('/health/live', async () => ({ status: 'ok' }));
     app.get('/metrics', async () => 'text');
     app.get('/fails', async (_request, reply) => reply.status(503).send({ down: true }));
+    // Answers only once its response closed, i.e. after the client left.
+    slow = deferred();
+    app.get('/slow', async (_request, reply) => {
+      bindLogFields({ user_id: 'u-slow' });
+      // Registered after logRequests' listener: runs once the closing line is written.
+      reply.raw.on('close', slow.close);
+      slow.enter();
+      await slow.closed;
+      return { late: true };
+    });
     request = await serve(app);
   });
   afterEach(async () => {
@@ -134,6 +155,16 @@ describe('request logging (Fastify hooks)', () => {
     expect(completed.map((l) => l.request_id).sort()).toEqual(['req-a', 'req-b', 'req-c']);
     const settled = out.json().filter((l) => l.msg === 'settled');
     expect(settled.map((l) => l.request_id).sort()).toEqual(['req-a', 'req-b', 'req-c']);
+  });
+
+  it("says 'request aborted' when the client leaves before the answer", async () => {
+    const client = new AbortController();
+    const sent = fetch(`${request.base}/slow`, { headers: { 'x-request-id': 'req-gone' }, signal: client.signal }).catch(() => undefined);
+    await slow.entered;
+    client.abort();
+    await slow.closed;
+    await sent;
+    expect(out.json()).toEqual([expect.objectContaining({ msg: 'request aborted', request_id: 'req-gone', user_id: 'u-slow', res: { status: null } })]);
   });
 
   it('does not log health probes and scrapes', async () => {

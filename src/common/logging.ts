@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { LoggerService } from '@nestjs/common';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { pino, type DestinationStream, type Level, type Logger as Pino, type LoggerOptions } from 'pino';
 import type { AppConfig } from '../config/configuration';
 import { API_KEY_HEADER } from './api-key.guard';
@@ -16,13 +16,6 @@ export const REDACTED_PATHS = [
 
 /** The fields every line about one request carries: `request_id`, then what bindLogFields added. */
 type RequestFields = Record<string, unknown>;
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** This request's log fields (see logRequests). */
-    logFields: RequestFields | null;
-  }
-}
 
 /**
  * The fields of the request being handled, for every line logged while handling it: the services
@@ -111,35 +104,41 @@ export class AppLogger implements LoggerService {
 }
 
 /**
- * Request logging as two Fastify hooks (no Nest middleware, no per-request child logger):
- * - onRequest enters the request's fields for everything that runs for it: the rest of Fastify's
+ * Request logging in one Fastify onRequest hook (no Nest middleware, no per-request child logger):
+ * - it enters the request's fields for everything that runs for it: the rest of Fastify's
  *   lifecycle, Nest's guards, pipes, handler and filter (Fastify carries the context across the
- *   body's socket events itself). One `run` per request.
- * - onResponse writes the one "request completed" line (at info; "request errored" for a 5xx), with
- *   method, url, status, time and every field bound while handling it. Health probes and scrapes
- *   are not logged.
+ *   body's socket events itself). One `run` per request;
+ * - at info, it writes the request's one closing line when the response closes: "request
+ *   completed" (or "request errored" for a 5xx, "request aborted" when the client left first), with
+ *   method, url, status, time and every field bound while handling it. The response's `close`
+ *   rather than Fastify's onResponse, which never runs for a client that left. Health probes and
+ *   scrapes are not logged.
  */
 export function logRequests(fastify: FastifyInstance, logger: AppLogger): void {
   const log = logger.pino;
-  fastify.decorateRequest('logFields', null);
-  fastify.addHook('onRequest', (request, _reply, done) => {
+  fastify.addHook('onRequest', (request, reply, done) => {
     const fields: RequestFields = { request_id: request.id };
-    request.logFields = fields;
+    if (log.isLevelEnabled('info') && !UNLOGGED.test(request.url)) {
+      reply.raw.on('close', () => requestFields.run(fields, () => logClosed(log, request, reply, fields)));
+    }
     requestFields.run(fields, done);
   });
-  fastify.addHook('onResponse', (request, reply, done) => {
-    if (log.isLevelEnabled('info') && !UNLOGGED.test(request.url)) {
-      const line = {
-        ...(request.logFields ?? { request_id: request.id }),
-        req: { method: request.method, url: request.url },
-        res: { status: reply.statusCode },
-        responseTime: Math.round(reply.elapsedTime),
-      };
-      if (reply.statusCode >= 500) log.info({ ...line, err: new Error(`failed with status code ${reply.statusCode}`) }, 'request errored');
-      else log.info(line, 'request completed');
-    }
-    done();
-  });
+}
+
+/**
+ * The closing line of a request, as pino-http wrote it. Written inside the request's own context:
+ * the response's events may run in another one, whose fields the mixin would otherwise add.
+ */
+function logClosed(log: Pino, request: FastifyRequest, reply: FastifyReply, fields: RequestFields): void {
+  const res = reply.raw;
+  const line = {
+    ...fields,
+    req: { method: request.method, url: request.url },
+    res: { status: res.headersSent ? res.statusCode : null },
+    responseTime: Math.round(reply.elapsedTime),
+  };
+  if (res.statusCode >= 500) log.info({ ...line, err: new Error(`failed with status code ${res.statusCode}`) }, 'request errored');
+  else log.info(line, res.writableEnded && !request.raw.readableAborted ? 'request completed' : 'request aborted');
 }
 
 /**

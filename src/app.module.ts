@@ -1,11 +1,8 @@
 import { DynamicModule, Module } from '@nestjs/common';
-import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
-import { LoggerModule } from 'nestjs-pino';
+import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import { ApiKeyGuard } from './common/api-key.guard';
 import { RateLimitGuard } from './common/rate-limit.guard';
 import { HttpExceptionFilter } from './common/http-exception.filter';
-import { loggingParams } from './common/logging';
-import { ResponseEnvelopeInterceptor } from './common/response-envelope.interceptor';
 import { AppConfigModule } from './config/config.module';
 import type { AppConfig } from './config/configuration';
 import { CreditsProcessModule } from './credits-process/credits-process.module';
@@ -25,7 +22,6 @@ export class AppModule {
       module: AppModule,
       imports: [
         AppConfigModule.forRoot(config),
-        LoggerModule.forRoot(loggingParams(config)),
         DatabaseModule,
         MetricsModule,
         QueueModule.forRoot(config),
@@ -39,7 +35,6 @@ export class AppModule {
         // Order matters: the key guard identifies the caller that the rate limit counts.
         { provide: APP_GUARD, useClass: ApiKeyGuard },
         { provide: APP_GUARD, useClass: RateLimitGuard },
-        { provide: APP_INTERCEPTOR, useClass: ResponseEnvelopeInterceptor },
         { provide: APP_FILTER, useClass: HttpExceptionFilter },
       ],
     };

@@ -1,15 +1,16 @@
 import { NestFactory } from '@nestjs/core';
-import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { Logger } from 'nestjs-pino';
-import helmet from '@fastify/helmet';
 import { AppModule } from './app.module';
+import { createLogger, logRequests } from './common/logging';
+import { EnvelopeFastifyAdapter } from './common/response-envelope';
 import { setupOpenApi } from './common/openapi';
 import { MetricsService } from './metrics/metrics.service';
 import { RabbitSettlementServer } from './queue/rabbit-settlement.server';
 import { clientErrorHandler, frameworkErrorResponse } from './common/http-exception.filter';
 import { createValidationPipe } from './common/validation';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/request-id';
+import { securityHeaders } from './common/security-headers';
 import type { AppConfig } from './config/configuration';
 
 /**
@@ -25,11 +26,14 @@ export interface CreateAppOptions {
 }
 
 export async function createApp(config: AppConfig, options: CreateAppOptions = {}): Promise<NestFastifyApplication> {
-  const adapter = new FastifyAdapter({
+  const adapter = new EnvelopeFastifyAdapter({
     bodyLimit: config.bodyLimitBytes,
     genReqId: requestIdFor,
-    // Fastify's own request logging is off: nestjs-pino logs each request once.
+    // Fastify's own request logging is off: logRequests logs each request once.
     logger: false,
+    // No Nest middleware: request logging runs as Fastify hooks. Without this Nest registers
+    // @fastify/middie anyway, whose onRequest hook then runs on every request for nothing.
+    skipMiddie: true,
     // Ids in paths are up to 128 characters (API.md §4–§6), percent-encoded up to 12 bytes each:
     // Fastify's default limit of 100 answered 414 for valid ids of 101–128 characters.
     routerOptions: { maxParamLength: 2048 },
@@ -54,27 +58,31 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     abortOnError: false,
     bodyParser: false,
   });
-  app.useLogger(app.get(Logger));
+  const logger = createLogger(config);
+  app.useLogger(logger);
   app.flushLogs();
   app.useGlobalPipes(createValidationPipe());
-  await app.register(helmet, {
-    // An API answers JSON; the CSP would only get in the way of the Swagger UI at /docs.
-    contentSecurityPolicy: false,
-  });
   const metrics = app.get(MetricsService);
   const fastify = app.getHttpAdapter().getInstance();
-  fastify.addHook('onRequest', async (request, reply) => {
-    void reply.header(REQUEST_ID_HEADER, request.id);
+  // Per-request hooks are plain callbacks, not async functions: an async hook costs a promise
+  // (and its async-context bookkeeping) on every request.
+  const headers = securityHeaders();
+  fastify.addHook('onRequest', (request, reply, done) => {
+    reply.headers(headers);
+    reply.header(REQUEST_ID_HEADER, request.id);
+    done();
   });
-  fastify.addHook('onResponse', async (request, reply) => {
+  fastify.addHook('onResponse', (request, reply, done) => {
     metrics.httpDuration.observe(
       { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
       reply.elapsedTime / 1000,
     );
+    done();
   });
+  logRequests(fastify, logger);
   setupOpenApi(app, options.swaggerUi ?? true);
   if (config.usingDevKeys) {
-    app.get(Logger).warn(
+    logger.warn(
       '!!! Using the DEV API KEYS (dev-server-key / dev-admin-key): anyone can call this service. Set SERVER_API_KEYS and ADMIN_API_KEYS. !!!',
       'Security',
     );
@@ -85,7 +93,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     // Returns at once: the consumer connects (and reconnects) in the background.
     await app.startAllMicroservices();
   } else {
-    app.get(Logger).log('RABBITMQ_URL is not set: queue settlement is off (settle over HTTP)', 'Queue');
+    logger.log('RABBITMQ_URL is not set: queue settlement is off (settle over HTTP)', 'Queue');
   }
   return app;
 }

@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { existsSync } from 'node:fs';
-import { Logger } from 'nestjs-pino';
+import { Logger } from '@nestjs/common';
 import { createApp } from './app.setup';
 import { ConfigError, loadConfig } from './config/configuration';
 
@@ -22,9 +22,7 @@ async function bootstrap(): Promise<void> {
   })();
   const app = await createApp(config);
   await app.listen(config.port, '0.0.0.0');
-  app
-    .get(Logger)
-    .log(`credits-service listening on http://localhost:${config.port} (OpenAPI at /docs, health at /health/ready)`, 'Bootstrap');
+  new Logger('Bootstrap').log(`credits-service listening on http://localhost:${config.port} (OpenAPI at /docs, health at /health/ready)`);
 }
 
 bootstrap().catch((error: unknown) => die(startupReason(error)));

@@ -14,9 +14,6 @@ type Access = 'public' | 'service';
 
 /** No key needed (health, metrics). */
 export const Public = () => SetMetadata(ACCESS, 'public' satisfies Access);
-/** Answered as is, outside the `{success, data}` envelope (Prometheus text). */
-export const RAW_RESPONSE = 'credits:raw-response';
-export const RawResponse = () => SetMetadata(RAW_RESPONSE, true);
 /** Open to `service` keys as well as `admin` keys. Routes without a marker are admin-only. */
 export const ServiceScope = () => SetMetadata(ACCESS, 'service' satisfies Access);
 

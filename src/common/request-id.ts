@@ -6,12 +6,9 @@ const SAFE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /**
  * Fastify's request-id generator: the caller's `x-request-id` when it is a sane token (so it can
- * never inject into logs), a new UUID otherwise. The id is written back onto the raw headers so
- * the request logger (pino-http) picks up the very same id.
+ * never inject into logs), a new UUID otherwise.
  */
 export function requestIdFor(req: IncomingMessage): string {
   const given = req.headers[REQUEST_ID_HEADER];
-  const id = typeof given === 'string' && SAFE_ID.test(given) ? given : randomUUID();
-  req.headers[REQUEST_ID_HEADER] = id;
-  return id;
+  return typeof given === 'string' && SAFE_ID.test(given) ? given : randomUUID();
 }

@@ -1,6 +1,5 @@
 import { Body, Controller, Get, Headers, HttpCode, Param, Post } from '@nestjs/common';
 import { ApiHeader, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
-import { PinoLogger } from 'nestjs-pino';
 import { ServiceScope } from '../common/api-key.guard';
 import { validationError } from '../common/domain-error';
 import { bindLogFields } from '../common/logging';
@@ -51,17 +50,14 @@ const SETTLEMENT_SUCCESS = {
 
 /**
  * HTTP adapter of the credits process: maps DTOs, calls the service, nothing else. The ids of
- * the authorization are bound to the request's logger, so every line logged about it (the
+ * the authorization are bound to the request's log fields, so every line logged about it (the
  * service's, and the "request completed" line) carries user_id and usage_key.
  */
 @ApiTags('credits-process')
 @ServiceScope()
 @Controller('api/credits-process')
 export class CreditsProcessController {
-  constructor(
-    private readonly creditsProcess: CreditsProcessService,
-    private readonly logger: PinoLogger,
-  ) {}
+  constructor(private readonly creditsProcess: CreditsProcessService) {}
 
   @Post('start')
   @HttpCode(200)
@@ -83,9 +79,9 @@ export class CreditsProcessController {
     'insufficient_credits',
   )
   async start(@Body() dto: StartProcessDto) {
-    bindLogFields(this.logger, { user_id: dto.user_id, feature_endpoint_id: dto.feature_endpoint_id });
+    bindLogFields({ user_id: dto.user_id, feature_endpoint_id: dto.feature_endpoint_id });
     const result = await this.creditsProcess.start(dto.user_id, dto.feature_endpoint_id);
-    bindLogFields(this.logger, { usage_key: result.usage_key });
+    bindLogFields({ usage_key: result.usage_key });
     return result;
   }
 
@@ -120,7 +116,7 @@ export class CreditsProcessController {
   @ApiSuccess({ description: 'Cancelled.', type: CancelResponseDoc, example: CANCEL_EXAMPLE })
   @ApiErrors(...API_ROUTE_ERRORS, ...BODY_ERRORS, 'usage_key_not_found', 'already_settled')
   cancel(@Body() dto: CancelDto) {
-    bindLogFields(this.logger, { usage_key: dto.usage_key.toLowerCase() });
+    bindLogFields({ usage_key: dto.usage_key.toLowerCase() });
     return this.creditsProcess.cancel(dto.usage_key);
   }
 
@@ -130,18 +126,17 @@ export class CreditsProcessController {
   @ApiSuccess({ description: 'The authorization.', type: UsageResponseDoc, example: USAGE_EXAMPLE })
   @ApiErrors(...API_ROUTE_ERRORS, 'usage_key_not_found')
   usage(@Param('usage_key') usageKey: string) {
-    bindLogFields(this.logger, { usage_key: usageKey.toLowerCase() });
+    bindLogFields({ usage_key: usageKey.toLowerCase() });
     return this.creditsProcess.usage(usageKey);
   }
 
   private async settle(dto: EndMultiModelDto): Promise<SettlementResult> {
     // Lower-cased as the service stores and logs it (usage keys are UUIDs).
     const usageKey = dto.usage_key?.toLowerCase();
-    bindLogFields(this.logger, { user_id: dto.user_id, feature_endpoint_id: dto.feature_endpoint_id, ...(usageKey ? { usage_key: usageKey } : {}) });
+    bindLogFields({ user_id: dto.user_id, feature_endpoint_id: dto.feature_endpoint_id, ...(usageKey ? { usage_key: usageKey } : {}) });
     const result = await this.creditsProcess.settle(dto, 'http');
-    // A direct charge gets its usage_key only now. (Each field is bound once: a second binding
-    // of the same name would repeat the key in the JSON line.)
-    bindLogFields(this.logger, { ...(usageKey ? {} : { usage_key: result.usage_key }), outcome: result.status });
+    // A direct charge gets its usage_key only now.
+    bindLogFields({ ...(usageKey ? {} : { usage_key: result.usage_key }), outcome: result.status });
     return result;
   }
 }

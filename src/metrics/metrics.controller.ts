@@ -1,17 +1,18 @@
 import { Controller, Get, Header } from '@nestjs/common';
 import { ApiOkResponse, ApiProduces, ApiTags } from '@nestjs/swagger';
-import { Public, RawResponse } from '../common/api-key.guard';
+import { Public } from '../common/api-key.guard';
 import { ApiPublicOperation } from '../common/openapi';
+import { RawResponse } from '../common/response-envelope';
 import { MetricsService } from './metrics.service';
 
 @ApiTags('metrics')
 @Public()
-@RawResponse()
 @Controller('metrics')
 export class MetricsController {
   constructor(private readonly metrics: MetricsService) {}
 
   @Get()
+  @RawResponse()
   @Header('content-type', 'text/plain; version=0.0.4; charset=utf-8')
   @ApiPublicOperation(
     'Prometheus metrics',

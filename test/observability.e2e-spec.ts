@@ -163,8 +163,10 @@ describe('observability', () => {
     const sent = new Map<string, { method: string; url: string; status: number }>();
 
     /** Sends a request with its own x-request-id and a url no other request uses (`probe=`). */
+    let probes = 0;
     async function probe(method: string, path: string, options: RequestOptions = {}): Promise<ApiResponse & { requestId: string }> {
-      const requestId = `obs-${run}-${String(sent.size + 1).padStart(3, '0')}`;
+      // Numbered when sent (not from `sent`, filled when answered): concurrent probes differ.
+      const requestId = `obs-${run}-${String(++probes).padStart(3, '0')}`;
       const url = `${path}${path.includes('?') ? '&' : '?'}probe=${requestId}`;
       const res = await request(method, url, { ...options, headers: { ...options.headers, 'x-request-id': requestId } });
       expect(res.headers.get('x-request-id')).toBe(requestId);
@@ -285,6 +287,39 @@ describe('observability', () => {
             if (line.split(`"${field}":`).length - 1 > 1) throw new Error(`"${field}" repeated in: ${line}`);
         }
       }
+    });
+
+    it("keeps each settlement's lines on its own request when concurrent settlements share one statement", async () => {
+      const service = { key: serviceKey };
+      const payer = `obs-batch-${run}`;
+      expect((await probe('POST', '/api/wallets', { key: adminKey, body: { user_id: payer, initial_credits: '100000' } })).status).toBe(201);
+      const starts = await Promise.all(
+        Array.from({ length: 20 }, () => probe('POST', '/api/credits-process/start', { ...service, body: { user_id: payer, feature_endpoint_id: featureId } })),
+      );
+      for (const s of starts) expect(s.status).toBe(200);
+      const scrape = async () => parseMetrics((await request('GET', '/metrics', { key: null })).body as string);
+      const before = await scrape();
+      const settles = await Promise.all(
+        starts.map((s) =>
+          probe('POST', '/api/credits-process/end-multimodel', {
+            ...service,
+            body: { user_id: payer, feature_endpoint_id: featureId, usage_key: s.body.data.usage_key, usages: [USAGE] },
+          }),
+        ),
+      );
+      for (const s of settles) expect(s.body.data.status).toBe('settled');
+      const after = await scrape();
+      // The 20 settlements went out in fewer statements than 20: some lines were written by a batch.
+      const statements = sample(after, 'credits_batch_size_count', { kind: 'settle' }) - sample(before, 'credits_batch_size_count', { kind: 'settle' });
+      expect(sample(after, 'credits_batch_size_sum', { kind: 'settle' }) - sample(before, 'credits_batch_size_sum', { kind: 'settle' })).toBe(20);
+      expect(statements).toBeLessThan(20);
+
+      await waitFor('the settlements to be logged', async () => settles.every((s) => linesOf(s.requestId).some(({ json }) => json.msg === 'request completed')));
+      settles.forEach((s, i) => {
+        const settled = linesOf(s.requestId).filter(({ json }) => json.msg === 'settled');
+        expect(settled).toHaveLength(1);
+        expect(settled[0].json).toMatchObject({ user_id: payer, usage_key: starts[i].body.data.usage_key });
+      });
     });
 
     it('does not log health probes and scrapes', async () => {

@@ -1,3 +1,5 @@
+import { AsyncResource } from 'node:async_hooks';
+
 /**
  * Runs work that arrives together as one batch, without ever waiting on purpose.
  *
@@ -9,11 +11,17 @@
  *
  * `run` answers each item of its batch, in order, as a settled promise result; if it throws, every
  * item of that batch is rejected with the error.
+ *
+ * A batch belongs to no single caller, so it runs outside the async context of whichever request
+ * happened to schedule it (request-scoped log fields would otherwise name that request on lines
+ * about the whole batch). Each caller resumes in its own context when its answer arrives.
  */
 export class Coalescer<I, O> {
   private queue: { item: I; resolve(value: O): void; reject(reason: unknown): void }[] = [];
   private inFlight = 0;
   private scheduled = false;
+  /** Created with the coalescer, i.e. outside any request: the context batches run in. */
+  private readonly scope = new AsyncResource('Coalescer');
 
   constructor(
     private readonly run: (items: I[]) => Promise<PromiseSettledResult<O>[]>,
@@ -39,10 +47,12 @@ export class Coalescer<I, O> {
     if (this.scheduled || this.inFlight >= this.maxInFlight) return;
     this.scheduled = true;
     // Let the items that arrived in this turn of the event loop join the same batch.
-    setImmediate(() => {
-      this.scheduled = false;
-      while (this.inFlight < this.maxInFlight && this.queue.length > 0) void this.execute(this.queue.splice(0, this.maxBatch));
-    });
+    setImmediate(
+      this.scope.bind(() => {
+        this.scheduled = false;
+        while (this.inFlight < this.maxInFlight && this.queue.length > 0) void this.execute(this.queue.splice(0, this.maxBatch));
+      }),
+    );
   }
 
   private async execute(batch: Coalescer<I, O>['queue']): Promise<void> {

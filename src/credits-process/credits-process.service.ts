@@ -275,7 +275,15 @@ export class CreditsProcessService {
    * charging nothing) or the reason it cannot settle.
    */
   async settle(dto: EndMultiModelDto, channel: Channel): Promise<SettlementResult> {
-    return this.settlements.submit({ dto: normalize(dto), channel });
+    const result = await this.settlements.submit({ dto: normalize(dto), channel });
+    // Logged here, in the caller's own context (its request_id), not inside the shared batch.
+    if (result.status === 'settled') {
+      this.logger.log(
+        { usage_key: result.usage_key, user_id: result.user_id, channel, credits_charged: result.credits_charged, late: result.late },
+        'settled',
+      );
+    }
+    return result;
   }
 
   /**
@@ -408,13 +416,7 @@ export class CreditsProcessService {
 
   private recorded(result: SettlementResult, channel: Channel): SettlementResult {
     this.metrics.settlements.inc({ channel, outcome: result.status });
-    if (result.status === 'settled') {
-      this.metrics.recordCharge(Money.parse(result.credits_charged));
-      this.logger.log(
-        { usage_key: result.usage_key, user_id: result.user_id, channel, credits_charged: result.credits_charged, late: result.late },
-        'settled',
-      );
-    }
+    if (result.status === 'settled') this.metrics.recordCharge(Money.parse(result.credits_charged));
     return result;
   }
 

@@ -115,7 +115,7 @@ export function loadConfig(env: Env): AppConfig {
     batchMaxSize: intVar(env, 'BATCH_MAX_SIZE', 100, 1, 1000),
     batchConcurrency: intVar(env, 'BATCH_CONCURRENCY', 4, 1, 100),
     rabbitmqUrl: urlVar(env, 'RABBITMQ_URL', ['amqp:', 'amqps:']),
-    rabbitmqPrefetch: intVar(env, 'RABBITMQ_PREFETCH', 50, 1, 1000),
+    rabbitmqPrefetch: intVar(env, 'RABBITMQ_PREFETCH', 200, 1, 1000),
     rabbitmqRetryDelaysMs: delaysVar(env, 'RABBITMQ_RETRY_DELAYS_MS', [500, 1000, 2000, 4000, 8000, 15000]),
     serverApiKeys: serverKeys ?? [DEV_SERVER_KEY],
     adminApiKeys: adminKeys ?? [DEV_ADMIN_KEY],

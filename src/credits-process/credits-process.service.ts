@@ -15,7 +15,7 @@ import { PricingCatalog } from '../pricing/pricing-catalog';
 import type { Quote } from '../pricing/pricing-engine';
 import { LedgerEntry } from '../wallets/ledger-entry.entity';
 import { ledgerEntryView } from '../wallets/wallets.views';
-import { isUuid, LedgerEntryRow, ledgerEntryFromRow, WalletsService } from '../wallets/wallets.service';
+import { isUuid, WalletsService } from '../wallets/wallets.service';
 import { walletNotFound } from '../wallets/wallets.errors';
 import { EndMultiModelDto } from './dto/credits-process.dto';
 import {
@@ -354,11 +354,14 @@ export class CreditsProcessService {
    * Returns the settled ones by batch index; the ones missing claimed nothing and wrote nothing.
    */
   private async applyMany(batch: Priced[]): Promise<Map<number, SettlementResult>> {
-    const rows = await queryRows<LedgerEntryRow>(
+    const rows = await queryRows<{ id: string; usage_key: string; amount: string; balance_after: string; held_after: string; late: boolean }>(
       this.dataSource.manager,
       `WITH r AS (
-         SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::numeric[], $5::jsonb[], $6::bool[], $7::varchar[], $8::varchar[])
-           WITH ORDINALITY AS r(usage_key, user_id, feature_endpoint_id, amount, metadata, direct, idempotency_key, request_hash, ord)
+         SELECT u.*, m.metadata
+         FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::numeric[], $6::bool[], $7::varchar[], $8::varchar[])
+           WITH ORDINALITY AS u(usage_key, user_id, feature_endpoint_id, amount, direct, idempotency_key, request_hash, ord)
+         -- The metadata come as one JSON array (cheaper to send than a jsonb[] of escaped texts).
+         JOIN jsonb_array_elements($5::jsonb) WITH ORDINALITY AS m(metadata, ord) USING (ord)
        ), old AS (
          SELECT usage_key, status, expires_at FROM holds
          WHERE usage_key IN (SELECT usage_key FROM r WHERE NOT direct)
@@ -392,24 +395,33 @@ export class CreditsProcessService {
        INSERT INTO ledger_entries (user_id, kind, amount, balance_after, held_after, usage_key, description, metadata)
        SELECT user_id, 'charge', amount, balance_after, held_after, usage_key, 'usage of ' || feature_endpoint_id, metadata || jsonb_build_object('late', late)
        FROM run ORDER BY user_id, ord
-       RETURNING id, user_id, kind, amount, balance_after, held_after, usage_key, idempotency_key, description, metadata, created_at AS entry_created_at`,
+       RETURNING id, usage_key, amount, balance_after, held_after, (metadata->>'late')::bool AS late`,
       [
         batch.map((p) => p.usageKey),
         batch.map((p) => p.dto.user_id),
         batch.map((p) => p.dto.feature_endpoint_id),
         batch.map((p) => p.quote.creditsCharged.negate().toString()),
-        batch.map((p) => JSON.stringify(chargeMetadata(p.dto, p.quote, p.channel))),
+        JSON.stringify(batch.map((p) => chargeMetadata(p.dto, p.quote, p.channel))),
         batch.map((p) => p.dto.usage_key === undefined),
         batch.map((p) => (p.dto.usage_key === undefined ? (p.dto.idempotency_key ?? null) : null)),
         batch.map((p) => (p.dto.usage_key === undefined ? requestHash(p.dto) : null)),
       ],
       { prepared: true },
     );
-    const byKey = new Map(rows.map((row) => [row.usage_key, ledgerEntryFromRow(row)]));
+    const byKey = new Map(rows.map((row) => [row.usage_key, row]));
     const settled = new Map<number, SettlementResult>();
     for (const p of batch) {
-      const entry = byKey.get(p.usageKey);
-      if (entry) settled.set(p.index, settlementView(p.usageKey, p.dto.user_id, p.dto.feature_endpoint_id, entry, 'settled'));
+      const row = byKey.get(p.usageKey);
+      if (!row) continue;
+      // The entry's usages are the quote's, which this process just wrote: not read back.
+      const entry = Object.assign(new LedgerEntry(), {
+        id: row.id,
+        amount: Money.fromDb(row.amount),
+        balanceAfter: Money.fromDb(row.balance_after),
+        heldAfter: Money.fromDb(row.held_after),
+        metadata: { late: row.late, usages: p.quote.usages },
+      });
+      settled.set(p.index, settlementView(p.usageKey, p.dto.user_id, p.dto.feature_endpoint_id, entry, 'settled'));
     }
     return settled;
   }

@@ -47,7 +47,7 @@ interface WalletRow {
 
 export const WALLET_COLUMNS = 'user_id, plan, status, balance, held, version, created_at, updated_at';
 
-export interface LedgerEntryRow {
+interface LedgerEntryRow {
   id: string;
   user_id: string;
   kind: LedgerEntry['kind'];
@@ -61,7 +61,7 @@ export interface LedgerEntryRow {
   entry_created_at: Date;
 }
 
-export function ledgerEntryFromRow(row: LedgerEntryRow): LedgerEntry {
+function ledgerEntryFromRow(row: LedgerEntryRow): LedgerEntry {
   return Object.assign(new LedgerEntry(), {
     id: row.id,
     userId: row.user_id,

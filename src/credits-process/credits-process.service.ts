@@ -3,6 +3,7 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import { createHash, randomUUID } from 'node:crypto';
 import { DataSource, EntityManager } from 'typeorm';
 import { Coalescer } from '../common/coalescer';
+import { isDatabaseUnavailable } from '../common/database-errors';
 import { DomainError } from '../common/domain-error';
 import { MetricsService } from '../metrics/metrics.service';
 import { Money } from '../common/money';
@@ -146,16 +147,20 @@ export class CreditsProcessService {
     const keys = items.map(() => randomUUID());
     this.metrics.batchSize.observe({ kind: 'start' }, items.length);
     let placed = new Map<number, StartRow>();
+    let unavailable: unknown;
     if (items.length > 1) {
       try {
         placed = await this.tryHolds(items, keys);
       } catch (error) {
-        this.logger.warn({ err: (error as Error).message, size: items.length }, 'batched start failed; placing its holds one by one');
+        // Unreachable database: every start of the batch gets that answer (503), not N more tries.
+        if (isDatabaseUnavailable(error)) unavailable = error;
+        else this.logger.warn({ err: (error as Error).message, size: items.length }, 'batched start failed; placing its holds one by one');
       }
     }
     return Promise.allSettled(
       items.map((item, i) => {
         const row = placed.get(i);
+        if (unavailable) return Promise.reject(unavailable);
         return row ? startView(keys[i], item, row) : this.placeHold(item.userId, item.featureEndpointId, keys[i]);
       }),
     );
@@ -307,11 +312,14 @@ export class CreditsProcessService {
     });
     this.metrics.batchSize.observe({ kind: 'settle' }, items.length);
     let applied = new Map<number, SettlementResult>();
+    let unavailable: unknown;
     if (priced.length > 1) {
       try {
         applied = await this.applyMany(priced);
       } catch (error) {
-        this.logger.warn({ err: (error as Error).message, size: priced.length }, 'batched settlement failed; settling its messages one by one');
+        // Unreachable database: every settlement of the batch gets that answer, not N more tries.
+        if (isDatabaseUnavailable(error)) unavailable = error;
+        else this.logger.warn({ err: (error as Error).message, size: priced.length }, 'batched settlement failed; settling its messages one by one');
       }
     }
     return Promise.allSettled(
@@ -319,6 +327,7 @@ export class CreditsProcessService {
         try {
           const quote = quotes[i];
           if (quote.status === 'rejected') throw quote.reason;
+          if (unavailable) throw unavailable;
           return this.recorded(applied.get(i) ?? (await this.settleAlone(dto, quote.value, channel)), channel);
         } catch (error) {
           this.metrics.settlements.inc({ channel, outcome: 'failed' });

@@ -198,12 +198,16 @@ describe('outages: the broker and the database go away while settlements flow', 
     ];
     const pid = service.pid;
 
-    await publishAll(vhost.url, p.byQueue);
+    // Half before the outage, half during it: the consumer meets the outage however fast it
+    // drains (batched, it can finish 300 messages before the database is down).
+    const [beforeOutage, duringOutage] = slices(p, 2);
+    await publishAll(vhost.url, beforeOutage);
     await waitFor('consumption to be under way', async () => (await charges('do')) >= 30, 120_000, 25);
     const down = Date.now();
     await databaseDown(db.name);
     let outageAnswers: { status: number; body: any }[] = [];
     try {
+      await publishAll(vhost.url, duringOutage);
       const ready = await waitFor('readiness to report the database down', async () => {
         const res = await service.request('GET', '/health/ready', { key: null });
         return res.status !== 200 && res;

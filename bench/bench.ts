@@ -18,7 +18,7 @@ import { BenchOptions, parseOptions, USAGE } from './options';
 import { queueDrain } from './queue-drain';
 import { measureRoundTrips } from './round-trips';
 import { BenchResults, find, PointKind, PointResult, renderMarkdown, targets } from './report';
-import { checkWallet, quote, reconcile, seedCatalogue, seedScale, seedSpecialWallets, seedWallets } from './seed';
+import { checkWallet, quiesce, quote, reconcile, seedCatalogue, seedScale, seedSpecialWallets, seedWallets } from './seed';
 import { cpuWindow, CpuWindow, memoryMiB, rssSampler, uptimeLine } from './system';
 import {
   cycleUsages,
@@ -143,7 +143,7 @@ async function main(options: BenchOptions): Promise<number> {
       for (const r of results.roundTrips) out(`round trips: ${r.request}: ${r.roundTrips.toFixed(1)} round trips, ${r.statements.toFixed(1)} statements`);
     }
 
-    const runPoint = pointRunner(options, service, databaseUrl, results, profileDir);
+    const runPoint = pointRunner(options, service, db, databaseUrl, results, profileDir);
     const top = Math.max(...options.concurrency);
     const random: WalletChoice = { kind: 'random', count: options.wallets };
 
@@ -235,9 +235,10 @@ async function main(options: BenchOptions): Promise<number> {
 }
 
 /** Runs one measured point in a load process, timing CPU and memory over its measured window. */
-function pointRunner(options: BenchOptions, service: ServiceProcess, databaseUrl: string, results: BenchResults, profileDir: string | undefined) {
+function pointRunner(options: BenchOptions, service: ServiceProcess, db: pg.Pool, databaseUrl: string, results: BenchResults, profileDir: string | undefined) {
   return async (kind: PointKind, concurrency: number, wallets: WalletChoice, profile = false): Promise<PointResult> => {
     const http = !kind.includes('baseline');
+    await quiesce(db);
     let closeCpu: (() => CpuWindow) | undefined;
     let cpu: CpuWindow | undefined;
     let rss: { stop(): number } | undefined;

@@ -1,7 +1,7 @@
 import amqplib from 'amqplib';
 import { setTimeout as delay } from 'node:timers/promises';
 import type pg from 'pg';
-import { seedHolds } from './seed';
+import { quiesce, seedHolds } from './seed';
 import { cycleUsages, FEATURE_ID, walletId } from './workload';
 
 /**
@@ -31,6 +31,7 @@ const log = (line: string) => process.stdout.write(`${line}\n`);
 export async function queueDrain(db: pg.Pool, rabbitmqUrl: string, messages: number, walletCount: number, runTag: string): Promise<QueueDrainResult> {
   const withHold = Math.floor(messages / 2);
   const holds = await seedHolds(db, withHold, walletCount);
+  await quiesce(db);
   const bodies: Buffer[] = [];
   for (let i = 0; i < messages; i++) {
     const hold = i % 2 === 0 ? holds[i / 2] : undefined;

@@ -204,3 +204,15 @@ export async function reconcile(db: pg.Pool): Promise<{ wallets: number; mismatc
   );
   return { wallets: Number(rows[0].wallets), mismatches: Number(rows[0].mismatches) };
 }
+
+/**
+ * Puts the database in the same state before every measured point, service's and baseline's
+ * alike: what the previous point left vacuumed (dead wallet and hold rows; the ledger's new rows,
+ * which would otherwise trigger an insert-driven autovacuum mid-point), statistics fresh, and a
+ * checkpoint taken, so no point pays for its predecessor's autovacuum or checkpoint.
+ */
+export async function quiesce(db: pg.Pool): Promise<void> {
+  await db.query('VACUUM ANALYZE wallets, holds, ledger_entries');
+  await db.query('CHECKPOINT');
+}
+

@@ -489,6 +489,8 @@ describe('credits process: refused settlements change nothing', () => {
       { name: '0 usages', body: { ...base, usages: [] }, http: 400, status: 'validation_error', field: 'usages' },
       { name: '101 usages', body: { ...base, usages: Array(101).fill(valid) }, http: 400, status: 'validation_error', field: 'usages' },
       { name: 'no usages', body: { ...base }, http: 400, status: 'validation_error', field: 'usages' },
+      { name: 'usage_key null', body: { ...base, usage_key: null, usages: [valid] }, http: 400, status: 'validation_error', field: 'usage_key' },
+      { name: 'idempotency_key null', body: { ...base, idempotency_key: null, usages: [valid] }, http: 400, status: 'validation_error', field: 'idempotency_key' },
     ];
 
     for (const c of cases) {

@@ -1,5 +1,6 @@
 import { ApiProperty, ApiPropertyOptional, IntersectionType } from '@nestjs/swagger';
-import { IsOptional, IsString, Length, Matches } from 'class-validator';
+import { IsString, Length, Matches } from 'class-validator';
+import { IsOptionalNotNull } from '../../common/validation';
 import { registerFastBodyParser } from '../../common/validation';
 import { UsageDto, UsagesField } from '../../pricing/dto/usage.dto';
 import { ID_MESSAGE, ID_PATTERN, ID_RULE } from '../../wallets/dto/wallet.dto';
@@ -34,7 +35,8 @@ class SettlementTarget {
 
   /** From /start. Absent = a direct charge with no hold. */
   @ApiPropertyOptional({ description: 'From /start: settles that hold. Absent = a direct charge with no hold.', minLength: 1, maxLength: 64, example: USAGE_KEY_EXAMPLE })
-  @IsOptional()
+  // Absent, or a string: null would pass @IsOptional and reach the service as a key (a 500).
+  @IsOptionalNotNull()
   @IsString()
   @Length(1, 64)
   usage_key?: string;
@@ -46,7 +48,8 @@ class SettlementTarget {
     maxLength: 128,
     example: 'job-42',
   })
-  @IsOptional()
+  // Absent, or a string: null would hide the Idempotency-Key header and make a retry charge twice.
+  @IsOptionalNotNull()
   @IsString()
   @Length(1, 128)
   idempotency_key?: string;

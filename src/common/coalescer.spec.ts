@@ -5,10 +5,10 @@ import { Coalescer } from './coalescer';
 function recorder() {
   const batches: number[][] = [];
   const gates: (() => void)[] = [];
-  const run = async (items: number[]): Promise<PromiseSettledResult<number>[]> => {
+  const run = async (items: number[]): Promise<Promise<number>[]> => {
     batches.push(items);
     await new Promise<void>((release) => gates.push(release));
-    return items.map((n) => (n < 0 ? { status: 'rejected', reason: new Error(`bad ${n}`) } : { status: 'fulfilled', value: n * 10 }));
+    return items.map((n) => (n < 0 ? Promise.reject(new Error(`bad ${n}`)) : Promise.resolve(n * 10)));
   };
   /** Resolves once `count` batches have started. */
   const started = async (count: number) => {
@@ -84,6 +84,28 @@ describe('Coalescer', () => {
     const both = [failing.submit(1), failing.submit(2)];
     await expect(both[0]).rejects.toThrow('database down');
     await expect(both[1]).rejects.toThrow('database down');
+  });
+
+  it('answers each item when its own answer settles, and frees the slot when the batch work is done', async () => {
+    let releaseSlow!: () => void;
+    const slow = new Promise<number>((resolve) => (releaseSlow = () => resolve(99)));
+    const batches: number[][] = [];
+    const c = new Coalescer<number, number>(
+      async (items) => {
+        batches.push(items);
+        return items.map((n) => (n === 2 ? slow : Promise.resolve(n * 10)));
+      },
+      10,
+      1,
+    );
+    const [one, two, three] = [1, 2, 3].map((n) => c.submit(n));
+    await expect(one).resolves.toBe(10);
+    await expect(three).resolves.toBe(30);
+    // Item 2 is still pending, yet the only slot is free: a new item goes out at once.
+    await expect(c.submit(4)).resolves.toBe(40);
+    expect(batches).toEqual([[1, 2, 3], [4]]);
+    releaseSlow();
+    await expect(two).resolves.toBe(99);
   });
 
   it('refuses a batch size or concurrency below one', () => {

@@ -9,8 +9,10 @@ import { AsyncResource } from 'node:async_hooks';
  * item goes out alone, one event-loop turn after it arrived. This is what lets N concurrent
  * requests share ONE SQL statement (one round trip, one commit) instead of N.
  *
- * `run` answers each item of its batch, in order, as a settled promise result; if it throws, every
- * item of that batch is rejected with the error.
+ * `run` resolves once the batch's shared work is done, with one answer (a promise) per item, in
+ * order; the batch's slot is free from then on, and each caller gets its own answer as soon as it
+ * settles — an item that needs more work (a fallback) holds up neither its batch nor the slot. If
+ * `run` throws, every item of that batch is rejected with the error.
  *
  * A batch belongs to no single caller, so it runs outside the async context of whichever request
  * happened to schedule it (request-scoped log fields would otherwise name that request on lines
@@ -24,7 +26,7 @@ export class Coalescer<I, O> {
   private readonly scope = new AsyncResource('Coalescer');
 
   constructor(
-    private readonly run: (items: I[]) => Promise<PromiseSettledResult<O>[]>,
+    private readonly run: (items: I[]) => Promise<Promise<O>[]>,
     private readonly maxBatch: number,
     private readonly maxInFlight: number,
   ) {
@@ -58,18 +60,15 @@ export class Coalescer<I, O> {
 
   private async execute(batch: Coalescer<I, O>['queue']): Promise<void> {
     this.inFlight++;
+    let answers: Promise<O>[];
     try {
-      const results = await this.run(batch.map((p) => p.item));
-      batch.forEach((p, i) => {
-        const r = results[i];
-        if (r.status === 'fulfilled') p.resolve(r.value);
-        else p.reject(r.reason);
-      });
+      answers = await this.run(batch.map((p) => p.item));
     } catch (error) {
-      for (const p of batch) p.reject(error);
+      answers = batch.map(() => Promise.reject(error));
     } finally {
       this.inFlight--;
       if (this.queue.length > 0) this.schedule();
     }
+    batch.forEach((p, i) => answers[i].then(p.resolve, p.reject));
   }
 }

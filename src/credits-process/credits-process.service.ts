@@ -141,29 +141,26 @@ export class CreditsProcessService {
    * A batch of starts: the holds that fit are placed by ONE statement (`tryHolds`); any start it
    * did not place — refused, or the statement failed — takes the single path, which re-checks,
    * frees expired holds and names the reason. So a batch answers exactly what its starts would
-   * have answered one by one.
+   * have answered one by one. Resolves once the batch statement is done, with one answer per
+   * start: a placed start is answered at once, not after the refused ones' single paths.
    */
-  private async startMany(items: StartRequest[]): Promise<PromiseSettledResult<StartResult>[]> {
+  private async startMany(items: StartRequest[]): Promise<Promise<StartResult>[]> {
     const keys = items.map(() => randomUUID());
     this.metrics.batchSize.observe({ kind: 'start' }, items.length);
     let placed = new Map<number, StartRow>();
-    let unavailable: unknown;
     if (items.length > 1) {
       try {
         placed = await this.tryHolds(items, keys);
       } catch (error) {
         // Unreachable database: every start of the batch gets that answer (503), not N more tries.
-        if (isDatabaseUnavailable(error)) unavailable = error;
-        else this.logger.warn({ err: (error as Error).message, size: items.length }, 'batched start failed; placing its holds one by one');
+        if (isDatabaseUnavailable(error)) return items.map(() => Promise.reject(error));
+        this.logger.warn({ err: (error as Error).message, size: items.length }, 'batched start failed; placing its holds one by one');
       }
     }
-    return Promise.allSettled(
-      items.map((item, i) => {
-        const row = placed.get(i);
-        if (unavailable) return Promise.reject(unavailable);
-        return row ? startView(keys[i], item, row) : this.placeHold(item.userId, item.featureEndpointId, keys[i]);
-      }),
-    );
+    return items.map((item, i) => {
+      const row = placed.get(i);
+      return row ? Promise.resolve(startView(keys[i], item, row)) : this.placeHold(item.userId, item.featureEndpointId, keys[i]);
+    });
   }
 
   private async placeHold(userId: string, featureEndpointId: string, usageKey: string): Promise<StartResult> {
@@ -297,7 +294,7 @@ export class CreditsProcessService {
    * settlement that statement did not claim, or all of them if it failed — go the single path
    * (`settleAlone`), which answers repeats and names errors exactly as a lone settlement does.
    */
-  private async settleMany(items: SettleRequest[]): Promise<PromiseSettledResult<SettlementResult>[]> {
+  private async settleMany(items: SettleRequest[]): Promise<Promise<SettlementResult>[]> {
     const quotes = await Promise.allSettled(items.map(({ dto }) => this.price(dto)));
     const priced: Priced[] = [];
     const seen = new Set<string>();
@@ -311,30 +308,36 @@ export class CreditsProcessService {
       priced.push({ index, dto, quote: quote.value, usageKey: dto.usage_key ?? randomUUID(), channel });
     });
     this.metrics.batchSize.observe({ kind: 'settle' }, items.length);
-    let applied = new Map<number, SettlementResult>();
+    let rows: AppliedRow[] | undefined;
     let unavailable: unknown;
     if (priced.length > 1) {
       try {
-        applied = await this.applyMany(priced);
+        rows = await this.applyMany(priced);
       } catch (error) {
         // Unreachable database: every settlement of the batch gets that answer, not N more tries.
         if (isDatabaseUnavailable(error)) unavailable = error;
         else this.logger.warn({ err: (error as Error).message, size: priced.length }, 'batched settlement failed; settling its messages one by one');
       }
     }
-    return Promise.allSettled(
-      items.map(async ({ dto, channel }, i) => {
-        try {
-          const quote = quotes[i];
-          if (quote.status === 'rejected') throw quote.reason;
-          if (unavailable) throw unavailable;
-          return this.recorded(applied.get(i) ?? (await this.settleAlone(dto, quote.value, channel)), channel);
-        } catch (error) {
-          this.metrics.settlements.inc({ channel, outcome: 'failed' });
-          throw error;
-        }
-      }),
-    );
+    // Outside the try: once the batch committed, nothing may send its settlements the single path
+    // again (a direct charge without a key would be charged twice).
+    const applied = rows ? settledByIndex(priced, rows) : new Map<number, SettlementResult>();
+    const inBatch = new Set(rows ? priced.map((p) => p.index) : []);
+    return items.map(async ({ dto, channel }, i) => {
+      try {
+        const quote = quotes[i];
+        if (quote.status === 'rejected') throw quote.reason;
+        if (unavailable) throw unavailable;
+        const settled = applied.get(i);
+        if (settled) return this.recorded(settled, channel);
+        // Was in the committed batch and claimed nothing: a repeat or an error, which `explain`
+        // names without another write. Otherwise (a twin, a failed batch, a batch of one): alone.
+        return this.recorded(inBatch.has(i) ? await this.explain(dto) : await this.settleAlone(dto, quote.value, channel), channel);
+      } catch (error) {
+        this.metrics.settlements.inc({ channel, outcome: 'failed' });
+        throw error;
+      }
+    });
   }
 
   private async price(dto: EndMultiModelDto): Promise<Quote> {
@@ -360,10 +363,10 @@ export class CreditsProcessService {
    *    each in key order: the one lock order of every multi-row statement, so no deadlock), each
    *    entry gets balance_after/held_after as of its place in arrival order, and each wallet is
    *    updated once by its total.
-   * Returns the settled ones by batch index; the ones missing claimed nothing and wrote nothing.
+   * Returns the ledger entries written; a settlement with none claimed nothing and wrote nothing.
    */
-  private async applyMany(batch: Priced[]): Promise<Map<number, SettlementResult>> {
-    const rows = await queryRows<{ id: string; usage_key: string; amount: string; balance_after: string; held_after: string; late: boolean }>(
+  private async applyMany(batch: Priced[]): Promise<AppliedRow[]> {
+    return queryRows<AppliedRow>(
       this.dataSource.manager,
       `WITH r AS (
          SELECT u.*, m.metadata
@@ -391,7 +394,8 @@ export class CreditsProcessService {
        ), ok AS (
          SELECT r.*, x.held_delta, x.late FROM (SELECT * FROM claimed UNION ALL SELECT * FROM inserted) x JOIN r USING (usage_key)
        ), locked AS (
-         SELECT user_id, balance, held FROM wallets WHERE user_id IN (SELECT user_id FROM ok) ORDER BY user_id FOR UPDATE
+         -- ARRAY(…) is computed whole first, so every hold above is locked before any wallet.
+         SELECT user_id, balance, held FROM wallets WHERE user_id = ANY (ARRAY(SELECT user_id FROM ok)) ORDER BY user_id FOR UPDATE
        ), run AS (
          SELECT ok.*, l.balance + sum(ok.amount) OVER w AS balance_after, l.held + sum(ok.held_delta) OVER w AS held_after
          FROM ok JOIN locked l USING (user_id)
@@ -417,22 +421,6 @@ export class CreditsProcessService {
       ],
       { prepared: true },
     );
-    const byKey = new Map(rows.map((row) => [row.usage_key, row]));
-    const settled = new Map<number, SettlementResult>();
-    for (const p of batch) {
-      const row = byKey.get(p.usageKey);
-      if (!row) continue;
-      // The entry's usages are the quote's, which this process just wrote: not read back.
-      const entry = Object.assign(new LedgerEntry(), {
-        id: row.id,
-        amount: Money.fromDb(row.amount),
-        balanceAfter: Money.fromDb(row.balance_after),
-        heldAfter: Money.fromDb(row.held_after),
-        metadata: { late: row.late, usages: p.quote.usages },
-      });
-      settled.set(p.index, settlementView(p.usageKey, p.dto.user_id, p.dto.feature_endpoint_id, entry, 'settled'));
-    }
-    return settled;
   }
 
   private recorded(result: SettlementResult, channel: Channel): SettlementResult {
@@ -598,6 +586,36 @@ export class CreditsProcessService {
       ledger_entries: entries.map(ledgerEntryView),
     };
   }
+}
+
+/** A ledger entry written by `applyMany`. */
+interface AppliedRow {
+  id: string;
+  usage_key: string;
+  amount: string;
+  balance_after: string;
+  held_after: string;
+  late: boolean;
+}
+
+/** The answers of a batch's settlements that `applyMany` wrote, by batch index. */
+function settledByIndex(batch: Priced[], rows: AppliedRow[]): Map<number, SettlementResult> {
+  const byKey = new Map(rows.map((row) => [row.usage_key, row]));
+  const settled = new Map<number, SettlementResult>();
+  for (const p of batch) {
+    const row = byKey.get(p.usageKey);
+    if (!row) continue;
+    // The entry's usages are the quote's, which this process just wrote: not read back.
+    const entry = Object.assign(new LedgerEntry(), {
+      id: row.id,
+      amount: Money.fromDb(row.amount),
+      balanceAfter: Money.fromDb(row.balance_after),
+      heldAfter: Money.fromDb(row.held_after),
+      metadata: { late: row.late, usages: p.quote.usages },
+    });
+    settled.set(p.index, settlementView(p.usageKey, p.dto.user_id, p.dto.feature_endpoint_id, entry, 'settled'));
+  }
+  return settled;
 }
 
 /** How often a start refused for credits it now has is tried again before answering 402. */

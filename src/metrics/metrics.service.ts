@@ -44,10 +44,10 @@ export class MetricsService {
     registers: [this.registry],
   });
 
-  /** How many requests each coalesced statement wrote: 1 at light load, more under load. */
+  /** Requests per coalesced batch: 1 at light load; a batch of several is one SQL statement. */
   readonly batchSize = new Histogram({
     name: 'credits_batch_size',
-    help: 'Requests written by one coalesced SQL statement, by kind (start|settle)',
+    help: 'Requests per coalesced batch, by kind (start|settle); a batch of several is written by one SQL statement',
     labelNames: ['kind'] as const,
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
     registers: [this.registry],

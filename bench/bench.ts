@@ -147,6 +147,15 @@ async function main(options: BenchOptions): Promise<number> {
     const top = Math.max(...options.concurrency);
     const random: WalletChoice = { kind: 'random', count: options.wallets };
 
+    // --- warm-up -------------------------------------------------------------------------
+    // Once, unmeasured: the service's JIT, pools and caches. Without it the first point (c=8)
+    // ran ~40 % slower than the same point repeated minutes later (bench/README.md).
+    if (options.phases.has('http') || options.phases.has('hot')) {
+      const warmupMs = options.warmupMs * 3;
+      out(`warm-up: ${(warmupMs / 1000).toFixed(0)} s of HTTP cycles at c=${top}, not measured`);
+      await runWorker('http-load.worker.js', { concurrency: top, warmupMs, durationMs: 1000, wallets: random, origin: service.origin, databaseUrl }, () => undefined);
+    }
+
     // --- HTTP cycle and its baseline, side by side per concurrency ------------------------
     for (const c of options.concurrency) {
       if (options.phases.has('http')) await runPoint('http', c, random, options.cpuProf && c === top);

@@ -290,9 +290,10 @@ export class CreditsProcessService {
 
   /**
    * Settles a batch. Every settlement that priced, and is the first in the batch for its key, is
-   * written by ONE statement (`applyMany`), each still exactly once; the rest — and every
-   * settlement that statement did not claim, or all of them if it failed — go the single path
-   * (`settleAlone`), which answers repeats and names errors exactly as a lone settlement does.
+   * written by ONE statement (`applyMany`), each still exactly once. One that statement did not
+   * claim is a repeat or an error: `explain` answers it, with no second write. Twins, a batch of
+   * one, and all of a batch whose statement failed go the single path (`settleAlone`), which
+   * answers exactly as a lone settlement does.
    */
   private async settleMany(items: SettleRequest[]): Promise<Promise<SettlementResult>[]> {
     const quotes = await Promise.allSettled(items.map(({ dto }) => this.price(dto)));

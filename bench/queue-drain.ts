@@ -47,7 +47,7 @@ export async function queueDrain(db: pg.Pool, rabbitmqUrl: string, messages: num
 
   const connection = await amqplib.connect(rabbitmqUrl);
   const t0 = performance.now();
-  let publishMs = 0;
+  let publishMs: number;
   try {
     const channel = await connection.createConfirmChannel();
     await channel.assertQueue(END_MULTIMODEL_QUEUE, { durable: true });

@@ -35,7 +35,8 @@ function runCli(env: Record<string, string>): Promise<CliRun> {
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.on('error', reject);
-    const plain = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '');
+    // eslint-disable-next-line no-control-regex -- strips the terminal's colour codes
+    const plain = (s: string) => s.replace(/\u001b\[[0-9;]*m/g, '');
     child.on('close', (code) => resolve({ code, stdout: plain(stdout), stderr: plain(stderr) }));
   });
 }

@@ -5,10 +5,10 @@ import { requestIdFor } from './request-id';
 import { securityHeaders } from './security-headers';
 
 /** A logger writing into `lines` (raw JSON text, to check keys are not repeated). */
-function capture(level: 'debug' | 'info' | 'warn' = 'debug'): { logger: AppLogger; lines: string[]; json: () => Record<string, any>[] } {
+function capture(level: 'debug' | 'info' | 'warn' = 'debug'): { logger: AppLogger; lines: string[]; json: () => Record<string, unknown>[] } {
   const lines: string[] = [];
   const logger = createLogger({ logLevel: level, nodeEnv: 'test' }, { write: (line: string) => void lines.push(line) });
-  return { logger, lines, json: () => lines.map((l) => JSON.parse(l) as Record<string, any>) };
+  return { logger, lines, json: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>) };
 }
 
 const keyCount = (line: string, key: string) => line.split(`"${key}":`).length - 1;
@@ -31,7 +31,7 @@ describe('AppLogger (as Nest calls it: the context last)', () => {
     logger.error('boom', 'Error: boom\n    at somewhere (file.js:1:1)', 'ExceptionsHandler');
     const [line] = json();
     expect(line).toMatchObject({ level: 50, msg: 'boom', context: 'ExceptionsHandler', err: { message: 'boom' } });
-    expect(line.err.stack).toContain('at somewhere');
+    expect((line.err as { stack: string }).stack).toContain('at somewhere');
   });
 
   it('writes nothing below its level', () => {

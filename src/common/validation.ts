@@ -23,7 +23,7 @@ function flatten(errors: ValidationError[], prefix = ''): FieldError[] {
 export type FastBodyParser<T extends object> = (body: object, cls: new () => T) => T | undefined;
 
 /** Keyed by the exact class: a subclass adds rules of its own, so it never inherits a checker. */
-const fastBodyParsers = new Map<Function, FastBodyParser<object>>();
+const fastBodyParsers = new Map<abstract new () => object, FastBodyParser<object>>();
 
 /** Registered next to the DTO it checks, so every place the class is used has its checker. */
 export function registerFastBodyParser<T extends object>(cls: new () => T, parse: FastBodyParser<T>): void {

@@ -33,7 +33,7 @@ export class SettlementFailure {
   attempts!: number;
 
   @Column({ type: 'jsonb', nullable: true })
-  resolution!: { [key: string]: any } | null;
+  resolution!: { [key: string]: string | number | boolean | object | null } | null;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt!: Date;

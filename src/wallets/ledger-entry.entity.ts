@@ -41,7 +41,7 @@ export class LedgerEntry {
 
   /** Why the amount is what it is: prices, margin, rate and usages for a charge; the reason for an adjustment. */
   @Column({ type: 'jsonb', default: () => "'{}'" })
-  metadata!: { [key: string]: any };
+  metadata!: Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- jsonb read by views that know its shape
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt!: Date;

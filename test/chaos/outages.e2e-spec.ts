@@ -205,7 +205,7 @@ describe('outages: the broker and the database go away while settlements flow', 
     await waitFor('consumption to be under way', async () => (await charges('do')) >= 30, 120_000, 25);
     const down = Date.now();
     await databaseDown(db.name);
-    let outageAnswers: { status: number; body: any }[] = [];
+    let outageAnswers: { status: number; body: any }[];
     try {
       await publishAll(vhost.url, duringOutage);
       const ready = await waitFor('readiness to report the database down', async () => {

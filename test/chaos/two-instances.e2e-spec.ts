@@ -85,7 +85,7 @@ describe('two instances on one database and one vhost (competing consumers, comp
     const outcomes: Record<string, number> = {};
     const expiredOnPurpose: string[] = [];
     let allMessages: { queue: string; body: Record<string, unknown> }[] = [];
-    let duplicates: unknown[] = [];
+    let duplicates: unknown[];
     try {
       // Holds whose settlement goes through the queue, placed on either instance.
       const queuedHolds = await runPool(Array.from({ length: 300 }, (_, i) => i), 10, async (i) => {

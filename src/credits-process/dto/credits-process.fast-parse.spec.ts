@@ -152,7 +152,6 @@ class Gen {
 
 const KEY_MAX: Record<string, number> = { user_id: 128, feature_endpoint_id: 128, usage_key: 64, idempotency_key: 128, ai_model: 128 };
 const COUNT_KEYS = ['input_tokens', 'output_tokens', 'cached_input_tokens'];
-const OPTIONAL_KEYS = ['usage_key', 'idempotency_key', 'cached_input_tokens'];
 /** Unknown keys, ordinary ones and those with a special meaning to JavaScript or the pipe. */
 const EXTRA_KEYS = ['extra', 'id', 'usage', 'Usages', 'USER_ID', 'user_id ', 'toString', 'hasOwnProperty', 'valueOf', '0', '__proto__', 'constructor', 'prototype'];
 

@@ -115,7 +115,11 @@ type Queryable = Pick<pg.Pool, 'query'> | Pick<pg.PoolClient, 'query'>;
 /** The baseline's /start: returns the new usage key, or undefined when no hold was placed. */
 export async function baselineStart(db: Queryable, userId: string, featureId: string, holdTtlSeconds: number) {
   const usageKey = randomUUID();
-  const { rows } = await db.query<StartRow>({ name: 'bench_start', text: START_SQL, values: [userId, featureId, holdTtlSeconds, usageKey] });
+  const { rows } = await db.query<StartRow>({
+    name: 'bench_start',
+    text: START_SQL,
+    values: [userId, featureId, holdTtlSeconds, usageKey],
+  });
   return rows.length === 1 ? { usageKey, row: rows[0] } : undefined;
 }
 

@@ -13,7 +13,18 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { baselineSettle, baselineStart } from './baseline-statements';
 import { summarizeProfile } from './cpu-profile';
-import { Cleanup, createDatabase, createVhost, REPO_ROOT, runWorker, ServiceProcess, serviceNodeFlags, startService, stopWorkers, WORK_DIR } from './environment';
+import {
+  Cleanup,
+  createDatabase,
+  createVhost,
+  REPO_ROOT,
+  runWorker,
+  ServiceProcess,
+  serviceNodeFlags,
+  startService,
+  stopWorkers,
+  WORK_DIR,
+} from './environment';
 import { BenchOptions, parseOptions, USAGE } from './options';
 import { queueDrain } from './queue-drain';
 import { measureRoundTrips } from './round-trips';
@@ -132,15 +143,21 @@ async function main(options: BenchOptions): Promise<number> {
     await seedWallets(db, 1, options.wallets);
     await seedSpecialWallets(db);
     await db.query('ANALYZE');
-    out(`seeded ${options.wallets.toLocaleString('en-US')} wallets, 1 feature, ${(await db.query('SELECT 1 FROM ai_models')).rowCount} models in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    out(
+      `seeded ${options.wallets.toLocaleString('en-US')} wallets, 1 feature, ${(await db.query('SELECT 1 FROM ai_models')).rowCount} models in ${((performance.now() - t) / 1000).toFixed(1)} s`,
+    );
 
     results.parity = await pricingParity(db, service.origin);
-    out(`pricing parity (baseline SQL vs service quote): ${results.parity.checked - results.parity.mismatches.length}/${results.parity.checked}`);
-    if (results.parity.mismatches.length) throw new Error(`the baseline prices differently from the service: ${results.parity.mismatches.join('; ')}`);
+    out(
+      `pricing parity (baseline SQL vs service quote): ${results.parity.checked - results.parity.mismatches.length}/${results.parity.checked}`,
+    );
+    if (results.parity.mismatches.length)
+      throw new Error(`the baseline prices differently from the service: ${results.parity.mismatches.join('; ')}`);
 
     if (options.phases.has('roundtrips')) {
       results.roundTrips = await measureRoundTrips(databaseUrl, cleanup);
-      for (const r of results.roundTrips) out(`round trips: ${r.request}: ${r.roundTrips.toFixed(1)} round trips, ${r.statements.toFixed(1)} statements`);
+      for (const r of results.roundTrips)
+        out(`round trips: ${r.request}: ${r.roundTrips.toFixed(1)} round trips, ${r.statements.toFixed(1)} statements`);
     }
 
     const runPoint = pointRunner(options, service, db, databaseUrl, results, profileDir);
@@ -153,7 +170,11 @@ async function main(options: BenchOptions): Promise<number> {
     if (options.phases.has('http') || options.phases.has('hot')) {
       const warmupMs = options.warmupMs * 3;
       out(`warm-up: ${(warmupMs / 1000).toFixed(0)} s of HTTP cycles at c=${top}, not measured`);
-      await runWorker('http-load.worker.js', { concurrency: top, warmupMs, durationMs: 1000, wallets: random, origin: service.origin, databaseUrl }, () => undefined);
+      await runWorker(
+        'http-load.worker.js',
+        { concurrency: top, warmupMs, durationMs: 1000, wallets: random, origin: service.origin, databaseUrl },
+        () => undefined,
+      );
     }
 
     // --- HTTP cycle and its baseline, side by side per concurrency ------------------------
@@ -167,14 +188,18 @@ async function main(options: BenchOptions): Promise<number> {
     if (options.phases.has('hot')) {
       results.exactK = await exactK(db, service.origin);
       const k = results.exactK;
-      out(`exactly-K: ${k.attempts} parallel starts, room for ${k.room} → ${k.accessible} accessible, ${k.refused} refused, ${k.other} other; wallet ${k.check.ok ? 'ok' : 'FAILED'}`);
+      out(
+        `exactly-K: ${k.attempts} parallel starts, room for ${k.room} → ${k.accessible} accessible, ${k.refused} refused, ${k.other} other; wallet ${k.check.ok ? 'ok' : 'FAILED'}`,
+      );
       for (const c of options.concurrency) {
         await runPoint('hot-http', c, { kind: 'one', userId: HOT_WALLET });
         await runPoint('hot-baseline', c, { kind: 'one', userId: HOT_WALLET });
         printRatio(results, 'hot-http', 'hot-baseline', c);
       }
       results.hotCheck = await checkWallet(db, HOT_WALLET);
-      out(`hot wallet after: held ${results.hotCheck.held}, balance ${results.hotCheck.balance}, Σ ledger ${results.hotCheck.ledgerSum} → ${results.hotCheck.ok ? 'ok' : 'FAILED'}`);
+      out(
+        `hot wallet after: held ${results.hotCheck.held}, balance ${results.hotCheck.balance}, Σ ledger ${results.hotCheck.ledgerSum} → ${results.hotCheck.ok ? 'ok' : 'FAILED'}`,
+      );
     }
 
     // --- queue drain --------------------------------------------------------------------
@@ -187,7 +212,9 @@ async function main(options: BenchOptions): Promise<number> {
       results.queue = { ...q, cpu: closeCpu(), serviceRssMiB: rss.stop() };
       service.assertAlive('the queue drain');
       if (profileDir) await addProfile(results, 'queue drain', await service.stopProfile(join(profileDir, 'queue-drain.cpuprofile')));
-      out(`queue drain: ${q.settled} settled, ${q.failed} failed, ${q.duplicates} duplicates in ${(q.drainMs / 1000).toFixed(1)} s → ${q.settlementsPerSecond.toFixed(1)} settlements/s${q.timedOut ? ' (TIMED OUT)' : ''}`);
+      out(
+        `queue drain: ${q.settled} settled, ${q.failed} failed, ${q.duplicates} duplicates in ${(q.drainMs / 1000).toFixed(1)} s → ${q.settlementsPerSecond.toFixed(1)} settlements/s${q.timedOut ? ' (TIMED OUT)' : ''}`,
+      );
     }
 
     results.reconciliation = await reconcile(db);
@@ -195,11 +222,15 @@ async function main(options: BenchOptions): Promise<number> {
 
     // --- scale --------------------------------------------------------------------------
     if (options.scale) {
-      out(`scale: generating wallets ${options.wallets + 1}…${options.scaleWallets} with ${options.scaleEntriesPerWallet} ledger rows each…`);
+      out(
+        `scale: generating wallets ${options.wallets + 1}…${options.scaleWallets} with ${options.scaleEntriesPerWallet} ledger rows each…`,
+      );
       t = performance.now();
       await seedScale(db, options.wallets + 1, options.scaleWallets, options.scaleEntriesPerWallet);
       const seedSeconds = (performance.now() - t) / 1000;
-      const counts = await db.query<{ wallets: string; ledger: string }>(`SELECT (SELECT count(*) FROM wallets)::text AS wallets, (SELECT count(*) FROM ledger_entries)::text AS ledger`);
+      const counts = await db.query<{ wallets: string; ledger: string }>(
+        `SELECT (SELECT count(*) FROM wallets)::text AS wallets, (SELECT count(*) FROM ledger_entries)::text AS ledger`,
+      );
       results.scale = { wallets: Number(counts.rows[0].wallets), ledgerRows: Number(counts.rows[0].ledger), seedSeconds };
       out(`scale: ${results.scale.wallets} wallets, ${results.scale.ledgerRows} ledger rows in ${seedSeconds.toFixed(0)} s`);
       results.scaleReconciliation = await reconcile(db);
@@ -244,7 +275,14 @@ async function main(options: BenchOptions): Promise<number> {
 }
 
 /** Runs one measured point in a load process, timing CPU and memory over its measured window. */
-function pointRunner(options: BenchOptions, service: ServiceProcess, db: pg.Pool, databaseUrl: string, results: BenchResults, profileDir: string | undefined) {
+function pointRunner(
+  options: BenchOptions,
+  service: ServiceProcess,
+  db: pg.Pool,
+  databaseUrl: string,
+  results: BenchResults,
+  profileDir: string | undefined,
+) {
   return async (kind: PointKind, concurrency: number, wallets: WalletChoice, profile = false): Promise<PointResult> => {
     const http = !kind.includes('baseline');
     await quiesce(db);
@@ -307,7 +345,8 @@ async function pricingParity(db: pg.Pool, origin: string): Promise<{ checked: nu
     const settled = await baselineSettle(db, userId, FEATURE_ID, started.usageKey, usages);
     const expected = await quote(origin, usages);
     if (!settled) mismatches.push(`usages ${JSON.stringify(usages)}: baseline settled nothing`);
-    else if (settled.credits_charged !== expected) mismatches.push(`usages ${JSON.stringify(usages)}: service ${expected}, baseline ${settled.credits_charged}`);
+    else if (settled.credits_charged !== expected)
+      mismatches.push(`usages ${JSON.stringify(usages)}: service ${expected}, baseline ${settled.credits_charged}`);
   }
   return { checked, mismatches };
 }
@@ -317,13 +356,21 @@ async function exactK(db: pg.Pool, origin: string): Promise<NonNullable<BenchRes
   const headers = { 'content-type': 'application/json', 'x-server-api-key': SERVICE_KEY };
   const answers = await Promise.all(
     Array.from({ length: K_ATTEMPTS }, async () => {
-      const res = await fetch(`${origin}/api/credits-process/start`, { method: 'POST', headers, body: JSON.stringify({ user_id: K_WALLET, feature_endpoint_id: FEATURE_ID }) });
+      const res = await fetch(`${origin}/api/credits-process/start`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ user_id: K_WALLET, feature_endpoint_id: FEATURE_ID }),
+      });
       return { status: res.status, body: (await res.json()) as { data: { usage_key?: string } } };
     }),
   );
   const accessible = answers.filter((a) => a.status === 200);
   for (const a of accessible) {
-    const res = await fetch(`${origin}/api/credits-process/cancel`, { method: 'POST', headers, body: JSON.stringify({ usage_key: a.body.data.usage_key }) });
+    const res = await fetch(`${origin}/api/credits-process/cancel`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ usage_key: a.body.data.usage_key }),
+    });
     if (res.status !== 200) throw new Error(`exactly-K: cancel answered ${res.status}`);
   }
   return {

@@ -18,7 +18,9 @@ if (process.env.BENCH_CPU_PROFILE === '1') {
   lines.on('line', (line) => {
     const [command, file] = line.trim().split(/\s+/, 2);
     if (command === 'start') {
-      session.post('Profiler.enable', () => session.post('Profiler.setSamplingInterval', { interval: 200 }, () => session.post('Profiler.start')));
+      session.post('Profiler.enable', () =>
+        session.post('Profiler.setSamplingInterval', { interval: 200 }, () => session.post('Profiler.start')),
+      );
     } else if (command === 'stop' && file) {
       session.post('Profiler.stop', (error, result) => {
         if (error) return;

@@ -72,7 +72,9 @@ export async function withAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promi
 
 export async function createDatabase(name: string, cleanup: Cleanup): Promise<string> {
   await withAdmin((c) => c.query(`CREATE DATABASE ${name}`));
-  cleanup.add(`drop database ${name}`, () => withAdmin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => log(`dropped database ${name}`)));
+  cleanup.add(`drop database ${name}`, () =>
+    withAdmin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => log(`dropped database ${name}`)),
+  );
   return databaseUrl(name);
 }
 
@@ -233,16 +235,25 @@ export async function stopWorkers(): Promise<void> {
  * Runs a load process (dist/bench/<script>) and resolves with its result. `on` sees the
  * measuring/measured marks, so the caller can time CPU and memory over the same window.
  */
-export function runWorker(script: string, options: LoadOptions & Record<string, unknown>, on: (m: LoadMessage) => void = () => undefined): Promise<LoadResult> {
+export function runWorker(
+  script: string,
+  options: LoadOptions & Record<string, unknown>,
+  on: (m: LoadMessage) => void = () => undefined,
+): Promise<LoadResult> {
   return new Promise((resolveResult, reject) => {
-    const child = fork(join(REPO_ROOT, 'dist', 'bench', script), [JSON.stringify(options)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(join(REPO_ROOT, 'dist', 'bench', script), [JSON.stringify(options)], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     liveWorkers.add(child);
     let result: LoadResult | undefined;
     let failure: string | undefined;
-    const limit = setTimeout(() => {
-      failure = `${script} did not finish in time`;
-      child.kill('SIGKILL');
-    }, options.warmupMs + options.durationMs + 120_000);
+    const limit = setTimeout(
+      () => {
+        failure = `${script} did not finish in time`;
+        child.kill('SIGKILL');
+      },
+      options.warmupMs + options.durationMs + 120_000,
+    );
     child.on('message', (m: LoadMessage) => {
       if (m.type === 'result') result = m.result;
       else if (m.type === 'error') failure = m.message;

@@ -82,7 +82,8 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       case '--only': {
         const names = (value() ?? '').split(',').map((p) => p.trim());
         const unknown = names.filter((p) => !PHASES.includes(p as Phase));
-        if (names.length === 0 || unknown.length > 0) throw new Error(`--only takes ${PHASES.join('|')} (comma-separated), got "${names.join(',')}"`);
+        if (names.length === 0 || unknown.length > 0)
+          throw new Error(`--only takes ${PHASES.join('|')} (comma-separated), got "${names.join(',')}"`);
         options.phases = new Set(names as Phase[]);
         break;
       }

@@ -28,7 +28,13 @@ export interface QueueDrainResult {
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
-export async function queueDrain(db: pg.Pool, rabbitmqUrl: string, messages: number, walletCount: number, runTag: string): Promise<QueueDrainResult> {
+export async function queueDrain(
+  db: pg.Pool,
+  rabbitmqUrl: string,
+  messages: number,
+  walletCount: number,
+  runTag: string,
+): Promise<QueueDrainResult> {
   const withHold = Math.floor(messages / 2);
   const holds = await seedHolds(db, withHold, walletCount);
   await quiesce(db);
@@ -37,7 +43,12 @@ export async function queueDrain(db: pg.Pool, rabbitmqUrl: string, messages: num
     const hold = i % 2 === 0 ? holds[i / 2] : undefined;
     const payload = hold
       ? { user_id: hold.user_id, usage_key: hold.usage_key, feature_endpoint_id: FEATURE_ID, usages: cycleUsages() }
-      : { user_id: walletId(1 + Math.floor(Math.random() * walletCount)), feature_endpoint_id: FEATURE_ID, idempotency_key: `${runTag}-q-${i}`, usages: cycleUsages() };
+      : {
+          user_id: walletId(1 + Math.floor(Math.random() * walletCount)),
+          feature_endpoint_id: FEATURE_ID,
+          idempotency_key: `${runTag}-q-${i}`,
+          usages: cycleUsages(),
+        };
     bodies.push(Buffer.from(JSON.stringify(payload)));
   }
   const marks = await db.query<{ ledger: string; failures: string }>(

@@ -81,7 +81,11 @@ export function targets(results: BenchResults, concurrency: number[]): TargetRow
   const rows: TargetRow[] = [];
 
   const http = ratio(find(results, 'http', top), find(results, 'baseline', top));
-  rows.push({ target: `HTTP cycle ≥ 0.5 × bare-SQL baseline at concurrency ${top}${top === 32 ? '' : ' (32 not run)'}`, figure: http === undefined ? '–' : `${f2(http)} ×`, verdict: verdict(http === undefined ? undefined : http >= 0.5) });
+  rows.push({
+    target: `HTTP cycle ≥ 0.5 × bare-SQL baseline at concurrency ${top}${top === 32 ? '' : ' (32 not run)'}`,
+    figure: http === undefined ? '–' : `${f2(http)} ×`,
+    verdict: verdict(http === undefined ? undefined : http >= 0.5),
+  });
 
   const light = find(results, 'http', low);
   rows.push({
@@ -91,19 +95,25 @@ export function targets(results: BenchResults, concurrency: number[]): TargetRow
   });
 
   const hot = ratio(find(results, 'hot-http', top), find(results, 'hot-baseline', top));
-  const exactK = results.exactK ? results.exactK.accessible === results.exactK.room && results.exactK.other === 0 && results.exactK.check.ok : undefined;
+  const exactK = results.exactK
+    ? results.exactK.accessible === results.exactK.room && results.exactK.other === 0 && results.exactK.check.ok
+    : undefined;
   rows.push({
     target: `hot wallet ≥ 0.5 × its baseline at concurrency ${top}, exactly-K holds, held = 0 and balance = Σ ledger after`,
     figure: `${hot === undefined ? '–' : `${f2(hot)} ×`}; exactly-K ${exactK === undefined ? '–' : exactK ? 'ok' : 'FAILED'}; wallet ${results.hotCheck ? (results.hotCheck.ok ? 'ok' : 'FAILED') : '–'}`,
     verdict: verdict(hot === undefined ? undefined : hot >= 0.5 && exactK !== false && results.hotCheck?.ok !== false),
   });
 
-  const bestBaseline = results.points.filter((p) => p.kind === 'baseline').sort((a, b) => b.load.cyclesPerSecond - a.load.cyclesPerSecond)[0];
+  const bestBaseline = results.points
+    .filter((p) => p.kind === 'baseline')
+    .sort((a, b) => b.load.cyclesPerSecond - a.load.cyclesPerSecond)[0];
   const q = results.queue;
   const queueRatio = q && bestBaseline ? q.settlementsPerSecond / bestBaseline.load.cyclesPerSecond : undefined;
   rows.push({
     target: 'queue drain ≥ 2 × the bare-SQL single-cycle rate (best baseline point)',
-    figure: q ? `${f1(q.settlementsPerSecond)}/s${bestBaseline ? ` vs ${f1(bestBaseline.load.cyclesPerSecond)}/s (c=${bestBaseline.concurrency}) = ${f2(queueRatio!)} ×` : ''}` : '–',
+    figure: q
+      ? `${f1(q.settlementsPerSecond)}/s${bestBaseline ? ` vs ${f1(bestBaseline.load.cyclesPerSecond)}/s (c=${bestBaseline.concurrency}) = ${f2(queueRatio!)} ×` : ''}`
+      : '–',
     verdict: verdict(queueRatio === undefined ? undefined : queueRatio >= 2 && !q!.timedOut && q!.duplicates === 0),
   });
 
@@ -145,7 +155,21 @@ function perCycle(p: PointResult): string {
 
 export function pointsTable(points: PointResult[]): string {
   return table(
-    ['run', 'conc.', 'cycles/s', 'start p50 / p99 ms', 'end p50 / p99 ms', 'errors', 'load-gen CPU', 'service CPU', 'postgres CPU', 'CPU ms per cycle: app / postgres', 'machine busy', 'load avg', 'service RSS'],
+    [
+      'run',
+      'conc.',
+      'cycles/s',
+      'start p50 / p99 ms',
+      'end p50 / p99 ms',
+      'errors',
+      'load-gen CPU',
+      'service CPU',
+      'postgres CPU',
+      'CPU ms per cycle: app / postgres',
+      'machine busy',
+      'load avg',
+      'service RSS',
+    ],
     points.map((p) => [
       KIND_LABEL[p.kind],
       p.concurrency,
@@ -175,7 +199,13 @@ export function ratioTable(results: BenchResults, concurrency: number[]): string
       const b = find(results, baseline, c);
       if (!s && !b) continue;
       const r = ratio(s, b);
-      rows.push([label, c, s ? f1(s.load.cyclesPerSecond) : '–', b ? f1(b.load.cyclesPerSecond) : '–', r === undefined ? '–' : `**${f2(r)}**`]);
+      rows.push([
+        label,
+        c,
+        s ? f1(s.load.cyclesPerSecond) : '–',
+        b ? f1(b.load.cyclesPerSecond) : '–',
+        r === undefined ? '–' : `**${f2(r)}**`,
+      ]);
     }
   }
   return table(['wallets', 'conc.', 'service cycles/s', 'baseline cycles/s', 'service ÷ baseline'], rows);
@@ -208,7 +238,17 @@ export function renderMarkdown(results: BenchResults, concurrency: number[]): st
     out.push('## Failures', '', ...results.failures.map((f) => `- ${f.replace(/\n/g, ' ')}`), '');
   }
   out.push('## Targets (issue 10)', '');
-  out.push(table(['target', 'this run', 'verdict'], targets(results, concurrency).map((t) => [t.target, t.figure, t.verdict === 'met' ? 'met' : t.verdict === 'missed' ? '**missed**' : 'not measured'])), '');
+  out.push(
+    table(
+      ['target', 'this run', 'verdict'],
+      targets(results, concurrency).map((t) => [
+        t.target,
+        t.figure,
+        t.verdict === 'met' ? 'met' : t.verdict === 'missed' ? '**missed**' : 'not measured',
+      ]),
+    ),
+    '',
+  );
   out.push('## Service ÷ bare-SQL baseline', '', ratioTable(results, concurrency), '');
   out.push('## Every point', '');
   out.push('CPU columns are cores\' worth over the measured window (1.00 = one core busy throughout); "postgres" adds up every');
@@ -222,11 +262,15 @@ export function renderMarkdown(results: BenchResults, concurrency: number[]): st
     out.push('## Hot wallet checks', '');
     if (results.exactK) {
       const k = results.exactK;
-      out.push(`- exactly-K: ${k.attempts} parallel /start on \`${k.wallet}\` with room for ${k.room} holds → ${k.accessible} accessible, ${k.refused} refused (402), ${k.other} other; after cancelling: held ${k.check.held}, balance ${k.check.balance} = Σ ledger ${k.check.ledgerSum} → ${k.check.ok ? 'ok' : '**FAILED**'}`);
+      out.push(
+        `- exactly-K: ${k.attempts} parallel /start on \`${k.wallet}\` with room for ${k.room} holds → ${k.accessible} accessible, ${k.refused} refused (402), ${k.other} other; after cancelling: held ${k.check.held}, balance ${k.check.balance} = Σ ledger ${k.check.ledgerSum} → ${k.check.ok ? 'ok' : '**FAILED**'}`,
+      );
     }
     if (results.hotCheck) {
       const h = results.hotCheck;
-      out.push(`- \`${h.userId}\` after the hot-wallet runs: held ${h.held}, live holds ${h.liveHolds}, balance ${h.balance}, Σ ledger ${h.ledgerSum} → ${h.ok ? 'ok' : '**FAILED**'}`);
+      out.push(
+        `- \`${h.userId}\` after the hot-wallet runs: held ${h.held}, live holds ${h.liveHolds}, balance ${h.balance}, Σ ledger ${h.ledgerSum} → ${h.ok ? 'ok' : '**FAILED**'}`,
+      );
     }
     out.push('');
   }
@@ -235,13 +279,38 @@ export function renderMarkdown(results: BenchResults, concurrency: number[]): st
     out.push('## Queue drain', '');
     out.push(
       table(
-        ['messages', 'settled', 'failed', 'duplicates', 'publish s', 'drain s', 'settlements/s', 'service CPU', 'postgres CPU', 'CPU ms per settlement: service / postgres', 'machine busy', 'service RSS'],
-        [[
-          q.messages, q.settled, q.failed, q.duplicates, f1(q.publishMs / 1000), f1(q.drainMs / 1000), f1(q.settlementsPerSecond),
-          cores(q.cpu.service), cores(q.cpu.postgres),
-          q.settlementsPerSecond > 0 ? `${f2((q.cpu.service * 1000) / q.settlementsPerSecond)} / ${f2((q.cpu.postgres * 1000) / q.settlementsPerSecond)}` : '–',
-          pct(q.cpu.machine), `${f1(q.serviceRssMiB)} MiB`,
-        ]],
+        [
+          'messages',
+          'settled',
+          'failed',
+          'duplicates',
+          'publish s',
+          'drain s',
+          'settlements/s',
+          'service CPU',
+          'postgres CPU',
+          'CPU ms per settlement: service / postgres',
+          'machine busy',
+          'service RSS',
+        ],
+        [
+          [
+            q.messages,
+            q.settled,
+            q.failed,
+            q.duplicates,
+            f1(q.publishMs / 1000),
+            f1(q.drainMs / 1000),
+            f1(q.settlementsPerSecond),
+            cores(q.cpu.service),
+            cores(q.cpu.postgres),
+            q.settlementsPerSecond > 0
+              ? `${f2((q.cpu.service * 1000) / q.settlementsPerSecond)} / ${f2((q.cpu.postgres * 1000) / q.settlementsPerSecond)}`
+              : '–',
+            pct(q.cpu.machine),
+            `${f1(q.serviceRssMiB)} MiB`,
+          ],
+        ],
       ),
       '',
     );
@@ -250,38 +319,80 @@ export function renderMarkdown(results: BenchResults, concurrency: number[]): st
   if (results.scale) {
     const s = results.scale;
     out.push('## Scale', '');
-    out.push(`${s.wallets.toLocaleString('en-US')} wallets, ${s.ledgerRows.toLocaleString('en-US')} ledger rows (generated in SQL in ${f1(s.seedSeconds)} s).`, '');
+    out.push(
+      `${s.wallets.toLocaleString('en-US')} wallets, ${s.ledgerRows.toLocaleString('en-US')} ledger rows (generated in SQL in ${f1(s.seedSeconds)} s).`,
+      '',
+    );
     const rows = concurrency.flatMap((c) => {
       const a = find(results, 'http', c);
       const b = find(results, 'scale-http', c);
       if (!a || !b) return [];
-      return [[c, f1(a.load.cyclesPerSecond), f1(b.load.cyclesPerSecond), `${b.load.cyclesPerSecond >= a.load.cyclesPerSecond ? '+' : ''}${f1((b.load.cyclesPerSecond / a.load.cyclesPerSecond - 1) * 100)} %`]];
+      return [
+        [
+          c,
+          f1(a.load.cyclesPerSecond),
+          f1(b.load.cyclesPerSecond),
+          `${b.load.cyclesPerSecond >= a.load.cyclesPerSecond ? '+' : ''}${f1((b.load.cyclesPerSecond / a.load.cyclesPerSecond - 1) * 100)} %`,
+        ],
+      ];
     });
     out.push(table(['conc.', 'cycles/s (10,000 wallets)', 'cycles/s (scale)', 'change'], rows), '');
   }
   if (results.roundTrips) {
     out.push('## Round trips per request (counted on the wire)', '');
     out.push('Sequential requests through a counting proxy (a separate, idle service instance; not used for any timing).', '');
-    out.push(table(['request', 'round trips', 'statements', 'statements, in order (last sample)'], results.roundTrips.map((r) => [r.request, f1(r.roundTrips), f1(r.statements), r.sequence.map((q) => `\`${q.replace(/\|/g, '\\|')}\``).join('<br>')])), '');
+    out.push(
+      table(
+        ['request', 'round trips', 'statements', 'statements, in order (last sample)'],
+        results.roundTrips.map((r) => [
+          r.request,
+          f1(r.roundTrips),
+          f1(r.statements),
+          r.sequence.map((q) => `\`${q.replace(/\|/g, '\\|')}\``).join('<br>'),
+        ]),
+      ),
+      '',
+    );
   }
   out.push('## Correctness checks', '');
   if (results.parity) {
-    out.push(`- pricing parity: the baseline's SQL pricing matched the service's /api/pricing/quote on ${results.parity.checked - results.parity.mismatches.length} of ${results.parity.checked} random usage sets${results.parity.mismatches.length ? ` (**mismatches**: ${results.parity.mismatches.join('; ')})` : ''}`);
+    out.push(
+      `- pricing parity: the baseline's SQL pricing matched the service's /api/pricing/quote on ${results.parity.checked - results.parity.mismatches.length} of ${results.parity.checked} random usage sets${results.parity.mismatches.length ? ` (**mismatches**: ${results.parity.mismatches.join('; ')})` : ''}`,
+    );
   }
   if (results.reconciliation) {
     const r = results.reconciliation;
-    out.push(`- reconciliation after all runs: ${r.wallets.toLocaleString('en-US')} wallets, balance = Σ ledger and held = Σ live holds; mismatches: ${r.mismatches}${r.mismatches ? ' **FAILED**' : ''}`);
+    out.push(
+      `- reconciliation after all runs: ${r.wallets.toLocaleString('en-US')} wallets, balance = Σ ledger and held = Σ live holds; mismatches: ${r.mismatches}${r.mismatches ? ' **FAILED**' : ''}`,
+    );
   }
   if (results.scaleReconciliation) {
     const r = results.scaleReconciliation;
-    out.push(`- reconciliation of the --scale data set: ${r.wallets.toLocaleString('en-US')} wallets; mismatches: ${r.mismatches}${r.mismatches ? ' **FAILED**' : ''}`);
+    out.push(
+      `- reconciliation of the --scale data set: ${r.wallets.toLocaleString('en-US')} wallets; mismatches: ${r.mismatches}${r.mismatches ? ' **FAILED**' : ''}`,
+    );
   }
   out.push('');
   for (const p of results.profiles) {
     out.push(`## Service CPU profile: ${p.label}`, '');
-    out.push(`\`${p.file.slice(p.file.indexOf('bench/'))}\`: ${f1(p.totalMs / 1000)} s sampled, idle ${pct(p.idleShare)}. Shares are of the busy time; inclusive = share of samples with that place anywhere on the stack.`, '');
-    out.push(table(['where', 'self', 'inclusive'], p.places.slice(0, 25).map((x) => [x.where, pct(x.selfShare), pct(x.inclusiveShare)])), '');
-    out.push(table(['function', 'where', 'self ms', 'self'], p.functions.map((x) => [`\`${x.name}\``, x.where, f1(x.selfMs), `${(x.selfShare * 100).toFixed(1)} %`])), '');
+    out.push(
+      `\`${p.file.slice(p.file.indexOf('bench/'))}\`: ${f1(p.totalMs / 1000)} s sampled, idle ${pct(p.idleShare)}. Shares are of the busy time; inclusive = share of samples with that place anywhere on the stack.`,
+      '',
+    );
+    out.push(
+      table(
+        ['where', 'self', 'inclusive'],
+        p.places.slice(0, 25).map((x) => [x.where, pct(x.selfShare), pct(x.inclusiveShare)]),
+      ),
+      '',
+    );
+    out.push(
+      table(
+        ['function', 'where', 'self ms', 'self'],
+        p.functions.map((x) => [`\`${x.name}\``, x.where, f1(x.selfMs), `${(x.selfShare * 100).toFixed(1)} %`]),
+      ),
+      '',
+    );
   }
   return out.join('\n');
 }

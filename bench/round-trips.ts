@@ -134,7 +134,10 @@ export async function measureRoundTrips(databaseUrl: string, parent: Cleanup, sa
     const proxied = new URL(databaseUrl);
     proxied.hostname = '127.0.0.1';
     proxied.port = String(port);
-    const service = await startService({ databaseUrl: proxied.toString(), cpuProfile: false, extraEnv: { HOLD_SWEEP_INTERVAL_MS: '0' } }, cleanup);
+    const service = await startService(
+      { databaseUrl: proxied.toString(), cpuProfile: false, extraEnv: { HOLD_SWEEP_INTERVAL_MS: '0' } },
+      cleanup,
+    );
     const headers = { 'content-type': 'application/json', 'x-server-api-key': SERVICE_KEY };
     const post = async (path: string, body: unknown) => {
       const res = await fetch(`${service.origin}${path}`, { method: 'POST', headers, body: JSON.stringify(body) });
@@ -150,9 +153,19 @@ export async function measureRoundTrips(databaseUrl: string, parent: Cleanup, sa
       take();
       const started = await post('/api/credits-process/start', { user_id: userId, feature_endpoint_id: FEATURE_ID });
       const start = take();
-      await post('/api/credits-process/end-multimodel', { user_id: userId, usage_key: started.usage_key, feature_endpoint_id: FEATURE_ID, usages: cycleUsages() });
+      await post('/api/credits-process/end-multimodel', {
+        user_id: userId,
+        usage_key: started.usage_key,
+        feature_endpoint_id: FEATURE_ID,
+        usages: cycleUsages(),
+      });
       const end = take();
-      await post('/api/credits-process/end-multimodel', { user_id: userId, feature_endpoint_id: FEATURE_ID, idempotency_key: `rt-${Date.now()}-${i}`, usages: cycleUsages() });
+      await post('/api/credits-process/end-multimodel', {
+        user_id: userId,
+        feature_endpoint_id: FEATURE_ID,
+        idempotency_key: `rt-${Date.now()}-${i}`,
+        usages: cycleUsages(),
+      });
       const direct = take();
       if (i >= 3) {
         collected.start.push(start);

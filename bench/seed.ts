@@ -39,7 +39,9 @@ export async function seedCatalogue(origin: string): Promise<void> {
 
 /** What the service would charge for these usages (POST /api/pricing/quote, charges nothing). */
 export async function quote(origin: string, usages: unknown[]): Promise<string> {
-  const answer = (await admin(origin, 'POST', '/api/pricing/quote', { feature_endpoint_id: FEATURE_ID, usages })) as { data: { credits_charged: string } };
+  const answer = (await admin(origin, 'POST', '/api/pricing/quote', { feature_endpoint_id: FEATURE_ID, usages })) as {
+    data: { credits_charged: string };
+  };
   return answer.data.credits_charged;
 }
 
@@ -114,7 +116,9 @@ export async function seedScale(db: pg.Pool, from: number, to: number, entriesPe
       const done = hi - from + 1;
       const total = to - from + 1;
       if (done === total || Math.floor(done / 200_000) !== Math.floor((done - (hi - lo + 1)) / 200_000)) {
-        log(`  scale seed: ${done.toLocaleString('en-US')} / ${total.toLocaleString('en-US')} wallets (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+        log(
+          `  scale seed: ${done.toLocaleString('en-US')} / ${total.toLocaleString('en-US')} wallets (${((Date.now() - started) / 1000).toFixed(0)} s)`,
+        );
       }
     }
     // The main data set's wallets get the same history depth, so every wallet has ≥ entriesPerWallet rows.
@@ -215,4 +219,3 @@ export async function quiesce(db: pg.Pool): Promise<void> {
   await db.query('VACUUM ANALYZE wallets, holds, ledger_entries');
   await db.query('CHECKPOINT');
 }
-

@@ -46,7 +46,10 @@ runLoadProcess(async (options, send) => {
 
 /** The rare path, as the service has it: a read to name why no hold was placed. */
 async function whyNoHold(pool: pg.Pool, userId: string): Promise<string> {
-  const { rows } = await pool.query<{ enough: boolean }>(`SELECT balance - held >= $2::numeric AS enough FROM wallets WHERE user_id = $1`, [userId, FEATURE.min_holding_credits]);
+  const { rows } = await pool.query<{ enough: boolean }>(`SELECT balance - held >= $2::numeric AS enough FROM wallets WHERE user_id = $1`, [
+    userId,
+    FEATURE.min_holding_credits,
+  ]);
   if (rows.length === 0) return 'start wallet_not_found';
   return rows[0].enough ? 'start placed no hold (unexplained)' : 'start insufficient_credits';
 }

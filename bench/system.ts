@@ -108,7 +108,10 @@ export function rssSampler(pid: number, everyMs = 100): { stop(): number } {
 }
 
 export function loadAverage(): string {
-  return os.loadavg().map((v) => v.toFixed(2)).join(', ');
+  return os
+    .loadavg()
+    .map((v) => v.toFixed(2))
+    .join(', ');
 }
 
 /** `uptime` as the shell prints it (falls back to os.loadavg()). */

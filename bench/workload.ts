@@ -35,9 +35,19 @@ export const FEATURE = {
 
 /** A small but realistic price table (USD per million tokens). Cycles use the first two. */
 export const MODELS = [
-  { ai_model: 'bench-gpt-large', input_price_per_million: '2.500000', output_price_per_million: '10.000000', cached_input_price_per_million: '1.250000' },
+  {
+    ai_model: 'bench-gpt-large',
+    input_price_per_million: '2.500000',
+    output_price_per_million: '10.000000',
+    cached_input_price_per_million: '1.250000',
+  },
   { ai_model: 'bench-gpt-mini', input_price_per_million: '0.150000', output_price_per_million: '0.600000' },
-  { ai_model: 'bench-claude-large', input_price_per_million: '3.000000', output_price_per_million: '15.000000', cached_input_price_per_million: '0.300000' },
+  {
+    ai_model: 'bench-claude-large',
+    input_price_per_million: '3.000000',
+    output_price_per_million: '15.000000',
+    cached_input_price_per_million: '0.300000',
+  },
   { ai_model: 'bench-claude-small', input_price_per_million: '0.800000', output_price_per_million: '4.000000', profit_margin: '0.1' },
   { ai_model: 'bench-embed', input_price_per_million: '0.020000', output_price_per_million: '0.000000' },
   { ai_model: 'bench-gemini', input_price_per_million: '1.250000', output_price_per_million: '5.000000' },
@@ -106,10 +116,7 @@ export interface LoadResult {
 
 /** Messages a load process sends over IPC. */
 export type LoadMessage =
-  | { type: 'measuring' }
-  | { type: 'measured' }
-  | { type: 'result'; result: LoadResult }
-  | { type: 'error'; message: string };
+  { type: 'measuring' } | { type: 'measured' } | { type: 'result'; result: LoadResult } | { type: 'error'; message: string };
 
 /** Latencies in milliseconds, kept in a growable typed array (no per-sample allocation). */
 export class LatencyRecorder {
@@ -130,7 +137,14 @@ export class LatencyRecorder {
     const at = (q: number) => (this.n === 0 ? 0 : sorted[Math.min(this.n - 1, Math.max(0, Math.ceil(q * this.n) - 1))]);
     let sum = 0;
     for (const v of sorted) sum += v;
-    return { count: this.n, mean: this.n ? sum / this.n : 0, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: this.n ? sorted[this.n - 1] : 0 };
+    return {
+      count: this.n,
+      mean: this.n ? sum / this.n : 0,
+      p50: at(0.5),
+      p90: at(0.9),
+      p99: at(0.99),
+      max: this.n ? sorted[this.n - 1] : 0,
+    };
   }
 }
 

@@ -48,7 +48,9 @@ const fail = (status: number, data: Record<string, unknown>, headers?: Record<st
   headers,
 });
 const unavailable = fail(503, { status: 'unavailable', message: 'The database is unavailable; nothing was written. Retry shortly.' });
-const dropped = (code = 'ECONNRESET'): Step => ({ throws: new TypeError('fetch failed', { cause: Object.assign(new Error('socket hang up'), { code }) }) });
+const dropped = (code = 'ECONNRESET'): Step => ({
+  throws: new TypeError('fetch failed', { cause: Object.assign(new Error('socket hang up'), { code }) }),
+});
 
 const accessible: AccessibleAnswer = {
   status: 'accessible',
@@ -103,7 +105,12 @@ describe('CreditsClient over a fake fetch', () => {
 
   it('throws a CreditsError with the contract status, message and details, and never retries a 4xx', async () => {
     const { client, calls, waits } = scripted([
-      fail(402, { status: 'insufficient_credits', message: 'Not enough credits: 1.000000 available, 5.000000 required.', credits: '1.000000', required: '5.000000' }),
+      fail(402, {
+        status: 'insufficient_credits',
+        message: 'Not enough credits: 1.000000 available, 5.000000 required.',
+        credits: '1.000000',
+        required: '5.000000',
+      }),
     ]);
     const error = await rejection(client.startProcess('u1', 'ai_chat_v1'));
     expect(error).toMatchObject({
@@ -120,7 +127,9 @@ describe('CreditsClient over a fake fetch', () => {
 
   it('retries a 503 with growing waits under one request id, then answers', async () => {
     const { client, calls, waits } = scripted([unavailable, unavailable, ok(settled)], { retryBaseDelayMs: 100, retryMaxDelayMs: 10_000 });
-    await expect(client.endMultiModel({ userId: 'u1', usageKey: accessible.usage_key, featureEndpointId: 'ai_chat_v1', usages: [usage] })).resolves.toEqual(settled);
+    await expect(
+      client.endMultiModel({ userId: 'u1', usageKey: accessible.usage_key, featureEndpointId: 'ai_chat_v1', usages: [usage] }),
+    ).resolves.toEqual(settled);
     expect(calls).toHaveLength(3);
     expect(new Set(calls.map((c) => c.headers['x-request-id'])).size).toBe(1);
     expect(waits).toHaveLength(2);
@@ -178,9 +187,24 @@ describe('CreditsClient over a fake fetch', () => {
     await client.end({ userId: 'u1', usageKey: accessible.usage_key, featureEndpointId: 'ai_chat_v1', ...usage });
     expect(calls[0]).toMatchObject({
       url: 'http://credits.test/api/credits-process/end',
-      body: { user_id: 'u1', feature_endpoint_id: 'ai_chat_v1', idempotency_key: 'order-17', ai_model: 'gpt-4o', input_tokens: 1200, output_tokens: 300, cached_input_tokens: 200 },
+      body: {
+        user_id: 'u1',
+        feature_endpoint_id: 'ai_chat_v1',
+        idempotency_key: 'order-17',
+        ai_model: 'gpt-4o',
+        input_tokens: 1200,
+        output_tokens: 300,
+        cached_input_tokens: 200,
+      },
     });
-    expect(calls[1]!.body).toEqual({ user_id: 'u1', feature_endpoint_id: 'ai_chat_v1', usage_key: accessible.usage_key, ai_model: 'gpt-4o', input_tokens: 1200, output_tokens: 300 });
+    expect(calls[1]!.body).toEqual({
+      user_id: 'u1',
+      feature_endpoint_id: 'ai_chat_v1',
+      usage_key: accessible.usage_key,
+      ai_model: 'gpt-4o',
+      input_tokens: 1200,
+      output_tokens: 300,
+    });
   });
 
   it('does not repeat a start whose answer was lost, but repeats one whose connection never opened', async () => {
@@ -199,10 +223,10 @@ describe('CreditsClient over a fake fetch', () => {
   });
 
   it('retries a 500 and a non-JSON gateway page of an idempotent request', async () => {
-    const { client, calls } = scripted([
-      fail(500, { status: 'internal_error', message: 'An internal error occurred.' }),
-      { status: 502, body: '<html>Bad Gateway</html>' },
-    ], { retries: 1 });
+    const { client, calls } = scripted(
+      [fail(500, { status: 'internal_error', message: 'An internal error occurred.' }), { status: 502, body: '<html>Bad Gateway</html>' }],
+      { retries: 1 },
+    );
     const error = await rejection(client.cancel(accessible.usage_key));
     expect(error).toMatchObject({ status: 'invalid_response', httpStatus: 502, attempts: 2 });
     expect(calls).toHaveLength(2);
@@ -226,19 +250,29 @@ describe('CreditsClient over a fake fetch', () => {
   it('refuses an invalid settlement before sending it', async () => {
     const { client, calls } = scripted([]);
     const error = await rejection(
-      client.endMultiModel({ userId: 'u1', featureEndpointId: 'ai_chat_v1', usages: [{ aiModel: 'gpt-4o', inputTokens: 10.5, outputTokens: 1, cachedInputTokens: 20 }] }),
+      client.endMultiModel({
+        userId: 'u1',
+        featureEndpointId: 'ai_chat_v1',
+        usages: [{ aiModel: 'gpt-4o', inputTokens: 10.5, outputTokens: 1, cachedInputTokens: 20 }],
+      }),
     );
     expect(error.status).toBe('validation_error');
     expect(error.fieldErrors.map((e) => e.field)).toEqual(['usages.0.input_tokens', 'usages.0.cached_input_tokens']);
     const empty = await rejection(client.endMultiModel({ userId: 'u1', featureEndpointId: 'ai_chat_v1', usages: [] }));
     expect(empty.fieldErrors).toEqual([{ field: 'usages', message: 'must hold 1 to 100 usages' }]);
-    const tooMany = await rejection(client.end({ userId: 'u1', featureEndpointId: 'ai_chat_v1', aiModel: 'm', inputTokens: 1_000_000_001, outputTokens: -1 }));
+    const tooMany = await rejection(
+      client.end({ userId: 'u1', featureEndpointId: 'ai_chat_v1', aiModel: 'm', inputTokens: 1_000_000_001, outputTokens: -1 }),
+    );
     expect(tooMany.fieldErrors.map((e) => e.field)).toEqual(['input_tokens', 'output_tokens']);
     expect(calls).toHaveLength(0);
   });
 
   it('quotes with contract-shaped usages and encodes path parameters', async () => {
-    const { client, calls } = scripted([ok({ status: 'quoted', feature_endpoint_id: 'f', credits_charged: '0.720000', usages: [] }), ok({}), ok({})]);
+    const { client, calls } = scripted([
+      ok({ status: 'quoted', feature_endpoint_id: 'f', credits_charged: '0.720000', usages: [] }),
+      ok({}),
+      ok({}),
+    ]);
     await client.quote('f', [usage]);
     await client.getWallet('user/with space');
     await client.getUsage('a?b');
@@ -255,7 +289,9 @@ describe('CreditsClient over a fake fetch', () => {
     expect(() => new CreditsClient({ baseUrl: 'http://x', apiKey: '' })).toThrow(TypeError);
     expect(() => new CreditsClient({ baseUrl: 'http://x', apiKey: 'k', retries: -1 })).toThrow(RangeError);
     const { client, calls } = scripted([]);
-    await expect(client.endMultiModel({ userId: 'u1', featureEndpointId: 'f', usages: [usage] }, { via: 'queue' })).rejects.toThrow(TypeError);
+    await expect(client.endMultiModel({ userId: 'u1', featureEndpointId: 'f', usages: [usage] }, { via: 'queue' })).rejects.toThrow(
+      TypeError,
+    );
     await client.close();
     const error = await rejection(client.getWallet('u1'));
     expect(error.status).toBe('client_closed');

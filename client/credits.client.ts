@@ -163,7 +163,12 @@ export class CreditsClient {
 
   /** POST /api/credits-process/cancel: releases the hold without a charge. Repeating it is harmless; a settled key throws `already_settled`. */
   async cancel(usageKey: string): Promise<CancelAnswer> {
-    return this.call<CancelAnswer>({ method: 'POST', path: '/api/credits-process/cancel', body: { usage_key: usageKey }, idempotent: true });
+    return this.call<CancelAnswer>({
+      method: 'POST',
+      path: '/api/credits-process/cancel',
+      body: { usage_key: usageKey },
+      idempotent: true,
+    });
   }
 
   /** GET /api/credits-process/usages/:usage_key: status, hold, settlement and ledger entries of an authorization. */
@@ -182,7 +187,12 @@ export class CreditsClient {
     await this.publisher?.close();
   }
 
-  private async settle(queue: SettlementQueue, path: string, body: SettlementTargetBody, options: SettleOptions): Promise<SettlementOutcome> {
+  private async settle(
+    queue: SettlementQueue,
+    path: string,
+    body: SettlementTargetBody,
+    options: SettleOptions,
+  ): Promise<SettlementOutcome> {
     const via = options.via ?? (this.publisher ? 'queue' : 'http');
     if (via === 'http') return this.http.request<SettlementAnswer>({ method: 'POST', path, body, idempotent: true });
     if (!this.publisher) throw new TypeError('CreditsClient: via "queue" needs the rabbitmqUrl option');
@@ -215,7 +225,8 @@ function checkBaseUrl(value: unknown): string {
   } catch {
     throw new TypeError(`CreditsClient: baseUrl is not a URL: "${value}"`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError('CreditsClient: baseUrl must start with http:// or https://');
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new TypeError('CreditsClient: baseUrl must start with http:// or https://');
   return value.replace(/\/+$/, '');
 }
 

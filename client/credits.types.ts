@@ -268,5 +268,4 @@ export interface FieldError {
 
 /** The envelope every answer of the service comes in (API.md §2). */
 export type Envelope<T> =
-  | { success: true; data: T }
-  | { success: false; data: { status: string; message: string; [extra: string]: unknown } };
+  { success: true; data: T } | { success: false; data: { status: string; message: string; [extra: string]: unknown } };

@@ -1,6 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { CreditsError } from './credits.errors';
-import type { EndBody, EndMultiModelBody, EndMultiModelRequest, EndRequest, FieldError, SettlementTargetBody, Usage, UsageBody } from './credits.types';
+import type {
+  EndBody,
+  EndMultiModelBody,
+  EndMultiModelRequest,
+  EndRequest,
+  FieldError,
+  SettlementTargetBody,
+  Usage,
+  UsageBody,
+} from './credits.types';
 
 /** The contract's limits (API.md §2, §4): checked before sending, so a queued message can never be refused as invalid. */
 export const MAX_TOKENS = 1_000_000_000;

@@ -24,7 +24,7 @@ describe('backoffDelay', () => {
 
   it('spreads clients that failed together (jitter)', () => {
     let seed = 1;
-    const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const random = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
     const delays = new Set(Array.from({ length: 50 }, () => backoffDelay(3, policy, random)));
     expect(delays.size).toBeGreaterThan(10);
     for (const d of delays) {
@@ -53,12 +53,18 @@ describe('decideRetry', () => {
 
   it('stops after `retries` retries', () => {
     expect(decideRetry({ kind: 'answer', httpStatus: 503 }, 3, policy, true, zero).retry).toBe(true);
-    expect(decideRetry({ kind: 'answer', httpStatus: 503 }, 4, policy, true, zero)).toEqual({ retry: false, reason: 'gave up after 4 attempts' });
+    expect(decideRetry({ kind: 'answer', httpStatus: 503 }, 4, policy, true, zero)).toEqual({
+      retry: false,
+      reason: 'gave up after 4 attempts',
+    });
     expect(decideRetry({ kind: 'answer', httpStatus: 503 }, 1, { ...policy, retries: 0 }, true, zero).retry).toBe(false);
   });
 
   it('honours Retry-After, and gives up when it is longer than maxRetryAfterMs', () => {
-    expect(decideRetry({ kind: 'answer', httpStatus: 429, retryAfterMs: 3_000 }, 1, policy, false, zero)).toEqual({ retry: true, delayMs: 3_000 });
+    expect(decideRetry({ kind: 'answer', httpStatus: 429, retryAfterMs: 3_000 }, 1, policy, false, zero)).toEqual({
+      retry: true,
+      delayMs: 3_000,
+    });
     expect(decideRetry({ kind: 'answer', httpStatus: 503, retryAfterMs: 0 }, 1, policy, true, zero)).toEqual({ retry: true, delayMs: 0 });
     expect(decideRetry({ kind: 'answer', httpStatus: 429, retryAfterMs: 10_001 }, 1, policy, true, zero).retry).toBe(false);
   });
@@ -103,7 +109,9 @@ describe('classifyNetworkError', () => {
       expect(classifyNetworkError(fetchFailed(code))).toMatchObject({ status: 'network_error', maybeApplied: false });
     }
     // Node tries every address of "localhost" and reports them together.
-    const both = new TypeError('fetch failed', { cause: new AggregateError([fetchFailed('ECONNREFUSED').cause, fetchFailed('ECONNREFUSED').cause]) });
+    const both = new TypeError('fetch failed', {
+      cause: new AggregateError([fetchFailed('ECONNREFUSED').cause, fetchFailed('ECONNREFUSED').cause]),
+    });
     expect(classifyNetworkError(both).maybeApplied).toBe(false);
   });
 

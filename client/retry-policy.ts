@@ -76,7 +76,11 @@ export function decideRetry(
  * min(maxDelayMs, baseDelayMs · 2^(n−1)). The jitter spreads clients that failed together; the
  * fixed half keeps the wait growing.
  */
-export function backoffDelay(retry: number, policy: Pick<RetryPolicy, 'baseDelayMs' | 'maxDelayMs'>, random: () => number = Math.random): number {
+export function backoffDelay(
+  retry: number,
+  policy: Pick<RetryPolicy, 'baseDelayMs' | 'maxDelayMs'>,
+  random: () => number = Math.random,
+): number {
   const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.max(0, retry - 1));
   const r = Math.min(Math.max(random(), 0), 1);
   return Math.round(ceiling / 2 + (r * ceiling) / 2);

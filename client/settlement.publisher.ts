@@ -49,7 +49,11 @@ export class SettlementPublisher {
     const deadline = Date.now() + this.options.publishTimeoutMs;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.open().sendToQueue(queue, content, { persistent: true, contentType: 'application/json', timeout: Math.max(1, deadline - Date.now()) });
+        await this.open().sendToQueue(queue, content, {
+          persistent: true,
+          contentType: 'application/json',
+          timeout: Math.max(1, deadline - Date.now()),
+        });
         return;
       } catch (cause) {
         const reason = cause instanceof Error ? cause.message : String(cause);

@@ -39,7 +39,9 @@ async function main(): Promise<void> {
     // 2. The work itself. A real service calls its models here and reads the token counts they report.
     const usages = pretendAiWork();
     usages.forEach((u, i) => {
-      say(`${i === 0 ? '2. work        ' : '               '}  ${u.aiModel}: ${u.inputTokens} input (${u.cachedInputTokens ?? 0} cached), ${u.outputTokens} output tokens`);
+      say(
+        `${i === 0 ? '2. work        ' : '               '}  ${u.aiModel}: ${u.inputTokens} input (${u.cachedInputTokens ?? 0} cached), ${u.outputTokens} output tokens`,
+      );
     });
     const quote = await credits.quote(FEATURE, usages);
     say(`                 the price table says this costs ${quote.credits_charged} credits`);
@@ -75,7 +77,8 @@ async function settledUsage(credits: CreditsClient, usageKey: string): Promise<U
   for (;;) {
     const usage = await credits.getUsage(usageKey);
     if (usage.status === 'settled') return usage;
-    if (Date.now() > deadline) throw new Error(`the queued settlement of ${usageKey} was not applied within 15 s: is the service connected to the same RabbitMQ?`);
+    if (Date.now() > deadline)
+      throw new Error(`the queued settlement of ${usageKey} was not applied within 15 s: is the service connected to the same RabbitMQ?`);
     await delay(100);
   }
 }
@@ -119,7 +122,11 @@ async function ensureDemoData(): Promise<void> {
     min_holding_credits: '5',
     profit_margin: '0.2',
   });
-  await ensure(`wallet ${USER_ID} (1000 credits)`, `/api/wallets/${USER_ID}`, '/api/wallets', { user_id: USER_ID, plan: 'pro', initial_credits: '1000' });
+  await ensure(`wallet ${USER_ID} (1000 credits)`, `/api/wallets/${USER_ID}`, '/api/wallets', {
+    user_id: USER_ID,
+    plan: 'pro',
+    initial_credits: '1000',
+  });
   say(`demo data       ${created.length ? `created ${created.join(', ')}` : 'present'}`);
 }
 
@@ -147,7 +154,9 @@ main().catch((error: unknown) => {
         `-H 'content-type: application/json' -d '{"amount":"1000"}'\n`,
     );
   } else if (error instanceof CreditsError) {
-    process.stderr.write(`credits service refused: ${error.status}${error.httpStatus ? ` (HTTP ${error.httpStatus})` : ''}: ${error.message}\n`);
+    process.stderr.write(
+      `credits service refused: ${error.status}${error.httpStatus ? ` (HTTP ${error.httpStatus})` : ''}: ${error.message}\n`,
+    );
   } else {
     const code = (error as { cause?: { code?: string } })?.cause?.code;
     process.stderr.write(

@@ -30,7 +30,10 @@ bootstrap().catch((error: unknown) => die(startupReason(error)));
 function startupReason(error: unknown): string {
   const e = error as { message?: string; code?: string; address?: string; port?: number };
   const message = e?.message ?? String(error);
-  if (/ECONNREFUSED|ENOTFOUND|EAI_AGAIN|timeout|password authentication|does not exist|terminated/i.test(message) && !/amqp/i.test(message)) {
+  if (
+    /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|timeout|password authentication|does not exist|terminated/i.test(message) &&
+    !/amqp/i.test(message)
+  ) {
     return `database unreachable (${message})`;
   }
   if (e?.code === 'EADDRINUSE') return `port ${e.port ?? ''} is already in use`;

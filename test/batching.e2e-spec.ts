@@ -1,7 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { checkBooks, ExpectedUsage, reportFigures } from './support/books';
-import { createCatalog, expectedCharge, formatMicros, LEGACY_QUEUE, micros, MULTI_QUEUE, randomUsages, rng, runPool, UsageLine } from './support/catalog';
+import {
+  createCatalog,
+  expectedCharge,
+  formatMicros,
+  LEGACY_QUEUE,
+  micros,
+  MULTI_QUEUE,
+  randomUsages,
+  rng,
+  runPool,
+  UsageLine,
+} from './support/catalog';
 import { waitForSettlements, withDb } from './support/faults';
 import { createTestVhost, publish, TestVhost } from './support/rabbit';
 import { ApiResponse, SERVICE_KEY, startTestApp, TestApp } from './support/test-app';
@@ -188,7 +199,10 @@ async function expectWrittenTogether(what: 'holds' | 'charges', users: string[])
       ? `SELECT xmin FROM holds WHERE status = 'held' AND NOT direct AND user_id = ANY($1)`
       : `SELECT xmin FROM ledger_entries WHERE kind = 'charge' AND user_id = ANY($1)`;
   const largest = await withDb(t.db.url, async (c) => {
-    const { rows } = await c.query<{ n: string }>(`SELECT COALESCE(max(n), 0)::text AS n FROM (SELECT count(*) AS n FROM (${sql}) q GROUP BY q.xmin::text) g`, [users]);
+    const { rows } = await c.query<{ n: string }>(
+      `SELECT COALESCE(max(n), 0)::text AS n FROM (SELECT count(*) AS n FROM (${sql}) q GROUP BY q.xmin::text) g`,
+      [users],
+    );
     return Number(rows[0].n);
   });
   expect({ what, writtenByOneTransaction: largest > 1 }).toEqual({ what, writtenByOneTransaction: true });
@@ -202,7 +216,11 @@ async function expectWrittenTogether(what: 'holds' | 'charges', users: string[])
  * when starts ran concurrently, then only held_after ≥ 0 is checked), and the last entry agrees
  * with the wallet row. Returns the charge entries.
  */
-async function expectChained(userId: string, heldBeforeCharges: bigint | null, holdAmount: (usageKey: string) => bigint = () => 0n): Promise<LedgerRow[]> {
+async function expectChained(
+  userId: string,
+  heldBeforeCharges: bigint | null,
+  holdAmount: (usageKey: string) => bigint = () => 0n,
+): Promise<LedgerRow[]> {
   const entries = await ledgerOf(userId);
   const w = await wallet(userId);
   let balance = 0n;
@@ -210,7 +228,8 @@ async function expectChained(userId: string, heldBeforeCharges: bigint | null, h
   const problems: string[] = [];
   for (const e of entries) {
     balance += e.amount;
-    if (e.balance_after !== balance) problems.push(`entry ${e.id}: balance_after ${formatMicros(e.balance_after)}, chain says ${formatMicros(balance)}`);
+    if (e.balance_after !== balance)
+      problems.push(`entry ${e.id}: balance_after ${formatMicros(e.balance_after)}, chain says ${formatMicros(balance)}`);
     if (e.held_after < 0n) problems.push(`entry ${e.id}: held_after ${formatMicros(e.held_after)} < 0`);
     if (heldBeforeCharges !== null && e.kind === 'charge') {
       held -= holdAmount(e.usage_key!);
@@ -243,7 +262,9 @@ beforeAll(async () => {
     [proOnly, { allowed_plans: ['pro'] }],
     [inactive, { active: false }],
   ] as const) {
-    const res = await t.request('POST', '/api/features', { body: { feature_endpoint_id, name: feature_endpoint_id, min_holding_credits: '5', ...extra } });
+    const res = await t.request('POST', '/api/features', {
+      body: { feature_endpoint_id, name: feature_endpoint_id, min_holding_credits: '5', ...extra },
+    });
     expect(res.status).toBe(201);
   }
 });
@@ -268,22 +289,35 @@ describe('batched starts', () => {
     const keys = answers.map((r) => r.body.data.usage_key as string);
     expect(new Set(keys).size).toBe(100);
     for (const [i, r] of answers.entries()) {
-      expect(r.body.data).toMatchObject({ status: 'accessible', user_id: order[i], feature_endpoint_id: 'chat', balance: '100.000000', hold_amount: '5.000000' });
+      expect(r.body.data).toMatchObject({
+        status: 'accessible',
+        user_id: order[i],
+        feature_endpoint_id: 'chat',
+        balance: '100.000000',
+        hold_amount: '5.000000',
+      });
       expect(micros(r.body.data.credits)).toBe(100_000_000n - micros(r.body.data.held));
     }
     // Each wallet's two answers saw the holds placed one after the other: held 5, then 10.
     for (const u of users) {
-      const seen = answers.filter((r) => r.body.data.user_id === u).map((r) => r.body.data.held).sort();
+      const seen = answers
+        .filter((r) => r.body.data.user_id === u)
+        .map((r) => r.body.data.held)
+        .sort();
       expect(seen).toEqual(['10.000000', '5.000000']);
     }
     const wallets = await Promise.all(users.map(wallet));
     for (const w of wallets) expect(w).toMatchObject({ balance: '100.000000', held: '10.000000', credits: '90.000000' });
 
-    const holds = await withDb(t.db.url, async (c) =>
-      (await c.query<{ usage_key: string; user_id: string; amount: string; status: string }>(
-        `SELECT usage_key::text, user_id, amount::text, status FROM holds WHERE user_id = ANY($1)`,
-        [users],
-      )).rows,
+    const holds = await withDb(
+      t.db.url,
+      async (c) =>
+        (
+          await c.query<{ usage_key: string; user_id: string; amount: string; status: string }>(
+            `SELECT usage_key::text, user_id, amount::text, status FROM holds WHERE user_id = ANY($1)`,
+            [users],
+          )
+        ).rows,
     );
     expect(holds).toHaveLength(100);
     const byKey = new Map(holds.map((h) => [h.usage_key, h]));
@@ -321,7 +355,11 @@ describe('batched starts', () => {
     for (const r of accessible) expect(micros(r.body.data.credits)).toBe(37_000_000n - micros(r.body.data.held));
 
     expect(await wallet(userId)).toMatchObject({ balance: '37.000000', held: '35.000000', credits: '2.000000' });
-    const rows = await withDb(t.db.url, async (c) => (await c.query<{ usage_key: string }>(`SELECT usage_key::text FROM holds WHERE user_id = $1 AND status = 'held'`, [userId])).rows);
+    const rows = await withDb(
+      t.db.url,
+      async (c) =>
+        (await c.query<{ usage_key: string }>(`SELECT usage_key::text FROM holds WHERE user_id = $1 AND status = 'held'`, [userId])).rows,
+    );
     expect(rows.map((r) => r.usage_key).sort()).toEqual(accessible.map((r) => r.body.data.usage_key).sort());
 
     expect(after.starts('accessible') - before.starts('accessible')).toBe(7);
@@ -353,7 +391,10 @@ describe('batched starts', () => {
       { user: freePlan, feature: 'chat', expect: [200, 'accessible'] },
     ];
     const tightCases = Array.from({ length: 6 }, () => ({ user: tight, feature: 'chat' }));
-    const burst = rng(2).shuffle([...cases.map((c) => ({ ...c, tight: false })), ...tightCases.map((c) => ({ ...c, tight: true, expect: [0, ''] as [number, string] }))]);
+    const burst = rng(2).shuffle([
+      ...cases.map((c) => ({ ...c, tight: false })),
+      ...tightCases.map((c) => ({ ...c, tight: true, expect: [0, ''] as [number, string] })),
+    ]);
 
     await warmUp(120);
     const before = await snapshot();
@@ -364,13 +405,20 @@ describe('batched starts', () => {
       if (c.tight) return;
       const [status, word] = c.expect;
       if (status === 200) {
-        expect({ status: answers[i].status, word: answers[i].body.data.status, user: answers[i].body.data.user_id }).toEqual({ status, word, user: c.user });
+        expect({ status: answers[i].status, word: answers[i].body.data.status, user: answers[i].body.data.user_id }).toEqual({
+          status,
+          word,
+          user: c.user,
+        });
       } else expectFailure(answers[i], status, word);
     });
     const tightAnswers = answers.filter((_, i) => burst[i].tight);
     expect(tightAnswers.filter((r) => r.status === 200)).toHaveLength(2);
     for (const r of tightAnswers.filter((r) => r.status !== 200)) {
-      expect(r.body).toEqual({ success: false, data: { status: 'insufficient_credits', message: expect.any(String), credits: '2.000000', required: '5.000000' } });
+      expect(r.body).toEqual({
+        success: false,
+        data: { status: 'insufficient_credits', message: expect.any(String), credits: '2.000000', required: '5.000000' },
+      });
     }
 
     // Exactly the accessible ones hold; refused wallets hold nothing.
@@ -380,7 +428,13 @@ describe('batched starts', () => {
     expect(await wallet(proPlan)).toMatchObject({ balance: '100.000000', held: '10.000000' });
     expect(await wallet(tight)).toMatchObject({ balance: '12.000000', held: '10.000000' });
     const holdCount = await withDb(t.db.url, async (c) =>
-      Number((await c.query(`SELECT count(*)::int AS n FROM holds WHERE user_id = ANY($1)`, [[...good, suspended, freePlan, proPlan, tight, unknownWallet]])).rows[0].n),
+      Number(
+        (
+          await c.query(`SELECT count(*)::int AS n FROM holds WHERE user_id = ANY($1)`, [
+            [...good, suspended, freePlan, proPlan, tight, unknownWallet],
+          ])
+        ).rows[0].n,
+      ),
     );
     expect(holdCount).toBe(60 + 0 + 1 + 2 + 2);
 
@@ -393,7 +447,15 @@ describe('batched starts', () => {
       feature_not_found: outcome('feature_not_found'),
       feature_inactive: outcome('feature_inactive'),
       insufficient_credits: outcome('insufficient_credits'),
-    }).toEqual({ accessible: 65, wallet_suspended: 3, feature_not_permitted: 3, wallet_not_found: 3, feature_not_found: 2, feature_inactive: 2, insufficient_credits: 4 });
+    }).toEqual({
+      accessible: 65,
+      wallet_suspended: 3,
+      feature_not_permitted: 3,
+      wallet_not_found: 3,
+      feature_not_found: 2,
+      feature_inactive: 2,
+      insufficient_credits: 4,
+    });
     await expectWrittenTogether('holds', [...good, proPlan, tight]);
     reportFigures('batching: mixed start burst', expectBatched(before, after, 'start', burst.length));
   });
@@ -406,7 +468,9 @@ const charged = (feature: string, usages: UsageLine[]) => formatMicros(expectedC
 describe('batched settlements', () => {
   it('100 concurrent /end-multimodel of 100 holds on 4 wallets: all settled, each ledger chains exactly, held 0, balance = Σ ledger', async () => {
     const users = await createWallets(4, '1000');
-    const holds = (await Promise.all(users.map((u) => holdsFor(u, 25)))).flatMap((keys, w) => keys.map((usage_key) => ({ user_id: users[w], usage_key })));
+    const holds = (await Promise.all(users.map((u) => holdsFor(u, 25)))).flatMap((keys, w) =>
+      keys.map((usage_key) => ({ user_id: users[w], usage_key })),
+    );
     for (const u of users) expect((await wallet(u)).held).toBe('125.000000');
     const r = rng(3);
     const bodies = r.shuffle(holds.map((h) => ({ ...h, feature_endpoint_id: 'chat', usages: randomUsages(r) })));
@@ -418,8 +482,17 @@ describe('batched settlements', () => {
 
     const byKey = new Map<string, { body: (typeof bodies)[number]; answer: any }>();
     answers.forEach((res, i) => {
-      expect({ key: bodies[i].usage_key, status: res.status, word: res.body.data?.status }).toEqual({ key: bodies[i].usage_key, status: 200, word: 'settled' });
-      expect(res.body.data).toMatchObject({ usage_key: bodies[i].usage_key, user_id: bodies[i].user_id, late: false, credits_charged: charged('chat', bodies[i].usages) });
+      expect({ key: bodies[i].usage_key, status: res.status, word: res.body.data?.status }).toEqual({
+        key: bodies[i].usage_key,
+        status: 200,
+        word: 'settled',
+      });
+      expect(res.body.data).toMatchObject({
+        usage_key: bodies[i].usage_key,
+        user_id: bodies[i].user_id,
+        late: false,
+        credits_charged: charged('chat', bodies[i].usages),
+      });
       byKey.set(bodies[i].usage_key, { body: bodies[i], answer: res.body.data });
     });
 
@@ -432,7 +505,12 @@ describe('batched settlements', () => {
       // Every answer carries its own entry's figures: balance / held as of its place in the chain.
       for (const e of charges) {
         const { answer } = byKey.get(e.usage_key!)!;
-        expect({ transaction_id: answer.transaction_id, balance: answer.balance, held: answer.held, credits_charged: answer.credits_charged }).toEqual({
+        expect({
+          transaction_id: answer.transaction_id,
+          balance: answer.balance,
+          held: answer.held,
+          credits_charged: answer.credits_charged,
+        }).toEqual({
           transaction_id: e.id.toString(),
           balance: formatMicros(e.balance_after),
           held: formatMicros(e.held_after),
@@ -440,7 +518,10 @@ describe('batched settlements', () => {
         });
       }
     }
-    const settledHolds = await withDb(t.db.url, async (c) => (await c.query(`SELECT status, count(*)::int AS n FROM holds WHERE user_id = ANY($1) GROUP BY status`, [users])).rows);
+    const settledHolds = await withDb(
+      t.db.url,
+      async (c) => (await c.query(`SELECT status, count(*)::int AS n FROM holds WHERE user_id = ANY($1) GROUP BY status`, [users])).rows,
+    );
     expect(settledHolds).toEqual([{ status: 'settled', n: 100 }]);
 
     expect(after.settlements('http', 'settled') - before.settlements('http', 'settled')).toBe(100);
@@ -457,11 +538,26 @@ describe('batched settlements', () => {
     const legacyUsage = { ai_model: 'odd-7', input_tokens: 12345, output_tokens: 678 };
     type Call = { kind: 'hot' | 'multi' | 'legacy'; key: string; send: () => Promise<ApiResponse>; charge: string };
     const calls: Call[] = [
-      ...Array.from({ length: 20 }, (): Call => ({ kind: 'hot', key: hot, send: () => endMulti(hotBody), charge: charged('chat', usages) })),
+      ...Array.from({ length: 20 }, (): Call => ({
+        kind: 'hot',
+        key: hot,
+        send: () => endMulti(hotBody),
+        charge: charged('chat', usages),
+      })),
       ...others.map((key, i): Call =>
         i % 2 === 0
-          ? { kind: 'multi', key, send: () => endMulti({ user_id: userId, usage_key: key, feature_endpoint_id: 'chat', usages }), charge: charged('chat', usages) }
-          : { kind: 'legacy', key, send: () => endLegacy({ user_id: userId, usage_key: key, feature_endpoint_id: 'chat', ...legacyUsage }), charge: charged('chat', [legacyUsage]) },
+          ? {
+              kind: 'multi',
+              key,
+              send: () => endMulti({ user_id: userId, usage_key: key, feature_endpoint_id: 'chat', usages }),
+              charge: charged('chat', usages),
+            }
+          : {
+              kind: 'legacy',
+              key,
+              send: () => endLegacy({ user_id: userId, usage_key: key, feature_endpoint_id: 'chat', ...legacyUsage }),
+              charge: charged('chat', [legacyUsage]),
+            },
       ),
     ];
     rng(4).shuffle(calls);
@@ -508,7 +604,12 @@ describe('batched settlements', () => {
     const usagesN = [{ ai_model: 'odd-7', input_tokens: 777, output_tokens: 77 }];
     const keyA = uniqueId('idem-a');
     const keyB = uniqueId('idem-b');
-    const direct = (usages: UsageLine[], idempotency_key?: string) => ({ user_id: userId, feature_endpoint_id: 'tool', usages, ...(idempotency_key ? { idempotency_key } : {}) });
+    const direct = (usages: UsageLine[], idempotency_key?: string) => ({
+      user_id: userId,
+      feature_endpoint_id: 'tool',
+      usages,
+      ...(idempotency_key ? { idempotency_key } : {}),
+    });
     type Call = { kind: 'A' | 'X' | 'Y' | 'none'; send: () => Promise<ApiResponse> };
     const calls: Call[] = [
       // Half carry the key in the body, half in the Idempotency-Key header: the same key either way.
@@ -562,10 +663,22 @@ describe('batched settlements', () => {
 
     const charges = await expectChained(userId, 0n);
     expect(charges).toHaveLength(12);
-    const authorizations = await withDb(t.db.url, async (c) =>
-      (await c.query(`SELECT idempotency_key, count(*)::int AS n FROM holds WHERE user_id = $1 AND idempotency_key IS NOT NULL GROUP BY 1 ORDER BY 1`, [userId])).rows,
+    const authorizations = await withDb(
+      t.db.url,
+      async (c) =>
+        (
+          await c.query(
+            `SELECT idempotency_key, count(*)::int AS n FROM holds WHERE user_id = $1 AND idempotency_key IS NOT NULL GROUP BY 1 ORDER BY 1`,
+            [userId],
+          )
+        ).rows,
     );
-    expect(authorizations).toEqual([{ idempotency_key: keyA, n: 1 }, { idempotency_key: keyB, n: 1 }].sort((p, q) => p.idempotency_key.localeCompare(q.idempotency_key)));
+    expect(authorizations).toEqual(
+      [
+        { idempotency_key: keyA, n: 1 },
+        { idempotency_key: keyB, n: 1 },
+      ].sort((p, q) => p.idempotency_key.localeCompare(q.idempotency_key)),
+    );
     const spent = micros(charged('tool', usagesA)) + micros(winner.credits_charged) + 10n * micros(charged('tool', usagesN));
     expect(await wallet(userId)).toMatchObject({ balance: formatMicros(1_000_000_000n - spent), held: ZERO });
 
@@ -579,22 +692,49 @@ describe('batched settlements', () => {
     await holdsFor(stranger, 1);
     const keys = await holdsFor(owner, 34);
     const [wrongUser, wrongFeature, unknownModel, cancelled, ...good] = keys;
-    expect((await t.request('POST', '/api/credits-process/cancel', { key: SERVICE_KEY, body: { usage_key: cancelled } })).body.data.status).toBe('cancelled');
+    expect(
+      (await t.request('POST', '/api/credits-process/cancel', { key: SERVICE_KEY, body: { usage_key: cancelled } })).body.data.status,
+    ).toBe('cancelled');
     const strangerBefore = { wallet: await wallet(stranger), ledger: await ledgerOf(stranger) };
     const usages = [{ ai_model: 'gpt-4o', input_tokens: 5_000, output_tokens: 500 }];
     type Call = { key: string | null; body: unknown; expect: [number, string] };
     const calls: Call[] = [
-      ...good.map((key): Call => ({ key, body: { user_id: owner, usage_key: key, feature_endpoint_id: 'chat', usages }, expect: [200, 'settled'] })),
-      { key: wrongUser, body: { user_id: stranger, usage_key: wrongUser, feature_endpoint_id: 'chat', usages }, expect: [409, 'usage_key_mismatch'] },
-      { key: wrongFeature, body: { user_id: owner, usage_key: wrongFeature, feature_endpoint_id: 'tool', usages }, expect: [409, 'usage_key_mismatch'] },
+      ...good.map((key): Call => ({
+        key,
+        body: { user_id: owner, usage_key: key, feature_endpoint_id: 'chat', usages },
+        expect: [200, 'settled'],
+      })),
+      {
+        key: wrongUser,
+        body: { user_id: stranger, usage_key: wrongUser, feature_endpoint_id: 'chat', usages },
+        expect: [409, 'usage_key_mismatch'],
+      },
+      {
+        key: wrongFeature,
+        body: { user_id: owner, usage_key: wrongFeature, feature_endpoint_id: 'tool', usages },
+        expect: [409, 'usage_key_mismatch'],
+      },
       {
         key: unknownModel,
-        body: { user_id: owner, usage_key: unknownModel, feature_endpoint_id: 'chat', usages: [...usages, { ai_model: uniqueId('no-price'), input_tokens: 1, output_tokens: 1 }] },
+        body: {
+          user_id: owner,
+          usage_key: unknownModel,
+          feature_endpoint_id: 'chat',
+          usages: [...usages, { ai_model: uniqueId('no-price'), input_tokens: 1, output_tokens: 1 }],
+        },
         expect: [422, 'unknown_model'],
       },
       { key: cancelled, body: { user_id: owner, usage_key: cancelled, feature_endpoint_id: 'chat', usages }, expect: [409, 'conflict'] },
-      { key: null, body: { user_id: owner, usage_key: randomUUID(), feature_endpoint_id: 'chat', usages }, expect: [404, 'usage_key_not_found'] },
-      { key: null, body: { user_id: uniqueId('nobody'), feature_endpoint_id: 'chat', idempotency_key: uniqueId('k'), usages }, expect: [404, 'wallet_not_found'] },
+      {
+        key: null,
+        body: { user_id: owner, usage_key: randomUUID(), feature_endpoint_id: 'chat', usages },
+        expect: [404, 'usage_key_not_found'],
+      },
+      {
+        key: null,
+        body: { user_id: uniqueId('nobody'), feature_endpoint_id: 'chat', idempotency_key: uniqueId('k'), usages },
+        expect: [404, 'wallet_not_found'],
+      },
     ];
     rng(6).shuffle(calls);
 
@@ -605,19 +745,32 @@ describe('batched settlements', () => {
 
     answers.forEach((res, i) => {
       const [status, word] = calls[i].expect;
-      if (status === 200) expect({ status: res.status, word: res.body.data.status, key: res.body.data.usage_key }).toEqual({ status, word, key: calls[i].key });
+      if (status === 200)
+        expect({ status: res.status, word: res.body.data.status, key: res.body.data.usage_key }).toEqual({
+          status,
+          word,
+          key: calls[i].key,
+        });
       else expectFailure(res, status, word);
     });
 
     // The three refused holds are untouched: still held, no ledger entry.
     for (const key of [wrongUser, wrongFeature, unknownModel]) {
       const story = (await t.request('GET', `/api/credits-process/usages/${key}`, { key: SERVICE_KEY })).body.data;
-      expect({ key, status: story.status, settlement: story.settlement, entries: story.ledger_entries }).toEqual({ key, status: 'held', settlement: null, entries: [] });
+      expect({ key, status: story.status, settlement: story.settlement, entries: story.ledger_entries }).toEqual({
+        key,
+        status: 'held',
+        settlement: null,
+        entries: [],
+      });
     }
     expect({ wallet: await wallet(stranger), ledger: await ledgerOf(stranger) }).toEqual(strangerBefore);
     const charges = await expectChained(owner, 165_000_000n, () => HOLD);
     expect(charges.map((e) => e.usage_key).sort()).toEqual([...good].sort());
-    expect(await wallet(owner)).toMatchObject({ held: '15.000000', balance: formatMicros(500_000_000n - 30n * micros(charged('chat', usages))) });
+    expect(await wallet(owner)).toMatchObject({
+      held: '15.000000',
+      balance: formatMicros(500_000_000n - 30n * micros(charged('chat', usages))),
+    });
     // …and they can still be settled by their rightful body.
     const late = await endMulti({ user_id: owner, usage_key: wrongUser, feature_endpoint_id: 'chat', usages });
     expect(late.body.data).toMatchObject({ status: 'settled', held: '10.000000' });
@@ -638,12 +791,22 @@ describe('late settlements in a batch', () => {
     const onTime = await holdsFor(w1, 4, 'chat');
     const w2 = await createWallet('4');
     const flash2 = await holdsFor(w2, 2, 'flash');
-    const status = async (key: string) => (await t.request('GET', `/api/credits-process/usages/${key}`, { key: SERVICE_KEY })).body.data.status;
-    await waitFor('the flash holds to expire', async () => (await Promise.all([...flash1, ...flash2].map(status))).every((s) => s === 'expired'), 10_000, 100);
+    const status = async (key: string) =>
+      (await t.request('GET', `/api/credits-process/usages/${key}`, { key: SERVICE_KEY })).body.data.status;
+    await waitFor(
+      'the flash holds to expire',
+      async () => (await Promise.all([...flash1, ...flash2].map(status))).every((s) => s === 'expired'),
+      10_000,
+      100,
+    );
     // No sweeper runs here; a start that finds w2 full frees its expired holds (status 'expired', held released).
     const fresh = await start(w2, 'flash');
     expect(fresh.body.data).toMatchObject({ status: 'accessible', held: '2.000000' });
-    const swept = await withDb(t.db.url, async (c) => (await c.query(`SELECT status, count(*)::int AS n FROM holds WHERE usage_key = ANY($1::uuid[]) GROUP BY status`, [flash2])).rows);
+    const swept = await withDb(
+      t.db.url,
+      async (c) =>
+        (await c.query(`SELECT status, count(*)::int AS n FROM holds WHERE usage_key = ANY($1::uuid[]) GROUP BY status`, [flash2])).rows,
+    );
     expect(swept).toEqual([{ status: 'expired', n: 2 }]);
     expect((await wallet(w1)).held).toBe('32.000000'); // 6 × 2 + 4 × 5, expired but not swept
 
@@ -655,11 +818,19 @@ describe('late settlements in a batch', () => {
     ]);
     await warmUp(20);
     const before = await snapshot();
-    const answers = await Promise.all(calls.map((c) => endMulti({ user_id: c.user, usage_key: c.key, feature_endpoint_id: c.feature, usages })));
+    const answers = await Promise.all(
+      calls.map((c) => endMulti({ user_id: c.user, usage_key: c.key, feature_endpoint_id: c.feature, usages })),
+    );
     const after = await snapshot();
 
     answers.forEach((res, i) => {
-      expect({ key: calls[i].key, status: res.status, word: res.body.data.status, late: res.body.data.late, charged: res.body.data.credits_charged }).toEqual({
+      expect({
+        key: calls[i].key,
+        status: res.status,
+        word: res.body.data.status,
+        late: res.body.data.late,
+        charged: res.body.data.credits_charged,
+      }).toEqual({
         key: calls[i].key,
         status: 200,
         word: 'settled',
@@ -673,9 +844,16 @@ describe('late settlements in a batch', () => {
     await expectChained(w2, 2_000_000n, () => 0n);
     expect(await wallet(w1)).toMatchObject({ held: ZERO });
     expect(await wallet(w2)).toMatchObject({ held: '2.000000', balance: formatMicros(4_000_000n - 2n * micros(charged('flash', usages))) });
-    const lateFlags = await withDb(t.db.url, async (c) =>
-      (await c.query(`SELECT h.late AS hold_late, (e.metadata->>'late')::bool AS entry_late, count(*)::int AS n FROM holds h JOIN ledger_entries e USING (usage_key)
-                      WHERE h.user_id = ANY($1) AND e.kind = 'charge' GROUP BY 1, 2 ORDER BY 1, 2`, [[w1, w2]])).rows,
+    const lateFlags = await withDb(
+      t.db.url,
+      async (c) =>
+        (
+          await c.query(
+            `SELECT h.late AS hold_late, (e.metadata->>'late')::bool AS entry_late, count(*)::int AS n FROM holds h JOIN ledger_entries e USING (usage_key)
+                      WHERE h.user_id = ANY($1) AND e.kind = 'charge' GROUP BY 1, 2 ORDER BY 1, 2`,
+            [[w1, w2]],
+          )
+        ).rows,
     );
     expect(lateFlags).toEqual([
       { hold_late: false, entry_late: false, n: 4 },
@@ -690,7 +868,9 @@ describe('starts and settlements on the same wallets at once', () => {
   it('a burst of 75 starts, 50 hold settlements and 10 direct charges on 5 wallets keeps every ledger chained and held = Σ live holds', async () => {
     const users = await createWallets(5, '100');
     const initial = new Map(users.map((u) => [u, 100_000_000n]));
-    const holds = (await Promise.all(users.map((u) => holdsFor(u, 10)))).flatMap((keys, w) => keys.map((usage_key) => ({ user_id: users[w], usage_key })));
+    const holds = (await Promise.all(users.map((u) => holdsFor(u, 10)))).flatMap((keys, w) =>
+      keys.map((usage_key) => ({ user_id: users[w], usage_key })),
+    );
     const usages = [{ ai_model: 'gpt-4o', input_tokens: 1200, output_tokens: 300 }];
     const directUsages = [{ ai_model: 'mini-x', input_tokens: 30_000, output_tokens: 3_000 }];
     // Each wallet: 50 available, 15 starts of 5 — how many fit depends on how many of its 10
@@ -700,7 +880,13 @@ describe('starts and settlements on the same wallets at once', () => {
     const calls: Call[] = rng(8).shuffle([
       ...users.flatMap((u) => Array.from({ length: 15 }, (): Call => ({ kind: 'start', user: u, send: () => start(u, 'chat') }))),
       ...holds.map((h): Call => ({ kind: 'settle', user: h.user_id, send: () => endMulti({ ...h, feature_endpoint_id: 'chat', usages }) })),
-      ...users.flatMap((u) => [0, 1].map((): Call => ({ kind: 'direct', user: u, send: () => endMulti({ user_id: u, feature_endpoint_id: 'chat', usages: directUsages }) }))),
+      ...users.flatMap((u) =>
+        [0, 1].map((): Call => ({
+          kind: 'direct',
+          user: u,
+          send: () => endMulti({ user_id: u, feature_endpoint_id: 'chat', usages: directUsages }),
+        })),
+      ),
     ]);
 
     await warmUp(140);
@@ -718,7 +904,10 @@ describe('starts and settlements on the same wallets at once', () => {
           accessible++;
           expect(res.body.data).toMatchObject({ status: 'accessible', user_id: c.user, hold_amount: '5.000000' });
         } else {
-          expect(res.body).toEqual({ success: false, data: { status: 'insufficient_credits', message: expect.any(String), credits: expect.any(String), required: '5.000000' } });
+          expect(res.body).toEqual({
+            success: false,
+            data: { status: 'insufficient_credits', message: expect.any(String), credits: expect.any(String), required: '5.000000' },
+          });
           // The refusal is decided by the conditional UPDATE and its figures are read by a later
           // statement; a start whose re-read shows room tries again, so a 402 never shows
           // enough credits (settlements of this burst release holds in between).
@@ -737,7 +926,15 @@ describe('starts and settlements on the same wallets at once', () => {
     expect(staleRefusals).toBe(0);
 
     const books = await checkBooks(t.db.url, initial, expected);
-    expect(books).toMatchObject({ chargeEntries: 60, duplicates: 0, lost: 0, unexpected: 0, wrongAmount: [], walletMismatches: [], negativeHeld: 0 });
+    expect(books).toMatchObject({
+      chargeEntries: 60,
+      duplicates: 0,
+      lost: 0,
+      unexpected: 0,
+      wrongAmount: [],
+      walletMismatches: [],
+      negativeHeld: 0,
+    });
     expect(books.holdsByStatus).toEqual({ settled: 60, held: accessible });
     for (const u of users) expect(await expectChained(u, null)).toHaveLength(12);
 
@@ -762,15 +959,28 @@ describe('batched queue settlement', () => {
     const started = await Promise.all(users.flatMap((u) => Array.from({ length: 15 }, () => start(u, 'chat'))));
     expect(started.map((r) => r.status)).toEqual(Array(150).fill(200));
     const r = rng(7);
-    const messages = started.map((s) => ({ user_id: s.body.data.user_id, usage_key: s.body.data.usage_key, feature_endpoint_id: 'chat', usages: randomUsages(r) }));
-    const expected: ExpectedUsage[] = messages.map((m) => ({ userId: m.user_id, usageKey: m.usage_key, charge: expectedCharge('chat', m.usages) }));
+    const messages = started.map((s) => ({
+      user_id: s.body.data.user_id,
+      usage_key: s.body.data.usage_key,
+      feature_endpoint_id: 'chat',
+      usages: randomUsages(r),
+    }));
+    const expected: ExpectedUsage[] = messages.map((m) => ({
+      userId: m.user_id,
+      usageKey: m.usage_key,
+      charge: expectedCharge('chat', m.usages),
+    }));
     // A duplicate is the same message again (redelivery / producer retry).
     const duplicates = Array.from({ length: 50 }, () => r.pick(messages));
     const all = r.shuffle([...messages, ...duplicates]);
     const failuresBefore = (await t.request('GET', '/api/settlement-failures?limit=200')).body.data.items.length;
 
     const countCharges = () =>
-      withDb(t.db.url, async (c) => Number((await c.query(`SELECT count(*)::int AS n FROM ledger_entries WHERE kind = 'charge' AND user_id = ANY($1)`, [users])).rows[0].n));
+      withDb(t.db.url, async (c) =>
+        Number(
+          (await c.query(`SELECT count(*)::int AS n FROM ledger_entries WHERE kind = 'charge' AND user_id = ANY($1)`, [users])).rows[0].n,
+        ),
+      );
     // 30 of the keys are also settled over HTTP while the messages are being consumed: both
     // channels go through the same coalescer, and still charge once.
     const viaHttp = messages.slice(0, 30);
@@ -799,19 +1009,32 @@ describe('batched queue settlement', () => {
     }
     expect((await t.request('GET', '/api/settlement-failures?limit=200')).body.data.items.length).toBe(failuresBefore);
     // An HTTP answer is the settlement itself or a replay of it, with the figures of its one entry.
-    const entryOf = await withDb(t.db.url, async (c) =>
-      new Map(
-        (await c.query<{ usage_key: string; id: string }>(`SELECT usage_key::text, id::text FROM ledger_entries WHERE kind = 'charge' AND usage_key = ANY($1::uuid[])`, [viaHttp.map((m) => m.usage_key)])).rows.map(
-          (row) => [row.usage_key, row.id],
+    const entryOf = await withDb(
+      t.db.url,
+      async (c) =>
+        new Map(
+          (
+            await c.query<{ usage_key: string; id: string }>(
+              `SELECT usage_key::text, id::text FROM ledger_entries WHERE kind = 'charge' AND usage_key = ANY($1::uuid[])`,
+              [viaHttp.map((m) => m.usage_key)],
+            )
+          ).rows.map((row) => [row.usage_key, row.id]),
         ),
-      ),
     );
     httpAnswers.forEach((res, i) => {
-      expect({ status: res.status, word: ['settled', 'already_settled'].includes(res.body.data.status) }).toEqual({ status: 200, word: true });
-      expect(res.body.data).toMatchObject({ usage_key: viaHttp[i].usage_key, transaction_id: entryOf.get(viaHttp[i].usage_key), credits_charged: formatMicros(expected[i].charge) });
+      expect({ status: res.status, word: ['settled', 'already_settled'].includes(res.body.data.status) }).toEqual({
+        status: 200,
+        word: true,
+      });
+      expect(res.body.data).toMatchObject({
+        usage_key: viaHttp[i].usage_key,
+        transaction_id: entryOf.get(viaHttp[i].usage_key),
+        credits_charged: formatMicros(expected[i].charge),
+      });
     });
     const settledDelta = (channel: string) => after.settlements(channel, 'settled') - before.settlements(channel, 'settled');
-    const replayedDelta = (channel: string) => after.settlements(channel, 'already_settled') - before.settlements(channel, 'already_settled');
+    const replayedDelta = (channel: string) =>
+      after.settlements(channel, 'already_settled') - before.settlements(channel, 'already_settled');
     expect(settledDelta('queue') + settledDelta('http')).toBe(150);
     expect(replayedDelta('queue') + replayedDelta('http')).toBe(50 + 30);
     expect(settledDelta('http') + replayedDelta('http')).toBe(30);

@@ -35,9 +35,15 @@ describe('CreditsClient against the running service', () => {
     vhost = await createTestVhost();
     t = await startTestApp({ RABBITMQ_URL: vhost.url, RABBITMQ_RETRY_DELAYS_MS: '100,200' });
     await waitFor('the broker to be ready', async () => (await t.request('GET', '/health/ready', { key: null })).status === 200);
-    await t.request('POST', '/api/features', { body: { feature_endpoint_id: 'chat', name: 'Chat', min_holding_credits: '5', profit_margin: '0.2' } });
-    await t.request('POST', '/api/pricing/models', { body: { ai_model: 'gpt-4o', input_price_per_million: '2.5', output_price_per_million: '10' } });
-    await t.request('POST', '/api/pricing/models', { body: { ai_model: 'gpt-4o-mini', input_price_per_million: '0.15', output_price_per_million: '0.6' } });
+    await t.request('POST', '/api/features', {
+      body: { feature_endpoint_id: 'chat', name: 'Chat', min_holding_credits: '5', profit_margin: '0.2' },
+    });
+    await t.request('POST', '/api/pricing/models', {
+      body: { ai_model: 'gpt-4o', input_price_per_million: '2.5', output_price_per_million: '10' },
+    });
+    await t.request('POST', '/api/pricing/models', {
+      body: { ai_model: 'gpt-4o-mini', input_price_per_million: '0.15', output_price_per_million: '0.6' },
+    });
     viaQueue = new CreditsClient({ baseUrl: t.baseUrl, apiKey: SERVICE_KEY, rabbitmqUrl: vhost.url, publishTimeoutMs: 20_000 });
     viaHttp = new CreditsClient({ baseUrl: t.baseUrl, apiKey: SERVICE_KEY });
   });
@@ -55,7 +61,9 @@ describe('CreditsClient against the running service', () => {
     return userId;
   }
   const charges = async (userId: string) =>
-    (await t.request('GET', `/api/wallets/${userId}/transactions?limit=200`)).body.data.items.filter((e: { kind: string }) => e.kind === 'charge') as {
+    (await t.request('GET', `/api/wallets/${userId}/transactions?limit=200`)).body.data.items.filter(
+      (e: { kind: string }) => e.kind === 'charge',
+    ) as {
       amount: string;
       usage_key: string;
     }[];
@@ -93,7 +101,15 @@ describe('CreditsClient against the running service', () => {
   it('starts, publishes the settlement to RabbitMQ with a confirm, and the wallet is charged once', async () => {
     const userId = await newWallet();
     const start = await viaQueue.startProcess(userId, 'chat');
-    expect(start).toMatchObject({ status: 'accessible', user_id: userId, feature_endpoint_id: 'chat', credits: '95.000000', balance: '100.000000', held: '5.000000', hold_amount: '5.000000' });
+    expect(start).toMatchObject({
+      status: 'accessible',
+      user_id: userId,
+      feature_endpoint_id: 'chat',
+      credits: '95.000000',
+      balance: '100.000000',
+      held: '5.000000',
+      hold_amount: '5.000000',
+    });
     expect(typeof start.expires_at).toBe('string');
 
     const queued = await viaQueue.endMultiModel({ userId, usageKey: start.usage_key, featureEndpointId: 'chat', usages: [gpt4o, mini] });
@@ -139,11 +155,19 @@ describe('CreditsClient against the running service', () => {
     expect(first.idempotency_key).toMatch(/^[0-9a-f-]{36}$/);
     // The same settlement again (a partner's own retry), and another direct charge with its own key.
     await viaQueue.endMultiModel({ userId, featureEndpointId: 'chat', idempotencyKey: first.idempotency_key!, usages: [gpt4o] });
-    const other = await viaQueue.endMultiModel({ userId, featureEndpointId: 'chat', idempotencyKey: `other-${userId}`, usages: [mini] }, { via: 'queue' });
+    const other = await viaQueue.endMultiModel(
+      { userId, featureEndpointId: 'chat', idempotencyKey: `other-${userId}`, usages: [mini] },
+      { via: 'queue' },
+    );
     expect(other.idempotency_key).toBe(`other-${userId}`);
     await waitFor('both charges to commit', async () => (await charges(userId)).length >= 2);
     // A message is acked only after its settlement committed: an empty queue means all three are done.
-    await waitFor('the queue to drain', async () => (await queueMessages(vhost.name, 'credits_process_end_multimodel_queue')) === 0, 30_000, 200);
+    await waitFor(
+      'the queue to drain',
+      async () => (await queueMessages(vhost.name, 'credits_process_end_multimodel_queue')) === 0,
+      30_000,
+      200,
+    );
     const entries = await charges(userId);
     expect(entries.map((e) => e.amount).sort()).toEqual(['-0.054000', '-0.720000']);
     expect((await viaQueue.getWallet(userId)).balance).toBe('99.226000');
@@ -179,7 +203,12 @@ describe('CreditsClient against the running service', () => {
     const client = new CreditsClient({ baseUrl: t.baseUrl, apiKey: SERVICE_KEY, fetch: flaky.fetch, retryBaseDelayMs: 10 });
     const answer = await client.endMultiModel({ userId, usageKey: start.usage_key, featureEndpointId: 'chat', usages: [gpt4o] });
     expect(flaky.seen).toEqual({ calls: 2, dropped: 1 });
-    expect(answer).toMatchObject({ status: 'already_settled', usage_key: start.usage_key, credits_charged: '0.720000', balance: '99.280000' });
+    expect(answer).toMatchObject({
+      status: 'already_settled',
+      usage_key: start.usage_key,
+      credits_charged: '0.720000',
+      balance: '99.280000',
+    });
     expect((await charges(userId)).map((e) => e.amount)).toEqual(['-0.720000']);
     expect(await client.getWallet(userId)).toMatchObject({ balance: '99.280000', held: '0.000000' });
   });
@@ -230,8 +259,16 @@ describe('CreditsClient against the running service', () => {
     expect(again).toMatchObject({ status: 'already_settled', credits_charged: '0.774000', transaction_id: settled.transaction_id });
 
     const cancelled = await viaHttp.startProcess(userId, 'chat');
-    expect(await viaHttp.cancel(cancelled.usage_key)).toEqual({ status: 'cancelled', usage_key: cancelled.usage_key, released: '5.000000' });
-    expect(await viaHttp.cancel(cancelled.usage_key)).toEqual({ status: 'cancelled', usage_key: cancelled.usage_key, released: '0.000000' });
+    expect(await viaHttp.cancel(cancelled.usage_key)).toEqual({
+      status: 'cancelled',
+      usage_key: cancelled.usage_key,
+      released: '5.000000',
+    });
+    expect(await viaHttp.cancel(cancelled.usage_key)).toEqual({
+      status: 'cancelled',
+      usage_key: cancelled.usage_key,
+      released: '0.000000',
+    });
     expect(await viaHttp.getUsage(cancelled.usage_key)).toMatchObject({ status: 'cancelled', settlement: null, ledger_entries: [] });
     await expect(viaHttp.cancel(start.usage_key)).rejects.toMatchObject({ status: 'already_settled', httpStatus: 409 });
 
@@ -245,9 +282,18 @@ describe('CreditsClient against the running service', () => {
   it('reports a settlement the service refuses over HTTP with its status', async () => {
     const userId = await newWallet();
     const start = await viaHttp.startProcess(userId, 'chat');
-    const unknown = await failure(viaHttp.endMultiModel({ userId, usageKey: start.usage_key, featureEndpointId: 'chat', usages: [{ aiModel: 'nope', inputTokens: 1, outputTokens: 1 }] }));
+    const unknown = await failure(
+      viaHttp.endMultiModel({
+        userId,
+        usageKey: start.usage_key,
+        featureEndpointId: 'chat',
+        usages: [{ aiModel: 'nope', inputTokens: 1, outputTokens: 1 }],
+      }),
+    );
     expect(unknown).toMatchObject({ status: 'unknown_model', httpStatus: 422, details: { ai_model: 'nope' } });
-    const mismatch = await failure(viaHttp.endMultiModel({ userId: 'someone-else', usageKey: start.usage_key, featureEndpointId: 'chat', usages: [gpt4o] }));
+    const mismatch = await failure(
+      viaHttp.endMultiModel({ userId: 'someone-else', usageKey: start.usage_key, featureEndpointId: 'chat', usages: [gpt4o] }),
+    );
     expect(mismatch).toMatchObject({ status: 'usage_key_mismatch', httpStatus: 409 });
   });
 
@@ -265,21 +311,31 @@ describe('CreditsClient against the running service', () => {
       const userId = await newWallet();
       const start = await client.startProcess(userId, 'chat');
       // Opens the connection: a first settlement goes through normally.
-      await client.endMultiModel({ userId, featureEndpointId: 'chat', idempotencyKey: `warm-up-${userId}`, usages: [mini] }, { via: 'queue' });
+      await client.endMultiModel(
+        { userId, featureEndpointId: 'chat', idempotencyKey: `warm-up-${userId}`, usages: [mini] },
+        { via: 'queue' },
+      );
       expect(events).toEqual(['connected to RabbitMQ']);
 
       // Cut every connection of the vhost (the client's and the service's consumer, which reconnects too).
       await run('rabbitmqctl', ['close_all_connections', '--vhost', vhost.name, 'client e2e: simulated broker restart']);
       await waitFor('the client to notice the lost connection', async () => events.includes('RabbitMQ connection lost; reconnecting'));
-      const queued = await client.endMultiModel({ userId, usageKey: start.usage_key, featureEndpointId: 'chat', usages: [gpt4o] }, { via: 'queue' });
+      const queued = await client.endMultiModel(
+        { userId, usageKey: start.usage_key, featureEndpointId: 'chat', usages: [gpt4o] },
+        { via: 'queue' },
+      );
       // Confirmed only once the connection was back.
       expect(events.slice(1)).toEqual(['RabbitMQ connection lost; reconnecting', 'connected to RabbitMQ']);
       expect(queued).toMatchObject({ status: 'queued', usage_key: start.usage_key });
 
-      const wallet = await waitFor('the settlement published across the reconnect to commit', async () => {
-        const w = await client.getWallet(userId);
-        return w.held === '0.000000' && w.balance === '99.226000' && w;
-      }, 30_000);
+      const wallet = await waitFor(
+        'the settlement published across the reconnect to commit',
+        async () => {
+          const w = await client.getWallet(userId);
+          return w.held === '0.000000' && w.balance === '99.226000' && w;
+        },
+        30_000,
+      );
       expect(wallet.credits).toBe('99.226000');
       expect((await charges(userId)).map((e) => e.amount).sort()).toEqual(['-0.054000', '-0.720000']);
     } finally {

@@ -55,7 +55,9 @@ interface FeatureOptions {
 
 async function createFeature(options: FeatureOptions): Promise<string> {
   const featureId = uniqueId('feature');
-  const res = await t.request('POST', '/api/features', { body: { feature_endpoint_id: featureId, name: `Feature ${featureId}`, ...options } });
+  const res = await t.request('POST', '/api/features', {
+    body: { feature_endpoint_id: featureId, name: `Feature ${featureId}`, ...options },
+  });
   expect(res.status).toBe(201);
   return featureId;
 }
@@ -177,7 +179,12 @@ const SEED_CHARGE = '1.204743';
 
 beforeAll(async () => {
   t = await startTestApp({ HOLD_SWEEP_INTERVAL_MS: '200' });
-  modelA = await createModel({ input_price_per_million: '2.5', output_price_per_million: '10', cached_input_price_per_million: '1.25', profit_margin: '0.2' });
+  modelA = await createModel({
+    input_price_per_million: '2.5',
+    output_price_per_million: '10',
+    cached_input_price_per_million: '1.25',
+    profit_margin: '0.2',
+  });
   modelB = await createModel({ input_price_per_million: '0.075', output_price_per_million: '0.6' });
   modelPricey = await createModel({ input_price_per_million: '100', output_price_per_million: '0' });
   seedFeature = await createFeature({ min_holding_credits: '5', fixed_cost: '0.25' });
@@ -214,10 +221,22 @@ describe('credits process: the seed flow', () => {
     expect(ttlMs).toBeLessThan(905_000);
     expect(started.expires_at).toMatch(/Z$/);
 
-    expect(await wallet(userId)).toMatchObject({ balance: '100.000000', held: '5.000000', credits: '95.000000', plan: 'free', status: 'active' });
+    expect(await wallet(userId)).toMatchObject({
+      balance: '100.000000',
+      held: '5.000000',
+      credits: '95.000000',
+      plan: 'free',
+      status: 'active',
+    });
     const held = await usage(started.usage_key);
     expect(held.status).toBe(200);
-    expect(held.body.data).toMatchObject({ usage_key: started.usage_key, status: 'held', hold_amount: '5.000000', expires_at: started.expires_at, ledger_entries: [] });
+    expect(held.body.data).toMatchObject({
+      usage_key: started.usage_key,
+      status: 'held',
+      hold_amount: '5.000000',
+      expires_at: started.expires_at,
+      ledger_entries: [],
+    });
 
     const res = await settle({ user_id: userId, usage_key: started.usage_key, feature_endpoint_id: seedFeature, usages: seedUsages() });
     expect(res.status).toBe(200);
@@ -310,7 +329,13 @@ describe('credits process: the seed flow', () => {
     };
     const first = await settleLegacy(body);
     expect(first.status).toBe(200);
-    expect(first.body.data).toMatchObject({ status: 'settled', credits_charged: '1.150600', balance: '98.849400', held: ZERO, late: false });
+    expect(first.body.data).toMatchObject({
+      status: 'settled',
+      credits_charged: '1.150600',
+      balance: '98.849400',
+      held: ZERO,
+      late: false,
+    });
     expect(first.body.data.usages).toEqual([
       { ai_model: modelA, input_tokens: 1234, output_tokens: 567, cached_input_tokens: 1000, cost_usd: '0.007505', credits: '0.900600' },
     ]);
@@ -318,7 +343,12 @@ describe('credits process: the seed flow', () => {
     expect(again.status).toBe(200);
     expect(again.body.data).toEqual({ ...first.body.data, status: 'already_settled' });
     // The multi-model route sees the same authorization as settled too.
-    const viaMulti = await settle({ user_id: userId, usage_key: started.usage_key, feature_endpoint_id: seedFeature, usages: seedUsages() });
+    const viaMulti = await settle({
+      user_id: userId,
+      usage_key: started.usage_key,
+      feature_endpoint_id: seedFeature,
+      usages: seedUsages(),
+    });
     expect(viaMulti.body.data).toEqual({ ...first.body.data, status: 'already_settled' });
 
     const charges = (await ledger(userId)).filter((e) => e.kind === 'charge');
@@ -469,16 +499,56 @@ describe('credits process: refused settlements change nothing', () => {
 
     const cases: { name: string; body: unknown; http: number; status: string; field?: string }[] = [
       { name: 'key of another user', body: { ...base, user_id: otherUser, usages: [valid] }, http: 409, status: 'usage_key_mismatch' },
-      { name: 'key of another feature', body: { ...base, feature_endpoint_id: otherFeature, usages: [valid] }, http: 409, status: 'usage_key_mismatch' },
+      {
+        name: 'key of another feature',
+        body: { ...base, feature_endpoint_id: otherFeature, usages: [valid] },
+        http: 409,
+        status: 'usage_key_mismatch',
+      },
       { name: 'unknown uuid key', body: { ...base, usage_key: randomUUID(), usages: [valid] }, http: 404, status: 'usage_key_not_found' },
       { name: 'non-uuid key', body: { ...base, usage_key: 'not-a-usage-key', usages: [valid] }, http: 404, status: 'usage_key_not_found' },
       { name: 'unknown model', body: { ...base, usages: [{ ...valid, ai_model: unknownModel }] }, http: 422, status: 'unknown_model' },
-      { name: 'unknown model after a valid usage', body: { ...base, usages: [valid, { ...valid, ai_model: unknownModel }] }, http: 422, status: 'unknown_model' },
-      { name: 'cached > input', body: { ...base, usages: [{ ...valid, cached_input_tokens: 11 }] }, http: 400, status: 'validation_error', field: 'usages.0.cached_input_tokens' },
-      { name: 'count as string', body: { ...base, usages: [{ ...valid, input_tokens: '10' }] }, http: 400, status: 'validation_error', field: 'usages.0.input_tokens' },
-      { name: 'negative count', body: { ...base, usages: [{ ...valid, output_tokens: -1 }] }, http: 400, status: 'validation_error', field: 'usages.0.output_tokens' },
-      { name: 'fractional count', body: { ...base, usages: [{ ...valid, input_tokens: 1.5 }] }, http: 400, status: 'validation_error', field: 'usages.0.input_tokens' },
-      { name: 'count over 1e9', body: { ...base, usages: [{ ...valid, input_tokens: 1_000_000_001 }] }, http: 400, status: 'validation_error', field: 'usages.0.input_tokens' },
+      {
+        name: 'unknown model after a valid usage',
+        body: { ...base, usages: [valid, { ...valid, ai_model: unknownModel }] },
+        http: 422,
+        status: 'unknown_model',
+      },
+      {
+        name: 'cached > input',
+        body: { ...base, usages: [{ ...valid, cached_input_tokens: 11 }] },
+        http: 400,
+        status: 'validation_error',
+        field: 'usages.0.cached_input_tokens',
+      },
+      {
+        name: 'count as string',
+        body: { ...base, usages: [{ ...valid, input_tokens: '10' }] },
+        http: 400,
+        status: 'validation_error',
+        field: 'usages.0.input_tokens',
+      },
+      {
+        name: 'negative count',
+        body: { ...base, usages: [{ ...valid, output_tokens: -1 }] },
+        http: 400,
+        status: 'validation_error',
+        field: 'usages.0.output_tokens',
+      },
+      {
+        name: 'fractional count',
+        body: { ...base, usages: [{ ...valid, input_tokens: 1.5 }] },
+        http: 400,
+        status: 'validation_error',
+        field: 'usages.0.input_tokens',
+      },
+      {
+        name: 'count over 1e9',
+        body: { ...base, usages: [{ ...valid, input_tokens: 1_000_000_001 }] },
+        http: 400,
+        status: 'validation_error',
+        field: 'usages.0.input_tokens',
+      },
       {
         name: 'cached count over 1e9',
         body: { ...base, usages: [{ ...valid, cached_input_tokens: 1_000_000_001 }] },
@@ -489,15 +559,31 @@ describe('credits process: refused settlements change nothing', () => {
       { name: '0 usages', body: { ...base, usages: [] }, http: 400, status: 'validation_error', field: 'usages' },
       { name: '101 usages', body: { ...base, usages: Array(101).fill(valid) }, http: 400, status: 'validation_error', field: 'usages' },
       { name: 'no usages', body: { ...base }, http: 400, status: 'validation_error', field: 'usages' },
-      { name: 'usage_key null', body: { ...base, usage_key: null, usages: [valid] }, http: 400, status: 'validation_error', field: 'usage_key' },
-      { name: 'idempotency_key null', body: { ...base, idempotency_key: null, usages: [valid] }, http: 400, status: 'validation_error', field: 'idempotency_key' },
+      {
+        name: 'usage_key null',
+        body: { ...base, usage_key: null, usages: [valid] },
+        http: 400,
+        status: 'validation_error',
+        field: 'usage_key',
+      },
+      {
+        name: 'idempotency_key null',
+        body: { ...base, idempotency_key: null, usages: [valid] },
+        http: 400,
+        status: 'validation_error',
+        field: 'idempotency_key',
+      },
     ];
 
     for (const c of cases) {
       const res = await settle(c.body);
       expect({ case: c.name, http: res.status, status: res.body.data.status }).toEqual({ case: c.name, http: c.http, status: c.status });
       expectFailure(res, c.http, c.status);
-      if (c.field) expect({ case: c.name, fields: res.body.data.errors.map((e: any) => e.field) }).toEqual({ case: c.name, fields: expect.arrayContaining([c.field]) });
+      if (c.field)
+        expect({ case: c.name, fields: res.body.data.errors.map((e: any) => e.field) }).toEqual({
+          case: c.name,
+          fields: expect.arrayContaining([c.field]),
+        });
       if (c.status === 'unknown_model') {
         expect(res.body.data.ai_model).toBe(unknownModel);
         expect(res.body.data.message).toContain(unknownModel);
@@ -560,7 +646,11 @@ describe('credits process: start refusals in the contract order', () => {
 
   it('the API key is required and the service scope covers §4 but not the admin ledger', async () => {
     const userId = await createWallet('10');
-    expectFailure(await t.request('POST', '/api/credits-process/start', { key: null, body: { user_id: userId, feature_endpoint_id: seedFeature } }), 401, 'unauthorized');
+    expectFailure(
+      await t.request('POST', '/api/credits-process/start', { key: null, body: { user_id: userId, feature_endpoint_id: seedFeature } }),
+      401,
+      'unauthorized',
+    );
     expectFailure(await t.request('GET', `/api/wallets/${userId}/transactions`, { key: SERVICE_KEY }), 403, 'forbidden');
     expectFailure(await t.request('GET', '/api/reconciliation', { key: SERVICE_KEY }), 403, 'forbidden');
     expect((await wallet(userId)).held).toBe(ZERO);
@@ -619,20 +709,38 @@ describe('credits process: hold expiry', () => {
     expect(ttlMs).toBeLessThan(3_500);
     expectFailure(await start(userId, featureId), 402, 'insufficient_credits');
 
-    const expired = await eventually(() => usage(first.usage_key), (r) => r.body.data.status === 'expired');
+    const expired = await eventually(
+      () => usage(first.usage_key),
+      (r) => r.body.data.status === 'expired',
+    );
     expect(expired.body.data).toMatchObject({ status: 'expired', hold_amount: '5.000000', settlement: null, ledger_entries: [] });
     // The sweeper (HOLD_SWEEP_INTERVAL_MS=200) releases it without anyone calling /start.
-    const released = await eventually(() => wallet(userId), (w) => w.held === ZERO);
+    const released = await eventually(
+      () => wallet(userId),
+      (w) => w.held === ZERO,
+    );
     expect(released).toMatchObject({ balance: '8.000000', held: ZERO, credits: '8.000000' });
 
     const second = await startAccessible(userId, featureId);
     expect(second).toMatchObject({ balance: '8.000000', held: '5.000000', credits: '3.000000' });
 
-    const lateBody = { user_id: userId, usage_key: first.usage_key, feature_endpoint_id: featureId, usages: [{ ai_model: modelA, input_tokens: 100_000, output_tokens: 0 }] };
+    const lateBody = {
+      user_id: userId,
+      usage_key: first.usage_key,
+      feature_endpoint_id: featureId,
+      usages: [{ ai_model: modelA, input_tokens: 100_000, output_tokens: 0 }],
+    };
     // 100000 · 2.50 / 10^6 = 0.25 USD · 1.2 (A's margin) · 100 = 30 → balance 8 − 30 = −22; held stays the second hold's 5.
     const late = await settle(lateBody);
     expect(late.status).toBe(200);
-    expect(late.body.data).toMatchObject({ status: 'settled', late: true, credits_charged: '30.000000', balance: '-22.000000', held: '5.000000', credits: '-27.000000' });
+    expect(late.body.data).toMatchObject({
+      status: 'settled',
+      late: true,
+      credits_charged: '30.000000',
+      balance: '-22.000000',
+      held: '5.000000',
+      credits: '-27.000000',
+    });
     expect(await wallet(userId)).toMatchObject({ balance: '-22.000000', held: '5.000000' });
     const again = await settle(lateBody);
     expect(again.body.data).toEqual({ ...late.body.data, status: 'already_settled' });
@@ -664,7 +772,13 @@ describe('credits process: overrun', () => {
       usages: [{ ai_model: modelPricey, input_tokens: 5000, output_tokens: 0 }],
     });
     expect(res.status).toBe(200);
-    expect(res.body.data).toMatchObject({ status: 'settled', credits_charged: '50.250000', balance: '-40.250000', held: ZERO, credits: '-40.250000' });
+    expect(res.body.data).toMatchObject({
+      status: 'settled',
+      credits_charged: '50.250000',
+      balance: '-40.250000',
+      held: ZERO,
+      credits: '-40.250000',
+    });
     expect((await ledger(userId))[0]).toMatchObject({ kind: 'charge', amount: '-50.250000', balance_after: '-40.250000' });
     await expectBooksAgree(userId);
 
@@ -691,7 +805,14 @@ describe('credits process: direct charges', () => {
 
     const first = await settle(body);
     expect(first.status).toBe(200);
-    expect(first.body.data).toMatchObject({ status: 'settled', usage_key: expect.stringMatching(UUID), credits_charged: '0.550000', balance: '99.450000', held: ZERO, late: false });
+    expect(first.body.data).toMatchObject({
+      status: 'settled',
+      usage_key: expect.stringMatching(UUID),
+      credits_charged: '0.550000',
+      balance: '99.450000',
+      held: ZERO,
+      late: false,
+    });
     const second = await settle(body);
     expect(second.status).toBe(200);
     expect(second.body.data).toEqual({ ...first.body.data, status: 'already_settled' });
@@ -700,7 +821,10 @@ describe('credits process: direct charges', () => {
     const results = await Promise.all(Array.from({ length: 10 }, () => settle(concurrentBody)));
     expect(results.map((r) => r.status)).toEqual(Array(10).fill(200));
     const statuses = results.map((r) => r.body.data.status);
-    expect({ settled: count(statuses, (s) => s === 'settled'), already: count(statuses, (s) => s === 'already_settled') }).toEqual({ settled: 1, already: 9 });
+    expect({ settled: count(statuses, (s) => s === 'settled'), already: count(statuses, (s) => s === 'already_settled') }).toEqual({
+      settled: 1,
+      already: 9,
+    });
     const winner = results.find((r) => r.body.data.status === 'settled')!.body.data;
     for (const r of results) expect(r.body.data).toEqual({ ...winner, status: r.body.data.status });
     expect(winner.transaction_id).not.toBe(first.body.data.transaction_id);
@@ -736,11 +860,18 @@ describe('credits process: direct charges', () => {
     const results = await Promise.all(Array.from({ length: 10 }, () => settle(body, headers)));
     for (const r of results) expect(r.body.data).toEqual({ ...first.body.data, status: 'already_settled' });
     // The legacy route honours the header as well and sees the same charge.
-    const legacy = await settleLegacy({ user_id: userId, feature_endpoint_id: seedFeature, ai_model: modelA, input_tokens: 1000, output_tokens: 0 }, headers);
+    const legacy = await settleLegacy(
+      { user_id: userId, feature_endpoint_id: seedFeature, ai_model: modelA, input_tokens: 1000, output_tokens: 0 },
+      headers,
+    );
     expect(legacy.body.data).toEqual({ ...first.body.data, status: 'already_settled' });
 
     const before = await books(userId);
-    expectFailure(await settle({ ...body, usages: [{ ai_model: modelB, input_tokens: 1000, output_tokens: 0 }] }, headers), 409, 'conflict');
+    expectFailure(
+      await settle({ ...body, usages: [{ ai_model: modelB, input_tokens: 1000, output_tokens: 0 }] }, headers),
+      409,
+      'conflict',
+    );
     expect(await books(userId)).toEqual(before);
     expect((await ledger(userId)).filter((e) => e.kind === 'charge')).toHaveLength(1);
     expect(await wallet(userId)).toMatchObject({ balance: '99.450000' });
@@ -763,7 +894,11 @@ describe('credits process: direct charges', () => {
 
     expectFailure(await settle({ ...body, usages: [{ ai_model: unknownModel, input_tokens: 1, output_tokens: 1 }] }), 422, 'unknown_model');
     expectFailure(await settle({ ...body, feature_endpoint_id: uniqueId('no-such-feature') }), 404, 'feature_not_found');
-    expectFailure(await settle({ ...body, usages: [{ ai_model: modelA, input_tokens: 1, output_tokens: 1, cached_input_tokens: 2 }] }), 400, 'validation_error');
+    expectFailure(
+      await settle({ ...body, usages: [{ ai_model: modelA, input_tokens: 1, output_tokens: 1, cached_input_tokens: 2 }] }),
+      400,
+      'validation_error',
+    );
     expectFailure(await settle({ ...body, user_id: uniqueId('no-such-user') }), 404, 'wallet_not_found');
     expect(await books(userId)).toEqual(before);
 
@@ -805,19 +940,32 @@ describe('credits process: expiry without the sweeper (HOLD_SWEEP_INTERVAL_MS=0)
   it('an expired but unswept hold is released exactly once: by a late settlement, or by /start on demand', async () => {
     const q = (method: string, path: string, body?: unknown, key: string = SERVICE_KEY) => quiet.request(method, path, { key, body });
     const admin = (method: string, path: string, body?: unknown) => quiet.request(method, path, { body });
-    expect((await admin('POST', '/api/pricing/models', { ai_model: 'm1', input_price_per_million: '1', output_price_per_million: '0' })).status).toBe(201);
-    expect((await admin('POST', '/api/features', { feature_endpoint_id: 'short', name: 'short', min_holding_credits: '5', hold_ttl_seconds: 1 })).status).toBe(201);
+    expect(
+      (await admin('POST', '/api/pricing/models', { ai_model: 'm1', input_price_per_million: '1', output_price_per_million: '0' })).status,
+    ).toBe(201);
+    expect(
+      (await admin('POST', '/api/features', { feature_endpoint_id: 'short', name: 'short', min_holding_credits: '5', hold_ttl_seconds: 1 }))
+        .status,
+    ).toBe(201);
     for (const u of ['w1', 'w2']) expect((await admin('POST', '/api/wallets', { user_id: u, initial_credits: '8' })).status).toBe(201);
     const h1 = (await q('POST', '/api/credits-process/start', { user_id: 'w1', feature_endpoint_id: 'short' })).body.data;
     const h2 = (await q('POST', '/api/credits-process/start', { user_id: 'w2', feature_endpoint_id: 'short' })).body.data;
     expect([h1.status, h2.status]).toEqual(['accessible', 'accessible']);
 
-    await eventually(() => q('GET', `/api/credits-process/usages/${h2.usage_key}`), (r) => r.body.data.status === 'expired');
+    await eventually(
+      () => q('GET', `/api/credits-process/usages/${h2.usage_key}`),
+      (r) => r.body.data.status === 'expired',
+    );
     expect((await q('GET', `/api/credits-process/usages/${h1.usage_key}`)).body.data.status).toBe('expired');
 
     // 1000 · 1 / 10^6 = 0.001 USD · 100 = 0.1 credits.
     const usages = [{ ai_model: 'm1', input_tokens: 1000, output_tokens: 0 }];
-    const late = await q('POST', '/api/credits-process/end-multimodel', { user_id: 'w1', usage_key: h1.usage_key, feature_endpoint_id: 'short', usages });
+    const late = await q('POST', '/api/credits-process/end-multimodel', {
+      user_id: 'w1',
+      usage_key: h1.usage_key,
+      feature_endpoint_id: 'short',
+      usages,
+    });
     expect(late.status).toBe(200);
     expect(late.body.data).toMatchObject({ status: 'settled', late: true, credits_charged: '0.100000', balance: '7.900000', held: ZERO });
 
@@ -825,7 +973,12 @@ describe('credits process: expiry without the sweeper (HOLD_SWEEP_INTERVAL_MS=0)
     const again = await q('POST', '/api/credits-process/start', { user_id: 'w2', feature_endpoint_id: 'short' });
     expect(again.status).toBe(200);
     expect(again.body.data).toMatchObject({ status: 'accessible', balance: '8.000000', held: '5.000000', credits: '3.000000' });
-    const late2 = await q('POST', '/api/credits-process/end-multimodel', { user_id: 'w2', usage_key: h2.usage_key, feature_endpoint_id: 'short', usages });
+    const late2 = await q('POST', '/api/credits-process/end-multimodel', {
+      user_id: 'w2',
+      usage_key: h2.usage_key,
+      feature_endpoint_id: 'short',
+      usages,
+    });
     expect(late2.body.data).toMatchObject({ status: 'settled', late: true, balance: '7.900000', held: '5.000000' });
     expect((await q('POST', '/api/credits-process/cancel', { usage_key: again.body.data.usage_key })).body.data.released).toBe('5.000000');
 

@@ -39,18 +39,42 @@ const wellFormed = (s: string) => s.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|
 
 // ---- values -------------------------------------------------------------------------------------
 
-const unicode = fc.oneof(fc.string({ unit: 'binary', minLength: 1, maxLength: 40 }), fc.constantFrom('a\u0000b', '\u0000', 'ok\u0000', '\u202e\u200b', 'e\u0301', '\ud83d'));
+const unicode = fc.oneof(
+  fc.string({ unit: 'binary', minLength: 1, maxLength: 40 }),
+  fc.constantFrom('a\u0000b', '\u0000', 'ok\u0000', '\u202e\u200b', 'e\u0301', '\ud83d'),
+);
 const tenKb = fc.constantFrom('x'.repeat(10_240), 'é'.repeat(10_240), '\u{1F4B8}'.repeat(2_600));
-const wrongType = fc.oneof(fc.integer(), fc.boolean(), fc.constant(null), fc.array(fc.string(), { maxLength: 3 }), fc.dictionary(fc.string(), fc.string(), { maxKeys: 2 }));
+const wrongType = fc.oneof(
+  fc.integer(),
+  fc.boolean(),
+  fc.constant(null),
+  fc.array(fc.string(), { maxLength: 3 }),
+  fc.dictionary(fc.string(), fc.string(), { maxKeys: 2 }),
+);
 const anyJson = fc.jsonValue({ maxDepth: 3 });
 
 /** Always refused for a required string of 1..max characters. */
-const badRequiredString = (max: number) => fc.oneof(fc.constant(''), fc.constant('x'.repeat(max + 1)), tenKb, wrongType, fc.constant(undefined));
+const badRequiredString = (max: number) =>
+  fc.oneof(fc.constant(''), fc.constant('x'.repeat(max + 1)), tenKb, wrongType, fc.constant(undefined));
 /** Always refused for an optional string of 1..max characters (null and absent are allowed there). */
-const badOptionalString = (max: number) => fc.oneof(fc.constant(''), fc.constant('y'.repeat(max + 1)), tenKb, fc.integer(), fc.boolean(), fc.array(fc.string(), { maxLength: 2 }));
+const badOptionalString = (max: number) =>
+  fc.oneof(fc.constant(''), fc.constant('y'.repeat(max + 1)), tenKb, fc.integer(), fc.boolean(), fc.array(fc.string(), { maxLength: 2 }));
 /** Always refused for a token count (a JSON integer 0..1e9; note JSON's 1e3 IS the integer 1000). */
 const badTokens = fc.oneof(
-  fc.constantFrom(-1, 1.5, 0.000001, 1_000_000_001, '10', '1e3', raw('1e400'), raw('-1e400'), raw('1e10'), raw('1.5e0'), raw('123456789012345678901234567890'), raw('-0.5')),
+  fc.constantFrom(
+    -1,
+    1.5,
+    0.000001,
+    1_000_000_001,
+    '10',
+    '1e3',
+    raw('1e400'),
+    raw('-1e400'),
+    raw('1e10'),
+    raw('1.5e0'),
+    raw('123456789012345678901234567890'),
+    raw('-0.5'),
+  ),
   fc.integer({ min: -2_000_000_000, max: -1 }),
   fc.double({ noInteger: true, noNaN: true }),
   fc.string(),
@@ -60,14 +84,33 @@ const badRequiredTokens = fc.oneof(badTokens, fc.constant(null), fc.constant(und
 /** Always refused for an amount (decimal string or JSON number, ≤ 6 decimals, no exponent). */
 const badAmount = (opts: { negativeAllowed?: boolean } = {}) =>
   fc.oneof(
-    fc.constantFrom('1.1234567', 1.1234567, '0.0000001', '1e3', '1E3', raw('1e400'), raw('1e21'), raw('2e-7'), 'NaN', 'Infinity', '1,5', '1.2.3', '', ' ', '0x10', '١٢', '10000000000000.000001'),
+    fc.constantFrom(
+      '1.1234567',
+      1.1234567,
+      '0.0000001',
+      '1e3',
+      '1E3',
+      raw('1e400'),
+      raw('1e21'),
+      raw('2e-7'),
+      'NaN',
+      'Infinity',
+      '1,5',
+      '1.2.3',
+      '',
+      ' ',
+      '0x10',
+      '١٢',
+      '10000000000000.000001',
+    ),
     fc.constantFrom(raw('123456789012345678901234567890.5'), '99999999999999999999999999999999'),
     ...(opts.negativeAllowed ? [] : [fc.constantFrom('-5', -5, '-0.000001')]),
     fc.boolean(),
     fc.array(fc.integer(), { maxLength: 2 }),
     fc.dictionary(fc.string(), fc.integer(), { maxKeys: 2 }),
   );
-const badRequiredAmount = (opts: { negativeAllowed?: boolean } = {}) => fc.oneof(badAmount(opts), fc.constant(null), fc.constant(undefined));
+const badRequiredAmount = (opts: { negativeAllowed?: boolean } = {}) =>
+  fc.oneof(badAmount(opts), fc.constant(null), fc.constant(undefined));
 
 const goodUsage = fc.record({
   ai_model: fc.oneof(fc.constant(MODEL), unicode),
@@ -75,7 +118,9 @@ const goodUsage = fc.record({
   output_tokens: fc.integer({ min: 0, max: 1_000_000_000 }),
 });
 const badUsage = fc.oneof(
-  goodUsage.chain((u) => fc.record({ k: fc.constantFrom('input_tokens', 'output_tokens'), v: badRequiredTokens }).map(({ k, v }) => ({ ...u, [k]: v }))),
+  goodUsage.chain((u) =>
+    fc.record({ k: fc.constantFrom('input_tokens', 'output_tokens'), v: badRequiredTokens }).map(({ k, v }) => ({ ...u, [k]: v })),
+  ),
   goodUsage.chain((u) => badTokens.map((v) => ({ ...u, cached_input_tokens: v }))),
   goodUsage.chain((u) => badRequiredString(128).map((v) => ({ ...u, ai_model: v }))),
   fc.oneof(fc.string(), fc.integer(), fc.constant(null), fc.array(fc.integer(), { maxLength: 2 })),
@@ -113,15 +158,48 @@ const settlementTarget = (hold: () => string): Record<string, Field> => ({
   user_id: { ok: fc.constant(WALLET), bad: badRequiredString(128) },
   feature_endpoint_id: { ok: fc.constant(FEATURE), bad: badRequiredString(128) },
   usage_key: { ok: fc.oneof(fc.constant(undefined), fc.constant(hold())), bad: badOptionalString(64) },
-  idempotency_key: { ok: fc.oneof(fc.constant(undefined), unicode.map((s) => s.slice(0, 128))), bad: badOptionalString(128) },
+  idempotency_key: {
+    ok: fc.oneof(
+      fc.constant(undefined),
+      unicode.map((s) => s.slice(0, 128)),
+    ),
+    bad: badOptionalString(128),
+  },
 });
 
 function routes(hold: () => string): Route[] {
-  const id = (max: number) => ({ ok: fc.string({ minLength: 1, maxLength: 10 }).map((s) => `new-${s.replace(/\s|\p{C}/gu, '')}`.slice(0, max)), bad: badRequiredString(max) });
+  const id = (max: number) => ({
+    ok: fc.string({ minLength: 1, maxLength: 10 }).map((s) => `new-${s.replace(/\s|\p{C}/gu, '')}`.slice(0, max)),
+    bad: badRequiredString(max),
+  });
   return [
     // §4 — service scope
-    { method: 'POST', path: '/api/credits-process/start', writes: true, key: SERVICE_KEY, fields: { user_id: { ok: fc.constant(WALLET), bad: badRequiredString(128) }, feature_endpoint_id: { ok: fc.constant(FEATURE), bad: badRequiredString(128) } } },
-    { method: 'POST', path: '/api/credits-process/end-multimodel', writes: true, key: SERVICE_KEY, fields: { ...settlementTarget(hold), usages: { ok: fc.array(goodUsage.map((u) => ({ ...u, ai_model: MODEL })), { minLength: 1, maxLength: 3 }), bad: badUsages } } },
+    {
+      method: 'POST',
+      path: '/api/credits-process/start',
+      writes: true,
+      key: SERVICE_KEY,
+      fields: {
+        user_id: { ok: fc.constant(WALLET), bad: badRequiredString(128) },
+        feature_endpoint_id: { ok: fc.constant(FEATURE), bad: badRequiredString(128) },
+      },
+    },
+    {
+      method: 'POST',
+      path: '/api/credits-process/end-multimodel',
+      writes: true,
+      key: SERVICE_KEY,
+      fields: {
+        ...settlementTarget(hold),
+        usages: {
+          ok: fc.array(
+            goodUsage.map((u) => ({ ...u, ai_model: MODEL })),
+            { minLength: 1, maxLength: 3 },
+          ),
+          bad: badUsages,
+        },
+      },
+    },
     {
       method: 'POST',
       path: '/api/credits-process/end',
@@ -135,7 +213,13 @@ function routes(hold: () => string): Route[] {
         cached_input_tokens: { ok: fc.constant(undefined), bad: badTokens },
       },
     },
-    { method: 'POST', path: '/api/credits-process/cancel', writes: true, key: SERVICE_KEY, fields: { usage_key: { ok: fc.constant(hold()), bad: badRequiredString(64) } } },
+    {
+      method: 'POST',
+      path: '/api/credits-process/cancel',
+      writes: true,
+      key: SERVICE_KEY,
+      fields: { usage_key: { ok: fc.constant(hold()), bad: badRequiredString(64) } },
+    },
     { method: 'GET', path: '/api/credits-process/usages/:key', writes: false, key: SERVICE_KEY, params: { key: existingOrRandom(hold()) } },
     // §5 — pricing
     {
@@ -178,7 +262,10 @@ function routes(hold: () => string): Route[] {
       path: '/api/pricing/quote',
       writes: false,
       key: SERVICE_KEY,
-      fields: { feature_endpoint_id: { ok: fc.constant(FEATURE), bad: badRequiredString(128) }, usages: { ok: fc.array(goodUsage, { minLength: 1, maxLength: 3 }), bad: badUsages } },
+      fields: {
+        feature_endpoint_id: { ok: fc.constant(FEATURE), bad: badRequiredString(128) },
+        usages: { ok: fc.array(goodUsage, { minLength: 1, maxLength: 3 }), bad: badUsages },
+      },
     },
     // §6 — wallets, features, failures, reconciliation
     {
@@ -198,7 +285,10 @@ function routes(hold: () => string): Route[] {
       path: '/api/wallets/:user',
       writes: true,
       params: { user: fc.constant(WALLET) },
-      fields: { plan: { ok: fc.constant('pro'), bad: badOptionalString(64) }, status: { ok: fc.constant('suspended'), bad: fc.oneof(fc.constantFrom('deleted', 'ACTIVE', ''), fc.integer(), fc.boolean()) } },
+      fields: {
+        plan: { ok: fc.constant('pro'), bad: badOptionalString(64) },
+        status: { ok: fc.constant('suspended'), bad: fc.oneof(fc.constantFrom('deleted', 'ACTIVE', ''), fc.integer(), fc.boolean()) },
+      },
     },
     {
       method: 'POST',
@@ -216,7 +306,10 @@ function routes(hold: () => string): Route[] {
       path: '/api/wallets/:user/adjust',
       writes: true,
       params: { user: fc.constant(WALLET) },
-      fields: { amount: { ok: fc.constant('-5'), bad: badRequiredAmount({ negativeAllowed: true }) }, reason: { ok: fc.constant('fuzz'), bad: badRequiredString(500) } },
+      fields: {
+        amount: { ok: fc.constant('-5'), bad: badRequiredAmount({ negativeAllowed: true }) },
+        reason: { ok: fc.constant('fuzz'), bad: badRequiredString(500) },
+      },
     },
     { method: 'GET', path: '/api/wallets/:user/transactions', writes: false, params: { user: existingOrRandom(WALLET) } },
     {
@@ -230,7 +323,15 @@ function routes(hold: () => string): Route[] {
         hold_ttl_seconds: { ok: fc.constant(60), bad: fc.constantFrom(0, 604_801, 1.5, '60', '1e3', raw('1e400'), raw('1e6'), true) },
         profit_margin: { ok: fc.constant(undefined), bad: fc.oneof(badAmount(), fc.constant('101')) },
         fixed_cost: { ok: fc.constant(undefined), bad: badAmount() },
-        allowed_plans: { ok: fc.constant([]), bad: fc.oneof(fc.constant('free'), fc.constant([1]), fc.constant(['']), fc.constant(Array.from({ length: 101 }, (_, i) => `p${i}`))) },
+        allowed_plans: {
+          ok: fc.constant([]),
+          bad: fc.oneof(
+            fc.constant('free'),
+            fc.constant([1]),
+            fc.constant(['']),
+            fc.constant(Array.from({ length: 101 }, (_, i) => `p${i}`)),
+          ),
+        },
         active: { ok: fc.constant(true), bad: fc.constantFrom('true', 1, 'yes') },
       },
     },
@@ -241,11 +342,25 @@ function routes(hold: () => string): Route[] {
       path: '/api/features/:feature',
       writes: true,
       params: { feature: fc.constant(FEATURE) },
-      fields: { name: { ok: fc.constant('Renamed'), bad: badOptionalString(200) }, min_holding_credits: { ok: fc.constant('3'), bad: badAmount() }, active: { ok: fc.constant(false), bad: fc.constantFrom('false', 0) } },
+      fields: {
+        name: { ok: fc.constant('Renamed'), bad: badOptionalString(200) },
+        min_holding_credits: { ok: fc.constant('3'), bad: badAmount() },
+        active: { ok: fc.constant(false), bad: fc.constantFrom('false', 0) },
+      },
     },
     { method: 'GET', path: '/api/settlement-failures', writes: false },
-    { method: 'POST', path: '/api/settlement-failures/:id/replay', writes: true, params: { id: fc.oneof(fc.constant('1'), fc.bigInt({ min: 0n, max: 10n ** 25n }).map(String), unicode) } },
-    { method: 'POST', path: '/api/settlement-failures/:id/discard', writes: true, params: { id: fc.oneof(fc.constant('1'), fc.bigInt({ min: 0n, max: 10n ** 25n }).map(String), unicode) } },
+    {
+      method: 'POST',
+      path: '/api/settlement-failures/:id/replay',
+      writes: true,
+      params: { id: fc.oneof(fc.constant('1'), fc.bigInt({ min: 0n, max: 10n ** 25n }).map(String), unicode) },
+    },
+    {
+      method: 'POST',
+      path: '/api/settlement-failures/:id/discard',
+      writes: true,
+      params: { id: fc.oneof(fc.constant('1'), fc.bigInt({ min: 0n, max: 10n ** 25n }).map(String), unicode) },
+    },
     { method: 'GET', path: '/api/reconciliation', writes: false },
   ];
 }
@@ -267,32 +382,60 @@ const query = fc.dictionary(
 /** One hostile request for a route. */
 function request(route: Route): fc.Arbitrary<Fuzzed> {
   const params = fc.record(route.params ?? {}) as fc.Arbitrary<Record<string, string>>;
-  const extra = fc.dictionary(fc.string({ maxLength: 12 }).filter((k) => !(k in (route.fields ?? {})) && k !== '__proto__'), anyJson, { maxKeys: 3 });
+  const extra = fc.dictionary(
+    fc.string({ maxLength: 12 }).filter((k) => !(k in (route.fields ?? {})) && k !== '__proto__'),
+    anyJson,
+    { maxKeys: 3 },
+  );
   const fields = route.fields ?? {};
   const names = Object.keys(fields);
   const poisonedObject: fc.Arbitrary<Record<string, unknown>> =
     names.length === 0
       ? fc.dictionary(fc.string({ maxLength: 12 }), anyJson, { maxKeys: 4 })
-      : fc.tuple(fc.subarray(names, { minLength: 1 }), extra).chain(([poisoned, extras]) =>
-          fc.record(Object.fromEntries(names.map((n) => [n, poisoned.includes(n) ? fields[n].bad : fields[n].ok]))).map((known) => ({ ...extras, ...known })),
-        );
+      : fc
+          .tuple(fc.subarray(names, { minLength: 1 }), extra)
+          .chain(([poisoned, extras]) =>
+            fc
+              .record(Object.fromEntries(names.map((n) => [n, poisoned.includes(n) ? fields[n].bad : fields[n].ok])))
+              .map((known) => ({ ...extras, ...known })),
+          );
   const valid = fc.record(Object.fromEntries(names.map((n) => [n, fields[n].ok])));
   type Body = { body?: string | Uint8Array; contentType?: string; what: string };
   const bodies: fc.Arbitrary<Body>[] = [
     poisonedObject.map((o) => ({ body: toJson(o), contentType: 'application/json', what: 'poisoned field' })),
-    fc.oneof(anyJson, fc.json()).filter((v) => v === null || typeof v !== 'object' || Array.isArray(v)).map((v) => ({ body: toJson(v), contentType: 'application/json', what: 'not an object' })),
+    fc
+      .oneof(anyJson, fc.json())
+      .filter((v) => v === null || typeof v !== 'object' || Array.isArray(v))
+      .map((v) => ({ body: toJson(v), contentType: 'application/json', what: 'not an object' })),
     valid.map((o) => ({ body: toJson([o]), contentType: 'application/json', what: 'array instead of object' })),
-    fc.constantFrom('{', '{"user_id":', '{"a":1,}', "{'a':1}", 'undefined', '{"a":1}{"b":2}', '\u0000', '[1,2', '{"amount": 01}').map((t) => ({ body: t, contentType: 'application/json', what: 'malformed JSON' })),
+    fc
+      .constantFrom('{', '{"user_id":', '{"a":1,}', "{'a':1}", 'undefined', '{"a":1}{"b":2}', '\u0000', '[1,2', '{"amount": 01}')
+      .map((t) => ({ body: t, contentType: 'application/json', what: 'malformed JSON' })),
     valid.map((o) => ({ body: toJson(o), contentType: 'text/plain', what: 'text/plain' })),
     valid.map((o) => ({ body: new TextEncoder().encode(toJson(o)), what: 'no content type' })),
-    fc.constantFrom('application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/xml').chain((ct) =>
-      valid.map((o) => ({ body: ct.includes('form-urlencoded') ? new URLSearchParams(Object.entries(o).map(([k, v]): [string, string] => [k, typeof v === 'object' ? toJson(v) : String(v)])).toString() : toJson(o), contentType: ct, what: `content type ${ct}` })),
-    ),
-    valid.map((o) => ({ body: toJson({ ...o, padding: 'p'.repeat(BODY_LIMIT + 10) }), contentType: 'application/json', what: 'body over the limit' })),
+    fc
+      .constantFrom('application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/xml')
+      .chain((ct) =>
+        valid.map((o) => ({
+          body: ct.includes('form-urlencoded')
+            ? new URLSearchParams(
+                Object.entries(o).map(([k, v]): [string, string] => [k, typeof v === 'object' ? toJson(v) : String(v)]),
+              ).toString()
+            : toJson(o),
+          contentType: ct,
+          what: `content type ${ct}`,
+        })),
+      ),
+    valid.map((o) => ({
+      body: toJson({ ...o, padding: 'p'.repeat(BODY_LIMIT + 10) }),
+      contentType: 'application/json',
+      what: 'body over the limit',
+    })),
     fc.constant({ body: '', contentType: 'application/json', what: 'empty body' }),
   ];
   // A route without a body still gets some, and a GET none (fetch refuses a GET body).
-  const body: fc.Arbitrary<Body> = route.method === 'GET' ? fc.constant({ what: 'GET' }) : fc.oneof({ weight: 4, arbitrary: bodies[0] }, ...bodies.slice(1));
+  const body: fc.Arbitrary<Body> =
+    route.method === 'GET' ? fc.constant({ what: 'GET' }) : fc.oneof({ weight: 4, arbitrary: bodies[0] }, ...bodies.slice(1));
   return fc.tuple(params, body, route.method === 'GET' ? query : fc.constant({})).map(([p, b, q]) => {
     let path = route.path.replace(/:(\w+)/g, (_m, name: string) => encodeURIComponent(wellFormed(p[name])));
     const qs = new URLSearchParams(Object.entries(q).map(([k, v]): [string, string] => [k, wellFormed(String(v))])).toString();
@@ -306,13 +449,19 @@ function request(route: Route): fc.Arbitrary<Fuzzed> {
 /** Every table's row count and a digest of its whole content: any write changes it. */
 async function snapshot(url: string): Promise<Record<string, string>> {
   return withDb(url, async (c) => {
-    const tables = (await c.query<{ tablename: string }>(`SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename`)).rows.map((r) => r.tablename);
+    const tables = (
+      await c.query<{ tablename: string }>(`SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename`)
+    ).rows.map((r) => r.tablename);
     const result: Record<string, string> = {};
     for (const t of tables) {
-      const { rows } = await c.query(`SELECT COUNT(*)::text AS n, COALESCE(md5(string_agg(x::text, '|' ORDER BY x::text)), '') AS digest FROM ${t} x`);
+      const { rows } = await c.query(
+        `SELECT COUNT(*)::text AS n, COALESCE(md5(string_agg(x::text, '|' ORDER BY x::text)), '') AS digest FROM ${t} x`,
+      );
       result[t] = `${rows[0].n} rows, ${rows[0].digest}`;
     }
-    const sums = await c.query(`SELECT (SELECT SUM(balance)::text FROM wallets) AS balance, (SELECT SUM(held)::text FROM wallets) AS held, (SELECT SUM(amount)::text FROM ledger_entries) AS ledger`);
+    const sums = await c.query(
+      `SELECT (SELECT SUM(balance)::text FROM wallets) AS balance, (SELECT SUM(held)::text FROM wallets) AS held, (SELECT SUM(amount)::text FROM ledger_entries) AS ledger`,
+    );
     result.sums = JSON.stringify(sums.rows[0]);
     return result;
   });
@@ -361,28 +510,35 @@ describe('hostile input: a fuzz of every route', () => {
     for (const route of routes(() => holdKey)) {
       await fc
         .assert(
-        fc.asyncProperty(request(route), async (req) => {
-          requests++;
-          const res = await fetch(`${t.baseUrl}${req.path}`, { method: req.method, headers: req.headers, body: req.body });
-          const text = await res.text();
-          seen[res.status] = (seen[res.status] ?? 0) + 1;
-          const context = `${req.method} ${req.path.slice(0, 120)} (${req.what}) → ${res.status} ${text.slice(0, 300)}`;
-          if (res.status >= 500) throw new Error(`5xx: ${context}`);
-          if (route.writes && res.status < 400) throw new Error(`a write route accepted a hostile request: ${context}`);
-          if (res.status >= 400) {
-            let body: any;
-            try {
-              body = JSON.parse(text);
-            } catch {
-              throw new Error(`a failure that is not JSON: ${context}`);
+          fc.asyncProperty(request(route), async (req) => {
+            requests++;
+            const res = await fetch(`${t.baseUrl}${req.path}`, { method: req.method, headers: req.headers, body: req.body });
+            const text = await res.text();
+            seen[res.status] = (seen[res.status] ?? 0) + 1;
+            const context = `${req.method} ${req.path.slice(0, 120)} (${req.what}) → ${res.status} ${text.slice(0, 300)}`;
+            if (res.status >= 500) throw new Error(`5xx: ${context}`);
+            if (route.writes && res.status < 400) throw new Error(`a write route accepted a hostile request: ${context}`);
+            if (res.status >= 400) {
+              let body: any;
+              try {
+                body = JSON.parse(text);
+              } catch {
+                throw new Error(`a failure that is not JSON: ${context}`);
+              }
+              if (
+                body?.success !== false ||
+                typeof body?.data?.status !== 'string' ||
+                !/^[a-z_]+$/.test(body.data.status) ||
+                typeof body?.data?.message !== 'string' ||
+                body.data.message === ''
+              ) {
+                throw new Error(`a failure outside the envelope: ${context}`);
+              }
+              if (body.data.status === 'validation_error' && !Array.isArray(body.data.errors))
+                throw new Error(`validation_error without errors[]: ${context}`);
             }
-            if (body?.success !== false || typeof body?.data?.status !== 'string' || !/^[a-z_]+$/.test(body.data.status) || typeof body?.data?.message !== 'string' || body.data.message === '') {
-              throw new Error(`a failure outside the envelope: ${context}`);
-            }
-            if (body.data.status === 'validation_error' && !Array.isArray(body.data.errors)) throw new Error(`validation_error without errors[]: ${context}`);
-          }
-        }),
-        { numRuns: route.writes ? 80 : 30, endOnFailure: true },
+          }),
+          { numRuns: route.writes ? 80 : 30, endOnFailure: true },
         )
         .catch((error: Error) => {
           // The counterexample may hold 10 kB strings: keep the report readable.

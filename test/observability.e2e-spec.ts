@@ -143,7 +143,9 @@ async function seedPricing(t: { request: TestApp['request'] }, featureId: string
     body: { feature_endpoint_id: featureId, name: 'Observed feature', min_holding_credits: '5', profit_margin: '0.2' },
   });
   expect(feature.status).toBe(201);
-  const model = await t.request('POST', '/api/pricing/models', { body: { ai_model: aiModel, input_price_per_million: '2.5', output_price_per_million: '10' } });
+  const model = await t.request('POST', '/api/pricing/models', {
+    body: { ai_model: aiModel, input_price_per_million: '2.5', output_price_per_million: '10' },
+  });
   expect([201, 409]).toContain(model.status);
 }
 
@@ -212,7 +214,10 @@ describe('observability', () => {
       expect((await probe('GET', `/api/wallets/${userId}`, { key: wrongKey })).status).toBe(401);
       expect((await probe('GET', '/api/wallets', service)).status).toBe(403);
 
-      const start = await probe('POST', '/api/credits-process/start', { ...service, body: { user_id: userId, feature_endpoint_id: featureId } });
+      const start = await probe('POST', '/api/credits-process/start', {
+        ...service,
+        body: { user_id: userId, feature_endpoint_id: featureId },
+      });
       expect(start.status).toBe(200);
       usageKey = start.body.data.usage_key;
       const settlement = { user_id: userId, feature_endpoint_id: featureId, usage_key: usageKey, usages: [USAGE] };
@@ -284,7 +289,7 @@ describe('observability', () => {
     it('never repeats a key within a line (log stores refuse duplicate JSON keys)', () => {
       for (const { line } of parsed()) {
         for (const field of ['request_id', 'user_id', 'usage_key', 'feature_endpoint_id', 'msg', 'context']) {
-            if (line.split(`"${field}":`).length - 1 > 1) throw new Error(`"${field}" repeated in: ${line}`);
+          if (line.split(`"${field}":`).length - 1 > 1) throw new Error(`"${field}" repeated in: ${line}`);
         }
       }
     });
@@ -292,9 +297,13 @@ describe('observability', () => {
     it("keeps each settlement's lines on its own request when concurrent settlements share one statement", async () => {
       const service = { key: serviceKey };
       const payer = `obs-batch-${run}`;
-      expect((await probe('POST', '/api/wallets', { key: adminKey, body: { user_id: payer, initial_credits: '100000' } })).status).toBe(201);
+      expect((await probe('POST', '/api/wallets', { key: adminKey, body: { user_id: payer, initial_credits: '100000' } })).status).toBe(
+        201,
+      );
       const starts = await Promise.all(
-        Array.from({ length: 20 }, () => probe('POST', '/api/credits-process/start', { ...service, body: { user_id: payer, feature_endpoint_id: featureId } })),
+        Array.from({ length: 20 }, () =>
+          probe('POST', '/api/credits-process/start', { ...service, body: { user_id: payer, feature_endpoint_id: featureId } }),
+        ),
       );
       for (const s of starts) expect(s.status).toBe(200);
       const scrape = async () => parseMetrics((await request('GET', '/metrics', { key: null })).body as string);
@@ -310,11 +319,16 @@ describe('observability', () => {
       for (const s of settles) expect(s.body.data.status).toBe('settled');
       const after = await scrape();
       // The 20 settlements went out in fewer statements than 20: some lines were written by a batch.
-      const statements = sample(after, 'credits_batch_size_count', { kind: 'settle' }) - sample(before, 'credits_batch_size_count', { kind: 'settle' });
-      expect(sample(after, 'credits_batch_size_sum', { kind: 'settle' }) - sample(before, 'credits_batch_size_sum', { kind: 'settle' })).toBe(20);
+      const statements =
+        sample(after, 'credits_batch_size_count', { kind: 'settle' }) - sample(before, 'credits_batch_size_count', { kind: 'settle' });
+      expect(
+        sample(after, 'credits_batch_size_sum', { kind: 'settle' }) - sample(before, 'credits_batch_size_sum', { kind: 'settle' }),
+      ).toBe(20);
       expect(statements).toBeLessThan(20);
 
-      await waitFor('the settlements to be logged', async () => settles.every((s) => linesOf(s.requestId).some(({ json }) => json.msg === 'request completed')));
+      await waitFor('the settlements to be logged', async () =>
+        settles.every((s) => linesOf(s.requestId).some(({ json }) => json.msg === 'request completed')),
+      );
       settles.forEach((s, i) => {
         const settled = linesOf(s.requestId).filter(({ json }) => json.msg === 'settled');
         expect(settled).toHaveLength(1);
@@ -361,7 +375,8 @@ describe('observability', () => {
       expect((await t.request('POST', '/api/wallets', { body: { user_id: userId, initial_credits: credits } })).status).toBe(201);
       return userId;
     };
-    const start = (userId: string) => t.request('POST', '/api/credits-process/start', { key: SERVICE_KEY, body: { user_id: userId, feature_endpoint_id: featureId } });
+    const start = (userId: string) =>
+      t.request('POST', '/api/credits-process/start', { key: SERVICE_KEY, body: { user_id: userId, feature_endpoint_id: featureId } });
 
     it('serves /metrics without a key, with the contract names, types and the default process metrics', async () => {
       const { text, samples } = await scrape();
@@ -376,7 +391,12 @@ describe('observability', () => {
       ]) {
         expect(text).toContain(`# TYPE ${name} ${type}`);
       }
-      for (const name of ['process_cpu_user_seconds_total', 'process_resident_memory_bytes', 'nodejs_heap_size_used_bytes', 'nodejs_eventloop_lag_seconds']) {
+      for (const name of [
+        'process_cpu_user_seconds_total',
+        'process_resident_memory_bytes',
+        'nodejs_heap_size_used_bytes',
+        'nodejs_eventloop_lag_seconds',
+      ]) {
         expect(samples.has(sampleKey(name, {}))).toBe(true);
       }
       // With a broker, the depth of each settlement queue (consumer lag).
@@ -398,9 +418,13 @@ describe('observability', () => {
       expect(denied.body.data.status).toBe('insufficient_credits');
 
       const afterStarts = (await scrape()).samples;
-      expect(sample(afterStarts, 'credits_starts_total', { outcome: 'accessible' }) - sample(before, 'credits_starts_total', { outcome: 'accessible' })).toBe(1);
       expect(
-        sample(afterStarts, 'credits_starts_total', { outcome: 'insufficient_credits' }) - sample(before, 'credits_starts_total', { outcome: 'insufficient_credits' }),
+        sample(afterStarts, 'credits_starts_total', { outcome: 'accessible' }) -
+          sample(before, 'credits_starts_total', { outcome: 'accessible' }),
+      ).toBe(1);
+      expect(
+        sample(afterStarts, 'credits_starts_total', { outcome: 'insufficient_credits' }) -
+          sample(before, 'credits_starts_total', { outcome: 'insufficient_credits' }),
       ).toBe(1);
       expect(sample(afterStarts, 'credits_active_holds')).toBe(1);
 
@@ -409,7 +433,10 @@ describe('observability', () => {
       expect(settled.body.data).toMatchObject({ status: 'settled', credits_charged: '0.720000' });
       const repeated = await t.request('POST', '/api/credits-process/end-multimodel', { key: SERVICE_KEY, body });
       expect(repeated.body.data.status).toBe('already_settled');
-      const unknownKey = await t.request('POST', '/api/credits-process/end-multimodel', { key: SERVICE_KEY, body: { ...body, usage_key: randomUUID() } });
+      const unknownKey = await t.request('POST', '/api/credits-process/end-multimodel', {
+        key: SERVICE_KEY,
+        body: { ...body, usage_key: randomUUID() },
+      });
       expect(unknownKey.status).toBe(404);
 
       const after = (await scrape()).samples;
@@ -427,12 +454,24 @@ describe('observability', () => {
       expect((await t.request('GET', `/api/wallets/${userId}`, { key: SERVICE_KEY })).status).toBe(200);
       expect((await t.request('GET', '/api/wallets/nobody-here', { key: SERVICE_KEY })).status).toBe(404);
       const { samples } = await scrape();
-      const count = (status: string) => sample(samples, 'http_request_duration_seconds_count', { method: 'GET', route: '/api/wallets/:user_id', status });
+      const count = (status: string) =>
+        sample(samples, 'http_request_duration_seconds_count', { method: 'GET', route: '/api/wallets/:user_id', status });
       expect(count('200')).toBeGreaterThanOrEqual(1);
       expect(count('404')).toBeGreaterThanOrEqual(1);
-      expect(sample(samples, 'http_request_duration_seconds_bucket', { le: '+Inf', method: 'GET', route: '/api/wallets/:user_id', status: '404' })).toBe(count('404'));
-      expect(sample(samples, 'http_request_duration_seconds_count', { method: 'POST', route: '/api/credits-process/start', status: '402' })).toBeGreaterThanOrEqual(1);
-      expect(sample(samples, 'http_request_duration_seconds_sum', { method: 'POST', route: '/api/credits-process/start', status: '402' })).toBeGreaterThan(0);
+      expect(
+        sample(samples, 'http_request_duration_seconds_bucket', {
+          le: '+Inf',
+          method: 'GET',
+          route: '/api/wallets/:user_id',
+          status: '404',
+        }),
+      ).toBe(count('404'));
+      expect(
+        sample(samples, 'http_request_duration_seconds_count', { method: 'POST', route: '/api/credits-process/start', status: '402' }),
+      ).toBeGreaterThanOrEqual(1);
+      expect(
+        sample(samples, 'http_request_duration_seconds_sum', { method: 'POST', route: '/api/credits-process/start', status: '402' }),
+      ).toBeGreaterThan(0);
     });
 
     it('counts queued settlements by outcome and settlement failures by status word', async () => {
@@ -448,11 +487,18 @@ describe('observability', () => {
       ]);
       const after = await waitFor('both messages to be counted', async () => {
         const s = (await scrape()).samples;
-        const settledQueue = sample(s, 'credits_settlements_total', { channel: 'queue', outcome: 'settled' }) - sample(before, 'credits_settlements_total', { channel: 'queue', outcome: 'settled' });
-        const failures = sample(s, 'credits_settlement_failures_total', { status: 'unknown_model' }) - sample(before, 'credits_settlement_failures_total', { status: 'unknown_model' });
+        const settledQueue =
+          sample(s, 'credits_settlements_total', { channel: 'queue', outcome: 'settled' }) -
+          sample(before, 'credits_settlements_total', { channel: 'queue', outcome: 'settled' });
+        const failures =
+          sample(s, 'credits_settlement_failures_total', { status: 'unknown_model' }) -
+          sample(before, 'credits_settlement_failures_total', { status: 'unknown_model' });
         return settledQueue === 1 && failures === 1 && s;
       });
-      expect(sample(after, 'credits_settlements_total', { channel: 'queue', outcome: 'failed' }) - sample(before, 'credits_settlements_total', { channel: 'queue', outcome: 'failed' })).toBe(1);
+      expect(
+        sample(after, 'credits_settlements_total', { channel: 'queue', outcome: 'failed' }) -
+          sample(before, 'credits_settlements_total', { channel: 'queue', outcome: 'failed' }),
+      ).toBe(1);
       expect(sample(after, 'credits_charged_total') - sample(before, 'credits_charged_total')).toBeCloseTo(0.72, 9);
       expect(sample(after, 'credits_active_holds')).toBe(0);
     });
@@ -469,7 +515,9 @@ describe('observability', () => {
         expect(doc.openapi).toMatch(/^3\.\d+\.\d+$/);
         expect(doc.info).toMatchObject({ title: expect.any(String), version: expect.any(String) });
         expect(Object.keys(doc.paths).length).toBeGreaterThan(0);
-        expect(doc.components.securitySchemes['api-key']).toEqual(expect.objectContaining({ type: 'apiKey', in: 'header', name: 'x-server-api-key' }));
+        expect(doc.components.securitySchemes['api-key']).toEqual(
+          expect.objectContaining({ type: 'apiKey', in: 'header', name: 'x-server-api-key' }),
+        );
         expect(doc.security).toEqual([{ 'api-key': [] }]);
       });
 
@@ -485,7 +533,11 @@ describe('observability', () => {
       it('lists every route of the contract (API.md §4–§6) with its method, and the public ones without security', () => {
         const listed = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops as object).map((method) => `${method} ${path}`));
         expect(listed).toEqual(expect.arrayContaining([...CONTRACT_ROUTES, ...PUBLIC_ROUTES].map(([m, p]) => `${m} ${p}`)));
-        for (const [method, path] of PUBLIC_ROUTES) expect({ route: `${method} ${path}`, security: doc.paths[path][method].security }).toEqual({ route: `${method} ${path}`, security: [] });
+        for (const [method, path] of PUBLIC_ROUTES)
+          expect({ route: `${method} ${path}`, security: doc.paths[path][method].security }).toEqual({
+            route: `${method} ${path}`,
+            security: [],
+          });
         for (const [method, path] of CONTRACT_ROUTES) expect(doc.paths[path][method].security).toBeUndefined();
       });
 
@@ -496,17 +548,29 @@ describe('observability', () => {
         expect(apiOperations.length).toBeGreaterThanOrEqual(CONTRACT_ROUTES.length);
         for (const { route, op } of apiOperations) {
           const where = (what: string) => `${route}: ${what}`;
-          expect({ where: where('summary and tag'), ok: Boolean(op.summary) && op.tags?.length === 1 }).toEqual({ where: where('summary and tag'), ok: true });
+          expect({ where: where('summary and tag'), ok: Boolean(op.summary) && op.tags?.length === 1 }).toEqual({
+            where: where('summary and tag'),
+            ok: true,
+          });
           const codes = Object.keys(op.responses);
           const success = codes.filter((c) => /^2\d\d$/.test(c));
           expect({ where: where('one success'), success: success.length }).toEqual({ where: where('one success'), success: 1 });
           const ok = op.responses[success[0]].content['application/json'];
-          expect({ where: where('success example'), example: ok.example }).toEqual({ where: where('success example'), example: { success: true, data: expect.anything() } });
+          expect({ where: where('success example'), example: ok.example }).toEqual({
+            where: where('success example'),
+            example: { success: true, data: expect.anything() },
+          });
           expect(ok.schema.properties.data).toBeDefined();
 
           const failures = codes.filter((c) => /^[45]\d\d$/.test(c));
-          expect({ where: where('4xx documented'), any4xx: failures.some((c) => c.startsWith('4')) }).toEqual({ where: where('4xx documented'), any4xx: true });
-          expect({ where: where('401 documented'), has401: codes.includes('401') }).toEqual({ where: where('401 documented'), has401: true });
+          expect({ where: where('4xx documented'), any4xx: failures.some((c) => c.startsWith('4')) }).toEqual({
+            where: where('4xx documented'),
+            any4xx: true,
+          });
+          expect({ where: where('401 documented'), has401: codes.includes('401') }).toEqual({
+            where: where('401 documented'),
+            has401: true,
+          });
           for (const code of failures) {
             const content = op.responses[code].content['application/json'];
             expect(content.schema.allOf[0].$ref).toBe('#/components/schemas/FailureEnvelopeDoc');
@@ -518,17 +582,23 @@ describe('observability', () => {
                 where: where(`${code} ${word}`),
                 value: { success: false, data: expect.objectContaining({ status: word, message: expect.any(String) }) },
               });
-              expect({ where: where(word), http: ERROR_HTTP_STATUS[word as ErrorCode] }).toEqual({ where: where(word), http: Number(code) });
+              expect({ where: where(word), http: ERROR_HTTP_STATUS[word as ErrorCode] }).toEqual({
+                where: where(word),
+                http: Number(code),
+              });
             }
           }
         }
       });
 
       it('documents the error words API.md names for the credits process', () => {
-        const words = (method: string, path: string, code: string) => Object.keys(doc.paths[path][method].responses[code]?.content['application/json'].examples ?? {});
+        const words = (method: string, path: string, code: string) =>
+          Object.keys(doc.paths[path][method].responses[code]?.content['application/json'].examples ?? {});
         const start = '/api/credits-process/start';
         expect(words('post', start, '402')).toEqual(['insufficient_credits']);
-        expect(words('post', start, '403')).toEqual(expect.arrayContaining(['wallet_suspended', 'feature_inactive', 'feature_not_permitted']));
+        expect(words('post', start, '403')).toEqual(
+          expect.arrayContaining(['wallet_suspended', 'feature_inactive', 'feature_not_permitted']),
+        );
         expect(words('post', start, '404')).toEqual(expect.arrayContaining(['wallet_not_found', 'feature_not_found']));
         const settle = '/api/credits-process/end-multimodel';
         expect(words('post', settle, '404')).toEqual(expect.arrayContaining(['usage_key_not_found']));
@@ -540,7 +610,9 @@ describe('observability', () => {
         expect(words('post', '/api/wallets', '409')).toEqual(['already_exists']);
         expect(words('get', '/api/wallets', '403')).toEqual(['forbidden']);
         expect(doc.paths[settle].post.responses['429'].headers['retry-after']).toBeDefined();
-        const headers = (doc.paths[settle].post.parameters as { in: string; name: string; required?: boolean }[]).filter((p) => p.in === 'header');
+        const headers = (doc.paths[settle].post.parameters as { in: string; name: string; required?: boolean }[]).filter(
+          (p) => p.in === 'header',
+        );
         expect(headers).toEqual([expect.objectContaining({ name: 'idempotency-key', required: false })]);
       });
 
@@ -564,12 +636,17 @@ describe('observability', () => {
             }
             expect({ where, example: property.example !== undefined }).toEqual({ where, example: true });
             expect({ where, typed: Boolean(property.type || property.oneOf) }).toEqual({ where, typed: true });
-            if (property.oneOf) expect({ where, example: property.example }).toEqual({ where, example: expect.stringMatching(/^-?\d+\.\d{6}$/) });
+            if (property.oneOf)
+              expect({ where, example: property.example }).toEqual({ where, example: expect.stringMatching(/^-?\d+\.\d{6}$/) });
           }
         };
         for (const ref of new Set(bodies)) check(ref.split('/').at(-1)!);
         expect(seen.size).toBeGreaterThanOrEqual(10);
-        expect(doc.components.schemas.UsageDto.properties.input_tokens).toMatchObject({ type: 'integer', minimum: 0, maximum: 1_000_000_000 });
+        expect(doc.components.schemas.UsageDto.properties.input_tokens).toMatchObject({
+          type: 'integer',
+          minimum: 0,
+          maximum: 1_000_000_000,
+        });
         expect(doc.components.schemas.StartResponseDoc.properties.credits.example).toBe('95.000000');
       });
     });
@@ -635,9 +712,18 @@ describe('observability', () => {
       'refuses a %s body in the envelope (415 or 400), never 500, and writes nothing',
       async (contentType) => {
         const userId = `ct-${run}-${contentType.replace(/\W/g, '-')}`;
-        const res = await t.request('POST', '/api/wallets', { raw: JSON.stringify({ user_id: userId }), headers: { 'content-type': contentType } });
+        const res = await t.request('POST', '/api/wallets', {
+          raw: JSON.stringify({ user_id: userId }),
+          headers: { 'content-type': contentType },
+        });
         expect([400, 415]).toContain(res.status);
-        expect(res.body).toEqual({ success: false, data: expect.objectContaining({ status: expect.stringMatching(/^(unsupported_media_type|validation_error)$/), message: expect.any(String) }) });
+        expect(res.body).toEqual({
+          success: false,
+          data: expect.objectContaining({
+            status: expect.stringMatching(/^(unsupported_media_type|validation_error)$/),
+            message: expect.any(String),
+          }),
+        });
         expect((await t.request('GET', `/api/wallets/${userId}`)).status).toBe(404);
       },
     );

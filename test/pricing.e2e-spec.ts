@@ -95,7 +95,9 @@ describe('features and pricing: admin routes, quote, price history', () => {
 
     it('lists features in pages that follow next_cursor to the end', async () => {
       for (const id of ['list_a', 'list_b', 'list_c']) {
-        expect((await t.request('POST', '/api/features', { body: { feature_endpoint_id: id, name: id, min_holding_credits: '0' } })).status).toBe(201);
+        expect(
+          (await t.request('POST', '/api/features', { body: { feature_endpoint_id: id, name: id, min_holding_credits: '0' } })).status,
+        ).toBe(201);
       }
       const all = await t.request('GET', '/api/features?limit=200');
       expect(all.body.data.next_cursor).toBeNull();
@@ -166,7 +168,11 @@ describe('features and pricing: admin routes, quote, price history', () => {
 
     it('refuses a bad patch and a patch of an unknown feature', async () => {
       expectFailure(await t.request('PATCH', '/api/features/ai_chat_v1', { body: { hold_ttl_seconds: 0 } }), 400, 'validation_error');
-      expectFailure(await t.request('PATCH', '/api/features/ai_chat_v1', { body: { min_holding_credits: '0.0000001' } }), 400, 'validation_error');
+      expectFailure(
+        await t.request('PATCH', '/api/features/ai_chat_v1', { body: { min_holding_credits: '0.0000001' } }),
+        400,
+        'validation_error',
+      );
       expectFailure(await t.request('PATCH', '/api/features/nope', { body: { name: 'x' } }), 404, 'feature_not_found');
     });
   });
@@ -212,7 +218,9 @@ describe('features and pricing: admin routes, quote, price history', () => {
         ['claude-sonnet-4', '3', '15'],
         ['gpt-4o-mini', '0.15', '0.6'],
       ]) {
-        const res = await t.request('POST', '/api/pricing/models', { body: { ai_model, input_price_per_million: input, output_price_per_million: output } });
+        const res = await t.request('POST', '/api/pricing/models', {
+          body: { ai_model, input_price_per_million: input, output_price_per_million: output },
+        });
         expect(res.status).toBe(201);
       }
       const first = await t.request('GET', '/api/pricing/models?limit=2');
@@ -226,11 +234,17 @@ describe('features and pricing: admin routes, quote, price history', () => {
     it('gets a model, and 404 model_not_found for an unknown one', async () => {
       expect((await t.request('GET', '/api/pricing/models/gpt-4o')).body.data.ai_model).toBe('gpt-4o');
       expectFailure(await t.request('GET', '/api/pricing/models/gpt-9'), 404, 'model_not_found');
-      expectFailure(await t.request('PATCH', '/api/pricing/models/gpt-9', { body: { input_price_per_million: '1' } }), 404, 'model_not_found');
+      expectFailure(
+        await t.request('PATCH', '/api/pricing/models/gpt-9', { body: { input_price_per_million: '1' } }),
+        404,
+        'model_not_found',
+      );
     });
 
     it('makes a price change a new version and keeps the old one in the history', async () => {
-      const res = await t.request('PATCH', '/api/pricing/models/gpt-4o-mini', { body: { output_price_per_million: '0.75', profit_margin: '0.1' } });
+      const res = await t.request('PATCH', '/api/pricing/models/gpt-4o-mini', {
+        body: { output_price_per_million: '0.75', profit_margin: '0.1' },
+      });
       expect(res.status).toBe(200);
       expect(res.body.data).toMatchObject({
         ai_model: 'gpt-4o-mini',
@@ -242,8 +256,20 @@ describe('features and pricing: admin routes, quote, price history', () => {
       const got = await t.request('GET', '/api/pricing/models/gpt-4o-mini');
       expect(got.body.data.version).toBe(2);
       expect(got.body.data.history).toEqual([
-        expect.objectContaining({ version: 2, input_price_per_million: '0.150000', output_price_per_million: '0.750000', profit_margin: '0.100000', valid_from: expect.any(String) }),
-        expect.objectContaining({ version: 1, input_price_per_million: '0.150000', output_price_per_million: '0.600000', profit_margin: null, valid_from: expect.any(String) }),
+        expect.objectContaining({
+          version: 2,
+          input_price_per_million: '0.150000',
+          output_price_per_million: '0.750000',
+          profit_margin: '0.100000',
+          valid_from: expect.any(String),
+        }),
+        expect.objectContaining({
+          version: 1,
+          input_price_per_million: '0.150000',
+          output_price_per_million: '0.600000',
+          profit_margin: null,
+          valid_from: expect.any(String),
+        }),
       ]);
 
       // null removes the model's own margin (the default applies again), as a third version
@@ -255,7 +281,9 @@ describe('features and pricing: admin routes, quote, price history', () => {
 
   describe('null in a patch', () => {
     it('clears a nullable field but is refused for a required one, writing nothing', async () => {
-      await t.request('POST', '/api/pricing/models', { body: { ai_model: 'null-probe', input_price_per_million: '1', output_price_per_million: '2', profit_margin: '0.1' } });
+      await t.request('POST', '/api/pricing/models', {
+        body: { ai_model: 'null-probe', input_price_per_million: '1', output_price_per_million: '2', profit_margin: '0.1' },
+      });
       for (const body of [{ input_price_per_million: null }, { output_price_per_million: null }]) {
         expectFailure(await t.request('PATCH', '/api/pricing/models/null-probe', { body }), 400, 'validation_error');
       }
@@ -270,7 +298,9 @@ describe('features and pricing: admin routes, quote, price history', () => {
     });
 
     it('makes no new version for a patch that changes nothing', async () => {
-      await t.request('POST', '/api/pricing/models', { body: { ai_model: 'same-probe', input_price_per_million: '1', output_price_per_million: '2' } });
+      await t.request('POST', '/api/pricing/models', {
+        body: { ai_model: 'same-probe', input_price_per_million: '1', output_price_per_million: '2' },
+      });
       for (const body of [{}, { input_price_per_million: '1.000000', output_price_per_million: 2 }]) {
         const res = await t.request('PATCH', '/api/pricing/models/same-probe', { body });
         expect(res.status).toBe(200);
@@ -294,7 +324,11 @@ describe('features and pricing: admin routes, quote, price history', () => {
       const partial = await t.request('PUT', '/api/pricing/settings', { body: { default_profit_margin: '0' } });
       expect(partial.body.data).toMatchObject({ credits_per_usd: '1000.000000', default_profit_margin: '0.000000' });
       expectFailure(await t.request('PUT', '/api/pricing/settings', { body: { credits_per_usd: '0' } }), 400, 'validation_error');
-      expectFailure(await t.request('PUT', '/api/pricing/settings', { body: { default_profit_margin: '0.1234567' } }), 400, 'validation_error');
+      expectFailure(
+        await t.request('PUT', '/api/pricing/settings', { body: { default_profit_margin: '0.1234567' } }),
+        400,
+        'validation_error',
+      );
       const back = await t.request('PUT', '/api/pricing/settings', { body: { credits_per_usd: '100' } });
       expect(back.body.data).toMatchObject({ credits_per_usd: '100.000000', default_profit_margin: '0.000000' });
     });
@@ -303,7 +337,13 @@ describe('features and pricing: admin routes, quote, price history', () => {
   describe('quote', () => {
     beforeAll(async () => {
       const res = await t.request('POST', '/api/features', {
-        body: { feature_endpoint_id: 'quote_feature', name: 'Quote', min_holding_credits: '1', profit_margin: '0.2', fixed_cost: '0.000001' },
+        body: {
+          feature_endpoint_id: 'quote_feature',
+          name: 'Quote',
+          min_holding_credits: '1',
+          profit_margin: '0.2',
+          fixed_cost: '0.000001',
+        },
       });
       expect(res.status).toBe(201);
     });
@@ -332,9 +372,30 @@ describe('features and pricing: admin routes, quote, price history', () => {
           feature_endpoint_id: 'quote_feature',
           credits_charged: '0.870361',
           usages: [
-            { ai_model: 'gpt-4o', input_tokens: 1200, output_tokens: 300, cached_input_tokens: 0, cost_usd: '0.006000', credits: '0.720000' },
-            { ai_model: 'gpt-4o', input_tokens: 1000, output_tokens: 0, cached_input_tokens: 1000, cost_usd: '0.001250', credits: '0.150000' },
-            { ai_model: 'claude-sonnet-4', input_tokens: 1, output_tokens: 0, cached_input_tokens: 0, cost_usd: '0.000003', credits: '0.000360' },
+            {
+              ai_model: 'gpt-4o',
+              input_tokens: 1200,
+              output_tokens: 300,
+              cached_input_tokens: 0,
+              cost_usd: '0.006000',
+              credits: '0.720000',
+            },
+            {
+              ai_model: 'gpt-4o',
+              input_tokens: 1000,
+              output_tokens: 0,
+              cached_input_tokens: 1000,
+              cost_usd: '0.001250',
+              credits: '0.150000',
+            },
+            {
+              ai_model: 'claude-sonnet-4',
+              input_tokens: 1,
+              output_tokens: 0,
+              cached_input_tokens: 0,
+              cost_usd: '0.000003',
+              credits: '0.000360',
+            },
           ],
         },
       });
@@ -343,7 +404,10 @@ describe('features and pricing: admin routes, quote, price history', () => {
     it('prices 1e9-token usages exactly', async () => {
       const res = await t.request('POST', '/api/pricing/quote', {
         key: SERVICE_KEY,
-        body: { feature_endpoint_id: 'quote_feature', usages: [{ ai_model: 'claude-sonnet-4', input_tokens: 1_000_000_000, output_tokens: 1_000_000_000, cached_input_tokens: 1 }] },
+        body: {
+          feature_endpoint_id: 'quote_feature',
+          usages: [{ ai_model: 'claude-sonnet-4', input_tokens: 1_000_000_000, output_tokens: 1_000_000_000, cached_input_tokens: 1 }],
+        },
       });
       // (999,999,999·3 + 1·3 + 1e9·15)/1e6 = 3000 + 15000 = 18000 USD · 1.2 · 100 = 2,160,000 + 0.000001
       expect(res.body.data.credits_charged).toBe('2160000.000001');
@@ -352,7 +416,13 @@ describe('features and pricing: admin routes, quote, price history', () => {
     it('answers 422 unknown_model naming the model', async () => {
       const res = await t.request('POST', '/api/pricing/quote', {
         key: SERVICE_KEY,
-        body: { feature_endpoint_id: 'quote_feature', usages: [{ ai_model: 'gpt-4o', input_tokens: 1, output_tokens: 1 }, { ai_model: 'gpt-9', input_tokens: 1, output_tokens: 1 }] },
+        body: {
+          feature_endpoint_id: 'quote_feature',
+          usages: [
+            { ai_model: 'gpt-4o', input_tokens: 1, output_tokens: 1 },
+            { ai_model: 'gpt-9', input_tokens: 1, output_tokens: 1 },
+          ],
+        },
       });
       expectFailure(res, 422, 'unknown_model');
       expect(res.body.data.ai_model).toBe('gpt-9');
@@ -362,7 +432,10 @@ describe('features and pricing: admin routes, quote, price history', () => {
     it('answers 400 validation_error when cached_input_tokens exceed input_tokens', async () => {
       const res = await t.request('POST', '/api/pricing/quote', {
         key: SERVICE_KEY,
-        body: { feature_endpoint_id: 'quote_feature', usages: [{ ai_model: 'gpt-4o', input_tokens: 10, output_tokens: 0, cached_input_tokens: 11 }] },
+        body: {
+          feature_endpoint_id: 'quote_feature',
+          usages: [{ ai_model: 'gpt-4o', input_tokens: 10, output_tokens: 0, cached_input_tokens: 11 }],
+        },
       });
       expectFailure(res, 400, 'validation_error');
       expect(res.body.data.errors).toEqual([{ field: 'usages.0.cached_input_tokens', message: expect.any(String) }]);
@@ -375,7 +448,10 @@ describe('features and pricing: admin routes, quote, price history', () => {
       ['a token count over 1,000,000,000', [{ ai_model: 'gpt-4o', input_tokens: 1_000_000_001, output_tokens: 0 }]],
       ['no usages', []],
     ])('answers 400 validation_error for %s', async (_label, usages) => {
-      const res = await t.request('POST', '/api/pricing/quote', { key: SERVICE_KEY, body: { feature_endpoint_id: 'quote_feature', usages } });
+      const res = await t.request('POST', '/api/pricing/quote', {
+        key: SERVICE_KEY,
+        body: { feature_endpoint_id: 'quote_feature', usages },
+      });
       expectFailure(res, 400, 'validation_error');
     });
 
@@ -420,14 +496,27 @@ describe('features and pricing: admin routes, quote, price history', () => {
 
   describe('a price change never rewrites a past charge', () => {
     it('keeps the old prices in the old ledger entry and uses the new ones for the next settlement', async () => {
-      expect((await t.request('POST', '/api/pricing/models', { body: { ai_model: 'snap-model', input_price_per_million: '2', output_price_per_million: '8' } })).status).toBe(201);
       expect(
-        (await t.request('POST', '/api/features', { body: { feature_endpoint_id: 'snap_feature', name: 'Snap', min_holding_credits: '1', profit_margin: '0.5' } })).status,
+        (
+          await t.request('POST', '/api/pricing/models', {
+            body: { ai_model: 'snap-model', input_price_per_million: '2', output_price_per_million: '8' },
+          })
+        ).status,
+      ).toBe(201);
+      expect(
+        (
+          await t.request('POST', '/api/features', {
+            body: { feature_endpoint_id: 'snap_feature', name: 'Snap', min_holding_credits: '1', profit_margin: '0.5' },
+          })
+        ).status,
       ).toBe(201);
       expect((await t.request('POST', '/api/wallets', { body: { user_id: 'snap-user', initial_credits: '100' } })).status).toBe(201);
 
       const settle = async () => {
-        const start = await t.request('POST', '/api/credits-process/start', { key: SERVICE_KEY, body: { user_id: 'snap-user', feature_endpoint_id: 'snap_feature' } });
+        const start = await t.request('POST', '/api/credits-process/start', {
+          key: SERVICE_KEY,
+          body: { user_id: 'snap-user', feature_endpoint_id: 'snap_feature' },
+        });
         expect(start.status).toBe(200);
         const end = await t.request('POST', '/api/credits-process/end-multimodel', {
           key: SERVICE_KEY,
@@ -452,7 +541,9 @@ describe('features and pricing: admin routes, quote, price history', () => {
       const before = await settle();
       expect(before.credits_charged).toBe('1.500000');
 
-      const patched = await t.request('PATCH', '/api/pricing/models/snap-model', { body: { input_price_per_million: '4', output_price_per_million: '16' } });
+      const patched = await t.request('PATCH', '/api/pricing/models/snap-model', {
+        body: { input_price_per_million: '4', output_price_per_million: '16' },
+      });
       expect(patched.body.data.version).toBe(2);
 
       // after: (1000·4 + 1000·16)/1e6 = 0.02 USD · 1.5 · 100 = 3 credits
@@ -476,7 +567,9 @@ describe('features and pricing: admin routes, quote, price history', () => {
           },
         },
       });
-      expect(oldEntry.metadata.usages).toEqual([expect.objectContaining({ ai_model: 'snap-model', cost_usd: '0.010000', credits: '1.500000' })]);
+      expect(oldEntry.metadata.usages).toEqual([
+        expect.objectContaining({ ai_model: 'snap-model', cost_usd: '0.010000', credits: '1.500000' }),
+      ]);
 
       const newEntry = await ledgerEntry(after.usage_key);
       expect(newEntry).toMatchObject({ kind: 'charge', amount: '-3.000000' });
@@ -488,7 +581,10 @@ describe('features and pricing: admin routes, quote, price history', () => {
 
       // the old version the old entry names is still in the model's history
       const history = (await t.request('GET', '/api/pricing/models/snap-model')).body.data.history;
-      expect(history.find((v: { version: number }) => v.version === 1)).toMatchObject({ input_price_per_million: '2.000000', output_price_per_million: '8.000000' });
+      expect(history.find((v: { version: number }) => v.version === 1)).toMatchObject({
+        input_price_per_million: '2.000000',
+        output_price_per_million: '8.000000',
+      });
 
       // 100 − 1.5 − 3 = 95.5, no hold left
       const wallet = await t.request('GET', '/api/wallets/snap-user');

@@ -15,8 +15,12 @@ describe('queue settlement over RabbitMQ', () => {
     vhost = await createTestVhost();
     t = await startTestApp({ RABBITMQ_URL: vhost.url, RABBITMQ_RETRY_DELAYS_MS: '100,200' });
     await waitFor('the broker to be ready', async () => (await t.request('GET', '/health/ready', { key: null })).status === 200);
-    await t.request('POST', '/api/features', { body: { feature_endpoint_id: 'chat', name: 'Chat', min_holding_credits: '5', profit_margin: '0.2' } });
-    await t.request('POST', '/api/pricing/models', { body: { ai_model: 'gpt-4o', input_price_per_million: '2.5', output_price_per_million: '10' } });
+    await t.request('POST', '/api/features', {
+      body: { feature_endpoint_id: 'chat', name: 'Chat', min_holding_credits: '5', profit_margin: '0.2' },
+    });
+    await t.request('POST', '/api/pricing/models', {
+      body: { ai_model: 'gpt-4o', input_price_per_million: '2.5', output_price_per_million: '10' },
+    });
   });
   afterAll(async () => {
     await t?.close();
@@ -26,15 +30,27 @@ describe('queue settlement over RabbitMQ', () => {
   async function walletWithHold(credits = '100') {
     const userId = `q-user-${++n}`;
     await t.request('POST', '/api/wallets', { body: { user_id: userId, initial_credits: credits } });
-    const start = await t.request('POST', '/api/credits-process/start', { key: SERVICE_KEY, body: { user_id: userId, feature_endpoint_id: 'chat' } });
+    const start = await t.request('POST', '/api/credits-process/start', {
+      key: SERVICE_KEY,
+      body: { user_id: userId, feature_endpoint_id: 'chat' },
+    });
     expect(start.status).toBe(200);
     return { userId, usageKey: start.body.data.usage_key as string };
   }
 
   const wallet = async (userId: string) => (await t.request('GET', `/api/wallets/${userId}`)).body.data;
   const charges = async (userId: string) =>
-    (await t.request('GET', `/api/wallets/${userId}/transactions?limit=200`)).body.data.items.filter((e: { kind: string }) => e.kind === 'charge');
-  const failures = async () => (await t.request('GET', '/api/settlement-failures?limit=200')).body.data.items as { id: string; queue: string; payload: string; error_status: string; status: string }[];
+    (await t.request('GET', `/api/wallets/${userId}/transactions?limit=200`)).body.data.items.filter(
+      (e: { kind: string }) => e.kind === 'charge',
+    );
+  const failures = async () =>
+    (await t.request('GET', '/api/settlement-failures?limit=200')).body.data.items as {
+      id: string;
+      queue: string;
+      payload: string;
+      error_status: string;
+      status: string;
+    }[];
 
   // gpt-4o at 2.5 / 10 USD per million: 1200 in + 300 out = 0.003 + 0.003 = 0.006 USD
   // × (1 + 0.2) × 100 credits/USD = 0.72 credits.
@@ -69,7 +85,10 @@ describe('queue settlement over RabbitMQ', () => {
     const enveloped = await walletWithHold();
     await publish(vhost.url, LEGACY, [{ user_id: legacy.userId, usage_key: legacy.usageKey, feature_endpoint_id: 'chat', ...usage }]);
     await publish(vhost.url, MULTI, [
-      { pattern: 'anything', data: { user_id: enveloped.userId, usage_key: enveloped.usageKey, feature_endpoint_id: 'chat', usages: [usage] } },
+      {
+        pattern: 'anything',
+        data: { user_id: enveloped.userId, usage_key: enveloped.usageKey, feature_endpoint_id: 'chat', usages: [usage] },
+      },
     ]);
     for (const userId of [legacy.userId, enveloped.userId]) {
       const w = await waitFor(`${userId} to be settled`, async () => {
@@ -85,7 +104,12 @@ describe('queue settlement over RabbitMQ', () => {
     const unknownModel = await walletWithHold();
     const good = await walletWithHold();
     const garbage = Buffer.from([0xff, 0x00, 0xfe, 0x41]);
-    const unknownModelMessage = { user_id: unknownModel.userId, usage_key: unknownModel.usageKey, feature_endpoint_id: 'chat', usages: [{ ai_model: 'brand-new-model', input_tokens: 1000, output_tokens: 1000 }] };
+    const unknownModelMessage = {
+      user_id: unknownModel.userId,
+      usage_key: unknownModel.usageKey,
+      feature_endpoint_id: 'chat',
+      usages: [{ ai_model: 'brand-new-model', input_tokens: 1000, output_tokens: 1000 }],
+    };
     await publish(vhost.url, MULTI, [
       garbage,
       Buffer.from('{"user_id": "x", '),
@@ -100,7 +124,13 @@ describe('queue settlement over RabbitMQ', () => {
       const all = await failures();
       return all.length - before >= 5 && all.slice(before);
     });
-    expect(recorded.map((f) => f.error_status).sort()).toEqual(['unknown_model', 'usage_key_not_found', 'validation_error', 'validation_error', 'validation_error']);
+    expect(recorded.map((f) => f.error_status).sort()).toEqual([
+      'unknown_model',
+      'usage_key_not_found',
+      'validation_error',
+      'validation_error',
+      'validation_error',
+    ]);
     expect(recorded.every((f) => f.queue === MULTI && f.status === 'pending')).toBe(true);
     const garbageRow = recorded.find((f) => f.payload === garbage.toString('base64'));
     expect(garbageRow).toBeDefined();
@@ -111,7 +141,9 @@ describe('queue settlement over RabbitMQ', () => {
     expect(JSON.parse(unknown.payload)).toEqual(unknownModelMessage);
     const tooEarly = await t.request('POST', `/api/settlement-failures/${unknown.id}/replay`);
     expect(tooEarly.status).toBe(422);
-    await t.request('POST', '/api/pricing/models', { body: { ai_model: 'brand-new-model', input_price_per_million: '1', output_price_per_million: '2' } });
+    await t.request('POST', '/api/pricing/models', {
+      body: { ai_model: 'brand-new-model', input_price_per_million: '1', output_price_per_million: '2' },
+    });
     const replayed = await t.request('POST', `/api/settlement-failures/${unknown.id}/replay`);
     expect(replayed.status).toBe(200);
     // 1000 × 1 + 1000 × 2 = 3000 micro-USD = 0.003 USD × 1.2 × 100 = 0.36 credits

@@ -18,7 +18,12 @@ describe('security', () => {
 
   beforeAll(async () => {
     db = await createTestDatabase();
-    service = await spawnService({ DATABASE_URL: db.url, SERVER_API_KEYS: serviceKeys.join(','), ADMIN_API_KEYS: adminKey, LOG_LEVEL: 'trace' });
+    service = await spawnService({
+      DATABASE_URL: db.url,
+      SERVER_API_KEYS: serviceKeys.join(','),
+      ADMIN_API_KEYS: adminKey,
+      LOG_LEVEL: 'trace',
+    });
     const admin = (method: string, path: string, body?: unknown) => service.request(method, path, { key: adminKey, body });
     for (const [path, body] of [
       ['/api/pricing/models', { ai_model: 'sec-model', input_price_per_million: '1', output_price_per_million: '2' }],
@@ -80,7 +85,10 @@ describe('security', () => {
     expect((await admin('/api/wallets/sec-wallet/transactions')).body.data.items).toHaveLength(1);
     // Unknown and near-miss keys are 401 everywhere.
     for (const key of badKeys) {
-      for (const [method, path] of [['GET', '/api/wallets/sec-wallet'], ['GET', '/api/reconciliation']]) {
+      for (const [method, path] of [
+        ['GET', '/api/wallets/sec-wallet'],
+        ['GET', '/api/reconciliation'],
+      ]) {
         expect((await service.request(method, path, { key })).status).toBe(401);
       }
     }
@@ -88,10 +96,18 @@ describe('security', () => {
 
   it('writes no API key, good or bad, into any log line, even at LOG_LEVEL=trace', async () => {
     const use = async (key: string) => {
-      await service.request('POST', '/api/credits-process/start', { key, body: { user_id: 'sec-wallet', feature_endpoint_id: 'sec-feature' } });
+      await service.request('POST', '/api/credits-process/start', {
+        key,
+        body: { user_id: 'sec-wallet', feature_endpoint_id: 'sec-feature' },
+      });
       await service.request('POST', '/api/credits-process/end-multimodel', {
         key,
-        body: { user_id: 'sec-wallet', feature_endpoint_id: 'sec-feature', idempotency_key: `log-${token()}`, usages: [{ ai_model: 'sec-model', input_tokens: 10, output_tokens: 5 }] },
+        body: {
+          user_id: 'sec-wallet',
+          feature_endpoint_id: 'sec-feature',
+          idempotency_key: `log-${token()}`,
+          usages: [{ ai_model: 'sec-model', input_tokens: 10, output_tokens: 5 }],
+        },
       });
       await service.request('GET', '/api/wallets/sec-wallet', { key });
       await service.request('GET', '/api/reconciliation', { key });

@@ -97,14 +97,18 @@ describe('seedDemo', () => {
   it('funds the demo wallet through one initial ledger entry, so balance = Σ ledger', async () => {
     const [wallet] = await dataSource.query(`SELECT plan, status, balance::text, held::text FROM wallets WHERE user_id = 'demo-user'`);
     expect(wallet).toEqual({ plan: 'pro', status: 'active', balance: '1000.000000', held: '0.000000' });
-    const entries = await dataSource.query(`SELECT kind, amount::text, balance_after::text FROM ledger_entries WHERE user_id = 'demo-user'`);
+    const entries = await dataSource.query(
+      `SELECT kind, amount::text, balance_after::text FROM ledger_entries WHERE user_id = 'demo-user'`,
+    );
     expect(entries).toEqual([{ kind: 'initial', amount: '1000.000000', balance_after: '1000.000000' }]);
   });
 
   it('leaves an operator’s own price alone', async () => {
     await dataSource.query(`UPDATE ai_models SET input_price_per_million = 9, version = 2 WHERE ai_model = 'gpt-4o'`);
     expect(await seedDemo(dataSource)).toEqual([]);
-    const [model] = await dataSource.query(`SELECT input_price_per_million::text AS price, version FROM ai_models WHERE ai_model = 'gpt-4o'`);
+    const [model] = await dataSource.query(
+      `SELECT input_price_per_million::text AS price, version FROM ai_models WHERE ai_model = 'gpt-4o'`,
+    );
     expect(model).toEqual({ price: '9.000000', version: 2 });
   });
 
@@ -156,9 +160,18 @@ describe('SEED_DEMO=true and the demo flow on the seeded data', () => {
   }, 60_000);
 
   it('runs start → end-multimodel on ai_chat_v1 with the seeded prices', async () => {
-    const start = await t.request('POST', '/api/credits-process/start', { key: SERVICE_KEY, body: { user_id: 'demo-user', feature_endpoint_id: 'ai_chat_v1' } });
+    const start = await t.request('POST', '/api/credits-process/start', {
+      key: SERVICE_KEY,
+      body: { user_id: 'demo-user', feature_endpoint_id: 'ai_chat_v1' },
+    });
     expect(start.status).toBe(200);
-    expect(start.body.data).toMatchObject({ status: 'accessible', hold_amount: '5.000000', held: '5.000000', credits: '995.000000', balance: '1000.000000' });
+    expect(start.body.data).toMatchObject({
+      status: 'accessible',
+      hold_amount: '5.000000',
+      held: '5.000000',
+      credits: '995.000000',
+      balance: '1000.000000',
+    });
 
     const end = await t.request('POST', '/api/credits-process/end-multimodel', {
       key: SERVICE_KEY,
@@ -193,10 +206,16 @@ describe('SEED_DEMO=true and the demo flow on the seeded data', () => {
   it('runs start → end on image_gen_v1 (pro plan, fixed cost) and quotes the same figure first', async () => {
     const usages = [{ ai_model: 'gemini-2.5-flash', input_tokens: 10_000, output_tokens: 2000 }];
     // (10000·0.3 + 2000·2.5)/1e6 = 0.008 USD · (1 + 0 default margin) · 100 = 0.8, + 2 fixed = 2.8
-    const quote = await t.request('POST', '/api/pricing/quote', { key: SERVICE_KEY, body: { feature_endpoint_id: 'image_gen_v1', usages } });
+    const quote = await t.request('POST', '/api/pricing/quote', {
+      key: SERVICE_KEY,
+      body: { feature_endpoint_id: 'image_gen_v1', usages },
+    });
     expect(quote.body.data.credits_charged).toBe('2.800000');
 
-    const start = await t.request('POST', '/api/credits-process/start', { key: SERVICE_KEY, body: { user_id: 'demo-user', feature_endpoint_id: 'image_gen_v1' } });
+    const start = await t.request('POST', '/api/credits-process/start', {
+      key: SERVICE_KEY,
+      body: { user_id: 'demo-user', feature_endpoint_id: 'image_gen_v1' },
+    });
     expect(start.body.data).toMatchObject({ status: 'accessible', hold_amount: '20.000000' });
     const end = await t.request('POST', '/api/credits-process/end-multimodel', {
       key: SERVICE_KEY,

@@ -188,70 +188,62 @@ describe('start-up of the built server', () => {
     expectOneLineFailure(r, new RegExp(name));
   });
 
-  it(
-    'runs on embedded PostgreSQL without DATABASE_URL, with dev keys, and keeps data across a restart',
-    async () => {
-      const dataDir = join(tempDir('embedded'), 'data');
-      const env = { EMBEDDED_DATA_DIR: dataDir, PORT: String(await freePort()) };
+  it('runs on embedded PostgreSQL without DATABASE_URL, with dev keys, and keeps data across a restart', async () => {
+    const dataDir = join(tempDir('embedded'), 'data');
+    const env = { EMBEDDED_DATA_DIR: dataDir, PORT: String(await freePort()) };
 
-      const first = startServer(env);
-      await waitUntilReady(first);
-      expect(readdirSync(dataDir).length).toBeGreaterThan(0); // the data really lives in the directory
-      const created = await api(first, 'POST', '/api/wallets', DEV_ADMIN_KEY, { user_id: 'persisted-user', initial_credits: '12.5' });
-      expect(created.status).toBe(201);
-      expect(created.body.data).toMatchObject({ user_id: 'persisted-user', balance: '12.500000' });
-      await stop(first);
+    const first = startServer(env);
+    await waitUntilReady(first);
+    expect(readdirSync(dataDir).length).toBeGreaterThan(0); // the data really lives in the directory
+    const created = await api(first, 'POST', '/api/wallets', DEV_ADMIN_KEY, { user_id: 'persisted-user', initial_credits: '12.5' });
+    expect(created.status).toBe(201);
+    expect(created.body.data).toMatchObject({ user_id: 'persisted-user', balance: '12.500000' });
+    await stop(first);
 
-      const second = startServer(env);
-      await waitUntilReady(second);
-      const read = await api(second, 'GET', '/api/wallets/persisted-user', DEV_ADMIN_KEY);
-      expect(read.status).toBe(200);
-      expect(read.body.data).toMatchObject({ user_id: 'persisted-user', balance: '12.500000', plan: 'free', status: 'active' });
-      const history = await api(second, 'GET', '/api/wallets/persisted-user/transactions', DEV_ADMIN_KEY);
-      expect(history.body.data.items).toHaveLength(1);
-      await stop(second);
-    },
-    240_000,
-  );
+    const second = startServer(env);
+    await waitUntilReady(second);
+    const read = await api(second, 'GET', '/api/wallets/persisted-user', DEV_ADMIN_KEY);
+    expect(read.status).toBe(200);
+    expect(read.body.data).toMatchObject({ user_id: 'persisted-user', balance: '12.500000', plan: 'free', status: 'active' });
+    const history = await api(second, 'GET', '/api/wallets/persisted-user/transactions', DEV_ADMIN_KEY);
+    expect(history.body.data.items).toHaveLength(1);
+    await stop(second);
+  }, 240_000);
 
-  it(
-    'with DATABASE_URL applies the migrations once over two starts (production, real keys) and serves',
-    async () => {
-      const env = {
-        NODE_ENV: 'production',
-        DATABASE_URL: db.url,
-        SERVER_API_KEYS: PROD_SERVICE_KEY,
-        ADMIN_API_KEYS: PROD_ADMIN_KEY,
-        PORT: String(await freePort()),
-      };
+  it('with DATABASE_URL applies the migrations once over two starts (production, real keys) and serves', async () => {
+    const env = {
+      NODE_ENV: 'production',
+      DATABASE_URL: db.url,
+      SERVER_API_KEYS: PROD_SERVICE_KEY,
+      ADMIN_API_KEYS: PROD_ADMIN_KEY,
+      PORT: String(await freePort()),
+    };
 
-      const first = startServer(env);
-      await waitUntilReady(first);
-      expect((await api(first, 'POST', '/api/wallets', PROD_ADMIN_KEY, { user_id: 'migrated-user', initial_credits: '3' })).status).toBe(201);
-      // Production never accepts the dev keys.
-      expect((await api(first, 'GET', '/api/wallets/migrated-user', DEV_ADMIN_KEY)).status).toBe(401);
-      await stop(first);
+    const first = startServer(env);
+    await waitUntilReady(first);
+    expect((await api(first, 'POST', '/api/wallets', PROD_ADMIN_KEY, { user_id: 'migrated-user', initial_credits: '3' })).status).toBe(201);
+    // Production never accepts the dev keys.
+    expect((await api(first, 'GET', '/api/wallets/migrated-user', DEV_ADMIN_KEY)).status).toBe(401);
+    await stop(first);
 
-      const second = startServer(env);
-      await waitUntilReady(second);
-      const read = await api(second, 'GET', '/api/wallets/migrated-user', PROD_SERVICE_KEY);
-      expect(read.status).toBe(200);
-      expect(read.body.data.balance).toBe('3.000000');
-      await stop(second);
+    const second = startServer(env);
+    await waitUntilReady(second);
+    const read = await api(second, 'GET', '/api/wallets/migrated-user', PROD_SERVICE_KEY);
+    expect(read.status).toBe(200);
+    expect(read.body.data.balance).toBe('3.000000');
+    await stop(second);
 
-      const client = new pg.Client({ connectionString: db.url });
-      await client.connect();
-      try {
-        const { rows } = await client.query<{ name: string; timestamp: string }>('SELECT name, timestamp FROM migrations ORDER BY id');
-        const names = rows.map((r) => r.name);
-        expect(new Set(names).size).toBe(names.length); // no migration recorded twice
-        expect(rows).toHaveLength(MIGRATIONS.length); // and every migration recorded
-        const expected = MIGRATIONS.map((m) => (new (m as new () => { name?: string })().name ?? m.name));
-        expect([...names].sort()).toEqual([...expected].sort());
-      } finally {
-        await client.end();
-      }
-    },
-    180_000,
-  );
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ name: string; timestamp: string }>('SELECT name, timestamp FROM migrations ORDER BY id');
+      const names = rows.map((r) => r.name);
+      expect(new Set(names).size).toBe(names.length); // no migration recorded twice
+      expect(rows).toHaveLength(MIGRATIONS.length); // and every migration recorded
+      const expected = MIGRATIONS.map((m) => new (m as new () => { name?: string })().name ?? m.name);
+      expect([...names].sort()).toEqual([...expected].sort());
+    } finally {
+      await client.end();
+    }
+  }, 180_000);
 });

@@ -104,7 +104,10 @@ describe('wallets and the ledger', () => {
       await createWallet({ user_id: userId, initial_credits: '5' });
       const again = await t.request('POST', '/api/wallets', { body: { user_id: userId, plan: 'pro', initial_credits: '100' } });
       expect(again.status).toBe(409);
-      expect(again.body).toEqual({ success: false, data: expect.objectContaining({ status: 'already_exists', message: expect.any(String) }) });
+      expect(again.body).toEqual({
+        success: false,
+        data: expect.objectContaining({ status: 'already_exists', message: expect.any(String) }),
+      });
       const read = await getWallet(userId);
       expect(read.body.data).toMatchObject({ plan: 'free', balance: '5.000000' });
       expect(await allEntries(userId)).toHaveLength(1);
@@ -131,7 +134,10 @@ describe('wallets and the ledger', () => {
       ];
       for (const res of await Promise.all(attempts)) {
         expect(res.status).toBe(404);
-        expect(res.body).toEqual({ success: false, data: expect.objectContaining({ status: 'wallet_not_found', message: expect.any(String) }) });
+        expect(res.body).toEqual({
+          success: false,
+          data: expect.objectContaining({ status: 'wallet_not_found', message: expect.any(String) }),
+        });
       }
       // Nothing was created on the way.
       expect((await getWallet(ghost)).status).toBe(404);
@@ -212,7 +218,9 @@ describe('wallets and the ledger', () => {
       const first = await topUp(userId, { amount: '10', idempotency_key: 'order-1' });
       expect(first.status).toBe(200);
       expect(first.body.data.status).toBe('applied');
-      expect(first.body.data.transaction).toEqual(transactionShape({ idempotency_key: 'order-1', amount: '10.000000', balance_after: '11.000000' }));
+      expect(first.body.data.transaction).toEqual(
+        transactionShape({ idempotency_key: 'order-1', amount: '10.000000', balance_after: '11.000000' }),
+      );
 
       const repeat = await topUp(userId, { amount: '10.000000', idempotency_key: 'order-1' });
       expect(repeat.status).toBe(200);
@@ -403,9 +411,15 @@ describe('wallets and the ledger', () => {
       await createWallet({ user_id: userId, initial_credits: '3' });
       // A charge (the only kind of entry with a usage key) made by a direct settlement.
       await t.request('POST', '/api/features', { body: { feature_endpoint_id: `f-${userId}`, name: 'F', min_holding_credits: '1' } });
-      await t.request('POST', '/api/pricing/models', { body: { ai_model: `m-${userId}`, input_price_per_million: '1', output_price_per_million: '1' } });
+      await t.request('POST', '/api/pricing/models', {
+        body: { ai_model: `m-${userId}`, input_price_per_million: '1', output_price_per_million: '1' },
+      });
       const charge = await t.request('POST', '/api/credits-process/end-multimodel', {
-        body: { user_id: userId, feature_endpoint_id: `f-${userId}`, usages: [{ ai_model: `m-${userId}`, input_tokens: 10, output_tokens: 10 }] },
+        body: {
+          user_id: userId,
+          feature_endpoint_id: `f-${userId}`,
+          usages: [{ ai_model: `m-${userId}`, input_tokens: 10, output_tokens: 10 }],
+        },
       });
       expect(charge.status).toBe(200);
       const usageKey: string = charge.body.data.usage_key;
@@ -541,7 +555,14 @@ describe('wallets and the ledger', () => {
         const found = await reconcile();
         expect(found.wallets_checked).toBe(Number((await client.query('SELECT count(*) AS n FROM wallets')).rows[0].n));
         expect(found.mismatches.filter((m) => m.user_id === good || m.user_id === bad)).toEqual([
-          { user_id: bad, balance: '5.000001', ledger_sum: '5.000000', last_balance_after: '5.000000', held: '1.000000', live_holds: '0.000000' },
+          {
+            user_id: bad,
+            balance: '5.000001',
+            ledger_sum: '5.000000',
+            last_balance_after: '5.000000',
+            held: '1.000000',
+            live_holds: '0.000000',
+          },
         ]);
       } finally {
         await client.query(`UPDATE wallets SET balance = balance - 0.000001, held = held - 1 WHERE user_id = $1`, [bad]);

@@ -91,7 +91,11 @@ describe('wallet ledger invariants (property)', () => {
         // Each op becomes one request; keyed top-ups get a key unique to the op.
         const requests = ops.map((o, i) =>
           o.kind === 'top_up'
-            ? { path: 'top-up', body: { amount: wire(o.amount), ...(o.keyed ? { idempotency_key: `op-${i}` } : {}) }, key: o.keyed ? `op-${i}` : null }
+            ? {
+                path: 'top-up',
+                body: { amount: wire(o.amount), ...(o.keyed ? { idempotency_key: `op-${i}` } : {}) },
+                key: o.keyed ? `op-${i}` : null,
+              }
             : { path: 'adjust', body: { amount: wire(o.amount), reason: `property op ${i}` }, key: null },
         );
         const keyed = requests.filter((r) => r.key !== null);

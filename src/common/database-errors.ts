@@ -9,7 +9,14 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   if (e.severity === 'FATAL' || e.severity === 'PANIC') return true;
   const code = e.code ?? '';
   // 08xxx connection exceptions, 57P0x operator intervention (shutdown, terminated), 53300 too many connections.
-  if (/^(08|57P0)/.test(code) || code === '53300' || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE' || code === 'ETIMEDOUT') {
+  if (
+    /^(08|57P0)/.test(code) ||
+    code === '53300' ||
+    code === 'ECONNREFUSED' ||
+    code === 'ECONNRESET' ||
+    code === 'EPIPE' ||
+    code === 'ETIMEDOUT'
+  ) {
     return true;
   }
   return /Connection terminated|connect ECONNREFUSED|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended unexpectedly|the database system is (starting up|shutting down)/i.test(

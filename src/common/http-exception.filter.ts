@@ -27,7 +27,10 @@ export interface ErrorBody {
 /** Turns anything thrown into the contract's failure envelope; never an HTML page or a stack trace. */
 export function toErrorResponse(error: unknown, logger: Logger): { httpStatus: number; body: ErrorBody } {
   if (error instanceof DomainError) {
-    return { httpStatus: error.httpStatus, body: { success: false, data: { ...error.details, status: error.code, message: error.message } } };
+    return {
+      httpStatus: error.httpStatus,
+      body: { success: false, data: { ...error.details, status: error.code, message: error.message } },
+    };
   }
   if (error instanceof HttpException && error.getStatus() === 503) {
     // Readiness (terminus) says a dependency is down: keep 503 so load balancers and callers
@@ -37,7 +40,11 @@ export function toErrorResponse(error: unknown, logger: Logger): { httpStatus: n
       httpStatus: 503,
       body: {
         success: false,
-        data: { status: 'unavailable', message: 'A dependency of the service is unavailable; retry shortly.', ...(response?.details ? { details: response.details } : {}) },
+        data: {
+          status: 'unavailable',
+          message: 'A dependency of the service is unavailable; retry shortly.',
+          ...(response?.details ? { details: response.details } : {}),
+        },
       },
     };
   }
@@ -54,14 +61,20 @@ export function toErrorResponse(error: unknown, logger: Logger): { httpStatus: n
     logger.warn({ err: error }, 'transaction kept losing deadlocks');
     return {
       httpStatus: ERROR_HTTP_STATUS.unavailable,
-      body: { success: false, data: { status: 'unavailable', message: 'The request collided with concurrent work; nothing was written. Retry it.' } },
+      body: {
+        success: false,
+        data: { status: 'unavailable', message: 'The request collided with concurrent work; nothing was written. Retry it.' },
+      },
     };
   }
   if (isDatabaseUnavailable(error)) {
     logger.warn({ err: error }, 'database unavailable');
     return {
       httpStatus: ERROR_HTTP_STATUS.unavailable,
-      body: { success: false, data: { status: 'unavailable', message: 'The database is unavailable; nothing was written. Retry shortly.' } },
+      body: {
+        success: false,
+        data: { status: 'unavailable', message: 'The database is unavailable; nothing was written. Retry shortly.' },
+      },
     };
   }
   logger.error({ err: error }, 'unhandled error');
@@ -94,7 +107,10 @@ function httpMessage(error: Error, httpStatus: number): string {
  */
 export function frameworkErrorResponse(error: { code?: string }): { httpStatus: number; body: ErrorBody } {
   if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
-    return { httpStatus: 414, body: { success: false, data: { status: 'uri_too_long', message: 'A path parameter of the URL is too long.' } } };
+    return {
+      httpStatus: 414,
+      body: { success: false, data: { status: 'uri_too_long', message: 'A path parameter of the URL is too long.' } },
+    };
   }
   const message = 'The URL is not valid (malformed percent-encoding).';
   return { httpStatus: 400, body: { success: false, data: { status: 'validation_error', message, errors: [{ field: 'url', message }] } } };
@@ -109,13 +125,27 @@ export function clientErrorHandler(error: Error & { code?: string }, socket: Dup
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
   const [status, reason, data]: [number, string, ErrorBody['data']] =
     error.code === 'HPE_HEADER_OVERFLOW'
-      ? [431, 'Request Header Fields Too Large', { status: 'headers_too_large', message: 'The request headers (or the URL) are too large.' }]
+      ? [
+          431,
+          'Request Header Fields Too Large',
+          { status: 'headers_too_large', message: 'The request headers (or the URL) are too large.' },
+        ]
       : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
         ? [408, 'Request Timeout', { status: 'request_timeout', message: 'The request took too long to arrive.' }]
-        : [400, 'Bad Request', { status: 'validation_error', message: 'The request is not valid HTTP.', errors: [{ field: 'request', message: 'is not valid HTTP' }] }];
+        : [
+            400,
+            'Bad Request',
+            {
+              status: 'validation_error',
+              message: 'The request is not valid HTTP.',
+              errors: [{ field: 'request', message: 'is not valid HTTP' }],
+            },
+          ];
   const text = JSON.stringify({ success: false, data });
   if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`);
+    socket.write(
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
+    );
   }
   socket.destroy(error);
 }

@@ -5,7 +5,11 @@ import { requestIdFor } from './request-id';
 import { securityHeaders } from './security-headers';
 
 /** A logger writing into `lines` (raw JSON text, to check keys are not repeated). */
-function capture(level: 'debug' | 'info' | 'warn' = 'debug'): { logger: AppLogger; lines: string[]; json: () => Record<string, unknown>[] } {
+function capture(level: 'debug' | 'info' | 'warn' = 'debug'): {
+  logger: AppLogger;
+  lines: string[];
+  json: () => Record<string, unknown>[];
+} {
   const lines: string[] = [];
   const logger = createLogger({ logLevel: level, nodeEnv: 'test' }, { write: (line: string) => void lines.push(line) });
   return { logger, lines, json: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>) };
@@ -23,7 +27,9 @@ describe('AppLogger (as Nest calls it: the context last)', () => {
   it('spreads an object first argument into the line, the next argument being the message', () => {
     const { logger, json } = capture();
     logger.warn({ queue: 'q1', attempt: 2 }, 'retrying', 'RabbitSettlementServer');
-    expect(json()).toEqual([expect.objectContaining({ level: 40, queue: 'q1', attempt: 2, msg: 'retrying', context: 'RabbitSettlementServer' })]);
+    expect(json()).toEqual([
+      expect.objectContaining({ level: 40, queue: 'q1', attempt: 2, msg: 'retrying', context: 'RabbitSettlementServer' }),
+    ]);
   });
 
   it("keeps the stack Nest's exception handlers pass as a second string", () => {
@@ -67,18 +73,21 @@ async function serve(app: FastifyInstance) {
     done();
   });
   const base = await app.listen({ port: 0, host: '127.0.0.1' });
-  return Object.assign(async (method: string, path: string, headers: Record<string, string> = {}, body?: unknown) => {
-    const after = ++sent;
-    const logged = new Promise<void>((resolve) => waiting.push({ after, resolve }));
-    const res = await fetch(base + path, {
-      method,
-      headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    await logged;
-    return { status: res.status, json: () => JSON.parse(text) as unknown };
-  }, { base });
+  return Object.assign(
+    async (method: string, path: string, headers: Record<string, string> = {}, body?: unknown) => {
+      const after = ++sent;
+      const logged = new Promise<void>((resolve) => waiting.push({ after, resolve }));
+      const res = await fetch(base + path, {
+        method,
+        headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await res.text();
+      await logged;
+      return { status: res.status, json: () => JSON.parse(text) as unknown };
+    },
+    { base },
+  );
 }
 
 function deferred() {
@@ -132,7 +141,15 @@ describe('request logging (Fastify hooks)', () => {
     expect(res.json()).toEqual({ ok: 7 });
     const lines = out.json();
     expect(lines).toHaveLength(2);
-    expect(lines[0]).toMatchObject({ msg: 'settled', context: 'CreditsProcessService', request_id: 'req-42', user_id: 'u-1', feature_endpoint_id: 'f-1', usage_key: 'k-1', channel: 'http' });
+    expect(lines[0]).toMatchObject({
+      msg: 'settled',
+      context: 'CreditsProcessService',
+      request_id: 'req-42',
+      user_id: 'u-1',
+      feature_endpoint_id: 'f-1',
+      usage_key: 'k-1',
+      channel: 'http',
+    });
     expect(lines[1]).toMatchObject({
       level: 30,
       msg: 'request completed',
@@ -145,7 +162,8 @@ describe('request logging (Fastify hooks)', () => {
       responseTime: expect.any(Number),
     });
     // A field both bound and named by the line is written once.
-    for (const line of out.lines) for (const key of ['request_id', 'user_id', 'usage_key']) expect({ line, n: keyCount(line, key) }).toEqual({ line, n: 1 });
+    for (const line of out.lines)
+      for (const key of ['request_id', 'user_id', 'usage_key']) expect({ line, n: keyCount(line, key) }).toEqual({ line, n: 1 });
     expect(out.lines.join('\n')).not.toContain('secret-key');
   });
 
@@ -164,7 +182,9 @@ describe('request logging (Fastify hooks)', () => {
     client.abort();
     await slow.closed;
     await sent;
-    expect(out.json()).toEqual([expect.objectContaining({ msg: 'request aborted', request_id: 'req-gone', user_id: 'u-slow', res: { status: null } })]);
+    expect(out.json()).toEqual([
+      expect.objectContaining({ msg: 'request aborted', request_id: 'req-gone', user_id: 'u-slow', res: { status: null } }),
+    ]);
   });
 
   it('does not log health probes and scrapes', async () => {
@@ -175,7 +195,14 @@ describe('request logging (Fastify hooks)', () => {
 
   it("says 'request errored' for a 5xx", async () => {
     await request('GET', '/fails', { 'x-request-id': 'req-5xx' });
-    expect(out.json()).toEqual([expect.objectContaining({ msg: 'request errored', request_id: 'req-5xx', res: { status: 503 }, err: expect.objectContaining({ message: 'failed with status code 503' }) })]);
+    expect(out.json()).toEqual([
+      expect.objectContaining({
+        msg: 'request errored',
+        request_id: 'req-5xx',
+        res: { status: 503 },
+        err: expect.objectContaining({ message: 'failed with status code 503' }),
+      }),
+    ]);
   });
 
   it('writes no request line below info', async () => {

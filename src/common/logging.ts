@@ -91,7 +91,13 @@ export class AppLogger implements LoggerService {
       if (message instanceof Error) line.err = message;
       else Object.assign(line, message);
       log(line, ...(rest as [string?, ...unknown[]]));
-    } else if (level === 'error' && typeof message === 'string' && rest.length === 1 && typeof rest[0] === 'string' && /\n\s*at /.test(rest[0])) {
+    } else if (
+      level === 'error' &&
+      typeof message === 'string' &&
+      rest.length === 1 &&
+      typeof rest[0] === 'string' &&
+      /\n\s*at /.test(rest[0])
+    ) {
       // Nest's own exception handlers call error(message, stack, context).
       const err = new Error(message);
       err.stack = rest[0];

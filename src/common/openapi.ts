@@ -69,7 +69,10 @@ export function ApiMoneyField(options: MoneyFieldOptions): PropertyDecorator {
 export const MONEY_ANSWER = { type: 'string', pattern: '^-?\\d+\\.\\d{6}$' } as const;
 
 class FieldErrorDoc {
-  @ApiProperty({ description: 'The field at fault (dotted path for nested fields, e.g. `usages.0.input_tokens`).', example: 'usages.0.input_tokens' })
+  @ApiProperty({
+    description: 'The field at fault (dotted path for nested fields, e.g. `usages.0.input_tokens`).',
+    example: 'usages.0.input_tokens',
+  })
   field!: string;
 
   @ApiProperty({ description: 'What is wrong with it.', example: 'must be an integer number' })
@@ -77,7 +80,11 @@ class FieldErrorDoc {
 }
 
 class FailureDataDoc {
-  @ApiProperty({ description: 'Stable snake_case word naming the failure.', enum: Object.keys(ERROR_HTTP_STATUS), example: 'wallet_not_found' })
+  @ApiProperty({
+    description: 'Stable snake_case word naming the failure.',
+    enum: Object.keys(ERROR_HTTP_STATUS),
+    example: 'wallet_not_found',
+  })
   status!: ErrorCode;
 
   @ApiProperty({ description: 'One sentence for a person; always present.', example: 'No wallet exists for user "u1".' })

@@ -22,7 +22,11 @@ export const RawResponse = () => RouteConfig({ rawResponse: true });
  * object. Whether a route is raw is Fastify route config, read from the route being answered.
  */
 export class EnvelopeFastifyAdapter extends FastifyAdapter {
-  override reply(response: Parameters<FastifyAdapter['reply']>[0], body: unknown, statusCode?: number): ReturnType<FastifyAdapter['reply']> {
+  override reply(
+    response: Parameters<FastifyAdapter['reply']>[0],
+    body: unknown,
+    statusCode?: number,
+  ): ReturnType<FastifyAdapter['reply']> {
     const reply = response as FastifyReply;
     // An error status reaching here (Nest's fallback exception handler) already has its own body.
     const success = (statusCode ?? reply.statusCode) < 400;

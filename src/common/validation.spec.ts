@@ -27,13 +27,17 @@ describe('fast body checkers', () => {
   });
 
   it('the global pipe runs class-validator when the checker declines, or with fast paths off', async () => {
-    await expect(createValidationPipe().transform({ name: 'n', extra: 1 }, body)).resolves.toEqual(Object.assign(new Probe(), { name: 'n' }));
+    await expect(createValidationPipe().transform({ name: 'n', extra: 1 }, body)).resolves.toEqual(
+      Object.assign(new Probe(), { name: 'n' }),
+    );
     await expect(createValidationPipe().transform({ name: 1 }, body)).rejects.toBeInstanceOf(DomainError);
     await expect(createValidationPipe({ fastPaths: false }).transform({ fast: 1 }, body)).rejects.toBeInstanceOf(DomainError);
   });
 
   it('the global pipe still refuses a body that is not an object before any checker', async () => {
-    await expect(createValidationPipe().transform(null, body)).rejects.toMatchObject({ details: { errors: [{ field: 'body', message: 'must be a JSON object' }] } });
+    await expect(createValidationPipe().transform(null, body)).rejects.toMatchObject({
+      details: { errors: [{ field: 'body', message: 'must be a JSON object' }] },
+    });
     await expect(createValidationPipe().transform([{ fast: 1 }], body)).rejects.toBeInstanceOf(DomainError);
   });
 

@@ -61,7 +61,8 @@ class ObjectBodyValidationPipe extends ValidationPipe {
       if (fast !== undefined) return fast;
     }
     const result: unknown = await super.transform(value, metadata);
-    if (dtoBody || metadata.type === 'query' || metadata.type === 'param') refuseNul(result, metadata.type === 'param' ? (metadata.data ?? 'param') : '');
+    if (dtoBody || metadata.type === 'query' || metadata.type === 'param')
+      refuseNul(result, metadata.type === 'param' ? (metadata.data ?? 'param') : '');
     return result;
   }
 }
@@ -113,7 +114,11 @@ export interface FastPathOption {
  * Validates a payload that did not come through HTTP (a queue message, a replayed failure) with
  * exactly the rules of the global pipe, so both transports accept and refuse the same bodies.
  */
-export async function validateBody<T extends object>(cls: ClassConstructor<T>, plain: unknown, { fastPaths = true }: FastPathOption = {}): Promise<T> {
+export async function validateBody<T extends object>(
+  cls: ClassConstructor<T>,
+  plain: unknown,
+  { fastPaths = true }: FastPathOption = {},
+): Promise<T> {
   if (plain === null || typeof plain !== 'object' || Array.isArray(plain)) {
     throw validationError([{ field: 'body', message: 'must be a JSON object' }]);
   }

@@ -82,7 +82,10 @@ function urlVar(env: Env, name: string, protocols: string[]): string | undefined
 function keysVar(env: Env, name: string): string[] | undefined {
   const raw = env[name]?.trim();
   if (!raw) return undefined;
-  const keys = raw.split(',').map((k) => k.trim()).filter((k) => k.length > 0);
+  const keys = raw
+    .split(',')
+    .map((k) => k.trim())
+    .filter((k) => k.length > 0);
   if (keys.some((k) => k.length < 8)) throw new ConfigError(`${name}: every key must be at least 8 characters`);
   return keys;
 }

@@ -25,7 +25,7 @@ const MAX_IDEMPOTENCY_KEY = 128;
 const IDEMPOTENCY_HEADER = ApiHeader({
   name: 'idempotency-key',
   required: false,
-  description: 'Same as the body\'s idempotency_key (used when the body has none); at most 128 characters.',
+  description: "Same as the body's idempotency_key (used when the body has none); at most 128 characters.",
   schema: { type: 'string', maxLength: MAX_IDEMPOTENCY_KEY, example: 'job-42' },
 });
 
@@ -102,7 +102,10 @@ export class CreditsProcessController {
 
   @Post('end')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Settle an authorization (legacy single-model form)', description: 'One usage of /end-multimodel, flattened into the body. Same rules and answer.' })
+  @ApiOperation({
+    summary: 'Settle an authorization (legacy single-model form)',
+    description: 'One usage of /end-multimodel, flattened into the body. Same rules and answer.',
+  })
   @IDEMPOTENCY_HEADER
   @ApiSuccess(SETTLEMENT_SUCCESS)
   @ApiErrors(...SETTLEMENT_ERRORS)
@@ -121,7 +124,10 @@ export class CreditsProcessController {
   }
 
   @Get('usages/:usage_key')
-  @ApiOperation({ summary: "An authorization's whole story", description: 'Status, hold, expiry, settlement figures and the ledger entries it wrote.' })
+  @ApiOperation({
+    summary: "An authorization's whole story",
+    description: 'Status, hold, expiry, settlement figures and the ledger entries it wrote.',
+  })
   @ApiParam({ name: 'usage_key', description: 'From /start or a settlement answer.', example: START_EXAMPLE.usage_key })
   @ApiSuccess({ description: 'The authorization.', type: UsageResponseDoc, example: USAGE_EXAMPLE })
   @ApiErrors(...API_ROUTE_ERRORS, 'usage_key_not_found')

@@ -1,7 +1,8 @@
 import { DomainError } from '../common/domain-error';
 import { Money } from '../common/money';
 
-export const usageKeyNotFound = (usageKey: string) => new DomainError('usage_key_not_found', `No authorization exists for usage_key "${usageKey}".`);
+export const usageKeyNotFound = (usageKey: string) =>
+  new DomainError('usage_key_not_found', `No authorization exists for usage_key "${usageKey}".`);
 export const usageKeyMismatch = (usageKey: string) =>
   new DomainError('usage_key_mismatch', `The usage_key "${usageKey}" belongs to another user or feature.`);
 export const holdCancelled = (usageKey: string) =>

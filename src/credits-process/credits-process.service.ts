@@ -60,7 +60,6 @@ export interface SettlementResult {
   usages: unknown[];
 }
 
-
 interface StartRow {
   balance: string;
   held: string;
@@ -317,7 +316,11 @@ export class CreditsProcessService {
       } catch (error) {
         // Unreachable database: every settlement of the batch gets that answer, not N more tries.
         if (isDatabaseUnavailable(error)) unavailable = error;
-        else this.logger.warn({ err: (error as Error).message, size: priced.length }, 'batched settlement failed; settling its messages one by one');
+        else
+          this.logger.warn(
+            { err: (error as Error).message, size: priced.length },
+            'batched settlement failed; settling its messages one by one',
+          );
       }
     }
     // Outside the try: once the batch committed, nothing may send its settlements the single path
@@ -440,7 +443,12 @@ export class CreditsProcessService {
    *  - Without: a settled authorization is inserted carrying the idempotency key; ON CONFLICT
    *    DO NOTHING makes a concurrent twin claim nothing instead of failing.
    */
-  private async apply(manager: EntityManager, dto: EndMultiModelDto, quote: Quote, channel: Channel): Promise<SettlementResult | undefined> {
+  private async apply(
+    manager: EntityManager,
+    dto: EndMultiModelDto,
+    quote: Quote,
+    channel: Channel,
+  ): Promise<SettlementResult | undefined> {
     const usageKey = dto.usage_key ?? randomUUID();
     const guard =
       dto.usage_key !== undefined
@@ -650,13 +658,17 @@ function startView(usageKey: string, request: StartRequest, row: StartRow): Star
 
 /** Usage keys are UUIDs; compare them in one spelling. */
 function normalize(dto: EndMultiModelDto): EndMultiModelDto {
-  return dto.usage_key === undefined || dto.usage_key === dto.usage_key.toLowerCase() ? dto : { ...dto, usage_key: dto.usage_key.toLowerCase() };
+  return dto.usage_key === undefined || dto.usage_key === dto.usage_key.toLowerCase()
+    ? dto
+    : { ...dto, usage_key: dto.usage_key.toLowerCase() };
 }
 
 /** Fingerprint of a direct charge, to refuse an idempotency key reused for another body. */
 function requestHash(dto: EndMultiModelDto): string {
   const usages = dto.usages.map((u) => [u.ai_model, u.input_tokens, u.output_tokens, u.cached_input_tokens ?? 0]);
-  return createHash('sha256').update(JSON.stringify([dto.user_id, dto.feature_endpoint_id, usages])).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify([dto.user_id, dto.feature_endpoint_id, usages]))
+    .digest('hex');
 }
 
 function settlementView(
@@ -680,4 +692,3 @@ function settlementView(
     usages: entry.metadata.usages,
   };
 }
-

@@ -36,8 +36,6 @@ export class Hold {
   @Column({ name: 'request_hash', type: 'varchar', length: 64, nullable: true })
   requestHash!: string | null;
 
-
-
   @Column({ type: 'boolean' })
   late!: boolean;
 

@@ -31,7 +31,10 @@ export class QueueSettlementService {
     try {
       const result = await this.settle(info.queue, payload, info.parsed);
       if (result.status === 'already_settled') {
-        this.logger.log({ queue: info.queue, usage_key: result.usage_key, user_id: result.user_id, redelivered: info.redelivered }, 'duplicate settlement message: already settled, nothing charged');
+        this.logger.log(
+          { queue: info.queue, usage_key: result.usage_key, user_id: result.user_id, redelivered: info.redelivered },
+          'duplicate settlement message: already settled, nothing charged',
+        );
       }
     } catch (error) {
       if (!(error instanceof DomainError)) throw error;
@@ -70,12 +73,14 @@ export class QueueSettlementService {
 
   /** The same DTOs and rules as the HTTP routes of the same names. */
   private async parse(queue: string, payload: unknown, parsed: boolean): Promise<EndMultiModelDto> {
-    if (!parsed) throw new DomainError('validation_error', 'The message body is not JSON.', { errors: [{ field: 'body', message: 'is not JSON' }] });
+    if (!parsed)
+      throw new DomainError('validation_error', 'The message body is not JSON.', { errors: [{ field: 'body', message: 'is not JSON' }] });
     return queue === END_QUEUE ? toMultiModel(await validateBody(EndSingleModelDto, payload)) : validateBody(EndMultiModelDto, payload);
   }
 }
 
 function unwrapEnvelope(value: unknown): unknown {
-  if (value && typeof value === 'object' && !Array.isArray(value) && 'pattern' in value && 'data' in value) return (value as { data: unknown }).data;
+  if (value && typeof value === 'object' && !Array.isArray(value) && 'pattern' in value && 'data' in value)
+    return (value as { data: unknown }).data;
   return value;
 }

@@ -33,8 +33,16 @@ export class SettlementFailuresController {
   ) {}
 
   @Get()
-  @ApiOperation({ summary: 'List queued settlements that could not be applied', description: 'Admin scope. Each kept whole with its reason; oldest first.' })
-  @ApiSuccess({ description: 'A page of settlement failures.', type: SettlementFailureResponseDoc, page: true, example: SETTLEMENT_FAILURE_EXAMPLE })
+  @ApiOperation({
+    summary: 'List queued settlements that could not be applied',
+    description: 'Admin scope. Each kept whole with its reason; oldest first.',
+  })
+  @ApiSuccess({
+    description: 'A page of settlement failures.',
+    type: SettlementFailureResponseDoc,
+    page: true,
+    example: SETTLEMENT_FAILURE_EXAMPLE,
+  })
   @ApiErrors(...ADMIN_ROUTE_ERRORS, 'validation_error')
   list(@Query() query: FailuresQueryDto) {
     return this.failures.list(query.status, query.cursor, query.limit);
@@ -45,7 +53,8 @@ export class SettlementFailuresController {
   @HttpCode(200)
   @ApiOperation({
     summary: 'Replay a settlement failure',
-    description: 'Admin scope. Runs the stored message through the settlement again (e.g. after adding the missing price). On failure it stays pending with the new reason.',
+    description:
+      'Admin scope. Runs the stored message through the settlement again (e.g. after adding the missing price). On failure it stays pending with the new reason.',
   })
   @FAILURE_ID
   @ApiSuccess({ description: 'Replayed: the settlement and the resolved failure.', type: ReplayResponseDoc, example: REPLAY_EXAMPLE })
@@ -67,7 +76,10 @@ export class SettlementFailuresController {
 
   @Post(':id/discard')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Discard a settlement failure', description: 'Admin scope. Marks it resolved without settling; it stays on record.' })
+  @ApiOperation({
+    summary: 'Discard a settlement failure',
+    description: 'Admin scope. Marks it resolved without settling; it stays on record.',
+  })
   @FAILURE_ID
   @ApiSuccess({ description: 'Discarded.', type: DiscardResponseDoc, example: DISCARD_EXAMPLE })
   @ApiErrors(...ADMIN_ROUTE_ERRORS, 'settlement_failure_not_found', 'conflict')

@@ -61,7 +61,14 @@ export class SettlementFailuresService {
 
   async record(queue: string, content: Buffer, error: DomainError): Promise<SettlementFailure> {
     const repo = this.dataSource.getRepository(SettlementFailure);
-    const failure = repo.create({ queue, ...encodePayload(content), errorStatus: error.code, reason: error.message, status: 'pending', attempts: 1 });
+    const failure = repo.create({
+      queue,
+      ...encodePayload(content),
+      errorStatus: error.code,
+      reason: error.message,
+      status: 'pending',
+      attempts: 1,
+    });
     await repo.insert(failure);
     this.metrics.settlementFailures.inc({ status: error.code });
     this.logger.warn(
@@ -71,11 +78,18 @@ export class SettlementFailuresService {
     return failure;
   }
 
-  async list(status: SettlementFailureStatus | undefined, cursor: string | undefined, limit = DEFAULT_PAGE_SIZE): Promise<Page<ReturnType<typeof failureView>>> {
+  async list(
+    status: SettlementFailureStatus | undefined,
+    cursor: string | undefined,
+    limit = DEFAULT_PAGE_SIZE,
+  ): Promise<Page<ReturnType<typeof failureView>>> {
     const where: FindOptionsWhere<SettlementFailure> = {};
     if (status) where.status = status;
     if (cursor !== undefined) {
-      if (!/^\d{1,19}$/.test(cursor)) throw new DomainError('validation_error', 'cursor is not one this service issued', { errors: [{ field: 'cursor', message: 'is not a valid cursor' }] });
+      if (!/^\d{1,19}$/.test(cursor))
+        throw new DomainError('validation_error', 'cursor is not one this service issued', {
+          errors: [{ field: 'cursor', message: 'is not a valid cursor' }],
+        });
       where.id = MoreThan(cursor);
     }
     const rows = await this.dataSource.getRepository(SettlementFailure).find({ where, order: { id: 'ASC' }, take: limit + 1 });
@@ -91,18 +105,16 @@ export class SettlementFailuresService {
 
   /** Marks a failure resolved; the status condition makes two concurrent resolutions impossible. */
   async resolve(failure: SettlementFailure, status: 'replayed' | 'discarded', resolution: Record<string, unknown>) {
-    const result = await this.dataSource.getRepository(SettlementFailure).update(
-      { id: failure.id, status: 'pending' },
-      { status, resolution: jsonb(resolution), resolvedAt: new Date() },
-    );
+    const result = await this.dataSource
+      .getRepository(SettlementFailure)
+      .update({ id: failure.id, status: 'pending' }, { status, resolution: jsonb(resolution), resolvedAt: new Date() });
     if (!result.affected) throw alreadyResolved({ ...failure, status } as SettlementFailure);
     return failureView(await this.dataSource.getRepository(SettlementFailure).findOneByOrFail({ id: failure.id }));
   }
 
   async retryFailed(failure: SettlementFailure, error: DomainError): Promise<void> {
-    await this.dataSource.getRepository(SettlementFailure).update(
-      { id: failure.id },
-      { attempts: failure.attempts + 1, errorStatus: error.code, reason: error.message },
-    );
+    await this.dataSource
+      .getRepository(SettlementFailure)
+      .update({ id: failure.id }, { attempts: failure.attempts + 1, errorStatus: error.code, reason: error.message });
   }
 }

@@ -7,4 +7,13 @@ import { LedgerEntry } from '../wallets/ledger-entry.entity';
 import { Wallet } from '../wallets/wallet.entity';
 
 /** Every TypeORM entity of the service (listed, not globbed: see database.options.ts). */
-export const ENTITIES: (new () => object)[] = [Wallet, LedgerEntry, Feature, AiModel, ModelPriceVersion, PricingSettingsRow, Hold, SettlementFailure];
+export const ENTITIES: (new () => object)[] = [
+  Wallet,
+  LedgerEntry,
+  Feature,
+  AiModel,
+  ModelPriceVersion,
+  PricingSettingsRow,
+  Hold,
+  SettlementFailure,
+];

@@ -28,6 +28,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`migration failed: ${error instanceof ConfigError ? `configuration: ${error.message}` : (error as Error).message}\n`);
+  process.stderr.write(
+    `migration failed: ${error instanceof ConfigError ? `configuration: ${error.message}` : (error as Error).message}\n`,
+  );
   process.exit(1);
 });

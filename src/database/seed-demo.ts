@@ -23,7 +23,14 @@ export const DEMO_MODELS = [
 
 export const DEMO_FEATURES = [
   { featureEndpointId: 'ai_chat_v1', name: 'AI chat', minHoldingCredits: '5', profitMargin: '0.2', fixedCost: null, allowedPlans: [] },
-  { featureEndpointId: 'image_gen_v1', name: 'Image generation', minHoldingCredits: '20', profitMargin: null, fixedCost: '2', allowedPlans: ['pro'] },
+  {
+    featureEndpointId: 'image_gen_v1',
+    name: 'Image generation',
+    minHoldingCredits: '20',
+    profitMargin: null,
+    fixedCost: '2',
+    allowedPlans: ['pro'],
+  },
 ] as const;
 
 export const DEMO_WALLET = { userId: 'demo-user', plan: 'pro', initialCredits: '1000' } as const;
@@ -90,7 +97,12 @@ export async function seedDemo(dataSource: DataSource): Promise<string[]> {
       held: Money.ZERO,
     });
     if (!inserted) return false;
-    await wallets.postOrThrow(manager, { userId: DEMO_WALLET.userId, kind: 'initial', amount: Money.parse(DEMO_WALLET.initialCredits), description: 'initial credits' });
+    await wallets.postOrThrow(manager, {
+      userId: DEMO_WALLET.userId,
+      kind: 'initial',
+      amount: Money.parse(DEMO_WALLET.initialCredits),
+      description: 'initial credits',
+    });
     return true;
   });
   if (walletCreated) created.push(`wallet ${DEMO_WALLET.userId}: plan ${DEMO_WALLET.plan}, ${DEMO_WALLET.initialCredits} credits`);

@@ -8,7 +8,12 @@ import type { EntityManager } from 'typeorm';
  * (TypeORM's plain `query()` returns `[rows, count]` for UPDATE/DELETE but `rows` otherwise).
  * Used where one conditional `UPDATE … RETURNING` replaces a read-then-write race.
  */
-export async function queryRows<T>(manager: EntityManager, sql: string, params: unknown[] = [], opts: { prepared?: boolean } = {}): Promise<T[]> {
+export async function queryRows<T>(
+  manager: EntityManager,
+  sql: string,
+  params: unknown[] = [],
+  opts: { prepared?: boolean } = {},
+): Promise<T[]> {
   if (manager.queryRunner) return runRows<T>(manager, sql, params, opts);
   // Outside a transaction the statement commits on its own, so when PostgreSQL picks it as a
   // deadlock victim it was rolled back whole and running it again is safe. (Inside a transaction

@@ -40,7 +40,10 @@ export class FeaturesController {
   }
 
   @Patch(':feature_endpoint_id')
-  @ApiOperation({ summary: 'Change a feature', description: 'Admin scope. Only the fields sent change; null removes an optional override.' })
+  @ApiOperation({
+    summary: 'Change a feature',
+    description: 'Admin scope. Only the fields sent change; null removes an optional override.',
+  })
   @FEATURE_ID
   @ApiSuccess({ description: 'The feature after the change.', type: FeatureResponseDoc, example: { ...FEATURE_EXAMPLE, active: false } })
   @ApiErrors(...ADMIN_ROUTE_ERRORS, ...BODY_ERRORS, 'feature_not_found')

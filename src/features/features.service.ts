@@ -67,7 +67,12 @@ export class FeaturesService {
       order: { featureEndpointId: 'ASC' },
       take: limit + 1,
     });
-    return toPage(rows, limit, (f) => f.featureEndpointId, (f) => this.view(f));
+    return toPage(
+      rows,
+      limit,
+      (f) => f.featureEndpointId,
+      (f) => this.view(f),
+    );
   }
 
   async find(id: string): Promise<Feature> {

@@ -63,7 +63,11 @@ export class PricingCatalog {
   /** Prices usages for a feature with the current table; throws feature_not_found / unknown_model. */
   async quote(featureEndpointId: string, usages: UsageDto[]): Promise<Quote> {
     const now = Date.now();
-    const [feature, models, settings] = await Promise.all([this.feature(featureEndpointId, now), this.modelTable(usages, now), this.pricingSettings(now)]);
+    const [feature, models, settings] = await Promise.all([
+      this.feature(featureEndpointId, now),
+      this.modelTable(usages, now),
+      this.pricingSettings(now),
+    ]);
     if (!feature) throw featureNotFound(featureEndpointId);
     return priceUsages(usages, feature, models, settings);
   }
@@ -92,7 +96,16 @@ export class PricingCatalog {
         .getRepository(AiModel)
         .findBy({ aiModel: In(missing) })
         .then((rows) => new Map(rows.map((row) => [row.aiModel, toModelPrice(row)])));
-      for (const name of missing) pending.set(name, this.remember(this.models, name, read.then((found) => found.get(name)), now));
+      for (const name of missing)
+        pending.set(
+          name,
+          this.remember(
+            this.models,
+            name,
+            read.then((found) => found.get(name)),
+            now,
+          ),
+        );
     }
     // Promise.all, not a loop of awaits: every pending read gets a handler, even after one fails.
     const prices = await Promise.all(pending.values());
@@ -119,7 +132,12 @@ export class PricingCatalog {
    * Caches a pending read under `key` for the TTL. A read that finds nothing, or fails, is
    * forgotten as soon as it settles, so the next caller reads again.
    */
-  private remember<T>(map: Map<string, Cached<Promise<T | undefined>>>, key: string, read: Promise<T | undefined>, now: number): Promise<T | undefined> {
+  private remember<T>(
+    map: Map<string, Cached<Promise<T | undefined>>>,
+    key: string,
+    read: Promise<T | undefined>,
+    now: number,
+  ): Promise<T | undefined> {
     if (this.ttlMs <= 0) return read;
     const entry = { value: read, until: now + this.ttlMs };
     map.set(key, entry);

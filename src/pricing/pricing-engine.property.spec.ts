@@ -43,7 +43,9 @@ function microsText(micros: bigint): string {
 const decimalText = (maxWhole: bigint) =>
   fc
     .tuple(fc.bigInt({ min: 0n, max: maxWhole }), fc.integer({ min: 0, max: 6 }), fc.bigInt({ min: 0n, max: 999_999n }))
-    .map(([whole, digits, fraction]) => (digits === 0 ? whole.toString() : `${whole}.${fraction.toString().padStart(6, '0').slice(0, digits)}`));
+    .map(([whole, digits, fraction]) =>
+      digits === 0 ? whole.toString() : `${whole}.${fraction.toString().padStart(6, '0').slice(0, digits)}`,
+    );
 
 interface ModelText {
   input: string;

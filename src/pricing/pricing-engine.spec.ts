@@ -178,9 +178,7 @@ describe('priceUsages: cached input tokens', () => {
   });
 
   it('refuses cached_input_tokens above input_tokens with validation_error naming the usage', () => {
-    const error = thrown(() =>
-      priceUsages([usage('gpt-4o', 10, 0), usage('gpt-4o', 100, 0, 101)], feature(), table(GPT_4O), settings()),
-    );
+    const error = thrown(() => priceUsages([usage('gpt-4o', 10, 0), usage('gpt-4o', 100, 0, 101)], feature(), table(GPT_4O), settings()));
     expect(error.code).toBe('validation_error');
     expect(error.httpStatus).toBe(400);
     expect(error.details.errors).toEqual([{ field: 'usages.1.cached_input_tokens', message: expect.any(String) }]);
@@ -265,7 +263,12 @@ describe('priceUsages: huge counts stay exact', () => {
     //                  = 2,246,914,002,244.667085997753086
     // round half up 6  = 2,246,914,002,244.667086  (19 significant digits: a double would lose them)
     const models = table({ huge: { input: '999999.999999', output: '999999.999999' } });
-    const q = priceUsages([usage('huge', 1_000_000_000, 1_000_000_000)], feature({ margin: '0.123457' }), models, settings('1000.000001', '0'));
+    const q = priceUsages(
+      [usage('huge', 1_000_000_000, 1_000_000_000)],
+      feature({ margin: '0.123457' }),
+      models,
+      settings('1000.000001', '0'),
+    );
     expect(q.usages[0].cost_usd).toBe('1999999999.998000');
     expect(q.usages[0].credits).toBe('2246914002244.667086');
     expect(q.creditsCharged.toString()).toBe('2246914002244.667086');

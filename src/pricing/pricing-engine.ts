@@ -57,14 +57,17 @@ export interface PriceSnapshot {
   credits_per_usd: string;
   default_profit_margin: string;
   feature: { feature_endpoint_id: string; profit_margin: string | null; fixed_cost: string };
-  models: Record<string, {
-    version: number;
-    input_price_per_million: string;
-    output_price_per_million: string;
-    cached_input_price_per_million: string;
-    profit_margin: string;
-    margin_source: 'feature' | 'model' | 'default';
-  }>;
+  models: Record<
+    string,
+    {
+      version: number;
+      input_price_per_million: string;
+      output_price_per_million: string;
+      cached_input_price_per_million: string;
+      profit_margin: string;
+      margin_source: 'feature' | 'model' | 'default';
+    }
+  >;
 }
 
 export interface Quote {
@@ -82,7 +85,12 @@ export function unknownModel(aiModel: string): DomainError {
   return new DomainError('unknown_model', `No price is set for ai_model "${aiModel}".`, { ai_model: aiModel });
 }
 
-export function priceUsages(usages: Usage[], feature: FeaturePricing, models: ReadonlyMap<string, ModelPrice>, settings: PricingSettings): Quote {
+export function priceUsages(
+  usages: Usage[],
+  feature: FeaturePricing,
+  models: ReadonlyMap<string, ModelPrice>,
+  settings: PricingSettings,
+): Quote {
   let total = 0n; // in 10^-24 credits
   const priced: PricedUsage[] = [];
   const snapshotModels: PriceSnapshot['models'] = {};
@@ -100,9 +108,11 @@ export function priceUsages(usages: Usage[], feature: FeaturePricing, models: Re
     }
     const cachedPrice = model.cachedInputPerMillion ?? model.inputPerMillion;
     const [margin, marginSource] =
-      feature.profitMargin !== null ? [feature.profitMargin, 'feature' as const]
-      : model.profitMargin !== null ? [model.profitMargin, 'model' as const]
-      : [settings.defaultProfitMargin, 'default' as const];
+      feature.profitMargin !== null
+        ? [feature.profitMargin, 'feature' as const]
+        : model.profitMargin !== null
+          ? [model.profitMargin, 'model' as const]
+          : [settings.defaultProfitMargin, 'default' as const];
 
     const n = (input - cached) * model.inputPerMillion + cached * cachedPrice + output * model.outputPerMillion;
     const credits = n * (UNIT + margin) * settings.creditsPerUsd; // 10^-24 credits

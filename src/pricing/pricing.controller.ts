@@ -56,7 +56,10 @@ export class PricingController {
   }
 
   @Patch('models/:ai_model')
-  @ApiOperation({ summary: "Change a model's price", description: 'Admin scope. A new version; the old one stays so old charges stay explainable.' })
+  @ApiOperation({
+    summary: "Change a model's price",
+    description: 'Admin scope. A new version; the old one stays so old charges stay explainable.',
+  })
   @AI_MODEL
   @ApiSuccess({ description: 'The new price and its history.', type: ModelPriceResponseDoc, example: MODEL_PRICE_EXAMPLE })
   @ApiErrors(...ADMIN_ROUTE_ERRORS, ...BODY_ERRORS, 'model_not_found')
@@ -83,7 +86,10 @@ export class PricingController {
   @Post('quote')
   @HttpCode(200)
   @ServiceScope()
-  @ApiOperation({ summary: 'Price usages without charging', description: 'Service scope. What a settlement of these usages on this feature would charge now.' })
+  @ApiOperation({
+    summary: 'Price usages without charging',
+    description: 'Service scope. What a settlement of these usages on this feature would charge now.',
+  })
   @ApiSuccess({ description: 'The quote.', type: QuoteResponseDoc, example: QUOTE_EXAMPLE })
   @ApiErrors(...API_ROUTE_ERRORS, ...BODY_ERRORS, 'feature_not_found', 'unknown_model')
   async quote(@Body() dto: QuoteDto) {

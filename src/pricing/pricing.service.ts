@@ -83,9 +83,12 @@ export class PricingService {
       const next = {
         version: current.version + 1,
         inputPricePerMillion: dto.input_price_per_million == null ? current.inputPricePerMillion : toScaled(dto.input_price_per_million),
-        outputPricePerMillion: dto.output_price_per_million == null ? current.outputPricePerMillion : toScaled(dto.output_price_per_million),
+        outputPricePerMillion:
+          dto.output_price_per_million == null ? current.outputPricePerMillion : toScaled(dto.output_price_per_million),
         cachedInputPricePerMillion:
-          dto.cached_input_price_per_million === undefined ? current.cachedInputPricePerMillion : optionalScaled(dto.cached_input_price_per_million),
+          dto.cached_input_price_per_million === undefined
+            ? current.cachedInputPricePerMillion
+            : optionalScaled(dto.cached_input_price_per_million),
         profitMargin: dto.profit_margin === undefined ? current.profitMargin : optionalScaled(dto.profit_margin),
       };
       const unchanged =

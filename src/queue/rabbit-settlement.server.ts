@@ -110,7 +110,10 @@ export class RabbitSettlementServer extends Server implements CustomTransportStr
       channel.ack(msg);
     } catch (error) {
       // The channel died after the commit: the broker will redeliver and idempotency absorbs it.
-      this.logger.warn({ err: (error as Error).message }, 'ack failed after commit; the message will be redelivered and settle as already_settled');
+      this.logger.warn(
+        { err: (error as Error).message },
+        'ack failed after commit; the message will be redelivered and settle as already_settled',
+      );
     }
   }
 
@@ -121,7 +124,12 @@ export class RabbitSettlementServer extends Server implements CustomTransportStr
       await this.channel!.sendToQueue(DEAD_LETTER_QUEUE, msg.content, {
         persistent: true,
         contentType: msg.properties.contentType,
-        headers: { ...(msg.properties.headers ?? {}), 'x-original-queue': queue, 'x-failure-reason': reason.slice(0, 500), 'x-attempts': attempts },
+        headers: {
+          ...(msg.properties.headers ?? {}),
+          'x-original-queue': queue,
+          'x-failure-reason': reason.slice(0, 500),
+          'x-attempts': attempts,
+        },
       });
       this.ack(channel, msg);
     } catch (publishError) {

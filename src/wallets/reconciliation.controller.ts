@@ -10,8 +10,15 @@ export class ReconciliationController {
   constructor(private readonly reconciliation: ReconciliationService) {}
 
   @Get()
-  @ApiOperation({ summary: 'Check the books', description: 'Admin scope. Every wallet: balance = Σ ledger (and the last balance_after), held = Σ live holds.' })
-  @ApiSuccess({ description: 'The check; `mismatches` is empty when the books are right.', type: ReconciliationResponseDoc, example: { wallets_checked: 1200, mismatches: [] } })
+  @ApiOperation({
+    summary: 'Check the books',
+    description: 'Admin scope. Every wallet: balance = Σ ledger (and the last balance_after), held = Σ live holds.',
+  })
+  @ApiSuccess({
+    description: 'The check; `mismatches` is empty when the books are right.',
+    type: ReconciliationResponseDoc,
+    example: { wallets_checked: 1200, mismatches: [] },
+  })
   @ApiErrors(...ADMIN_ROUTE_ERRORS)
   run() {
     return this.reconciliation.run();

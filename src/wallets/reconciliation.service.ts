@@ -26,9 +26,15 @@ export class ReconciliationService {
       // Compared in SQL, exactly (numeric), so only mismatches cross the wire: a million wallets
       // must not become a million rows in the service's memory.
       const [{ n }]: { n: string }[] = await manager.query(`SELECT count(*)::text AS n FROM wallets`);
-      const rows: { user_id: string; balance: string; held: string; ledger_sum: string; last_balance_after: string | null; live_holds: string }[] =
-        await manager.query(
-          `SELECT * FROM (
+      const rows: {
+        user_id: string;
+        balance: string;
+        held: string;
+        ledger_sum: string;
+        last_balance_after: string | null;
+        live_holds: string;
+      }[] = await manager.query(
+        `SELECT * FROM (
              SELECT w.user_id, w.balance, w.held,
                     COALESCE(l.total, 0) AS ledger_sum,
                     (SELECT e.balance_after FROM ledger_entries e WHERE e.user_id = w.user_id ORDER BY e.id DESC LIMIT 1) AS last_balance_after,
@@ -40,8 +46,8 @@ export class ReconciliationService {
            -- A wallet with no entry yet must have a zero balance.
            WHERE balance <> ledger_sum OR held <> live_holds OR COALESCE(last_balance_after, 0) <> balance
            ORDER BY user_id LIMIT $1`,
-          [MAX_MISMATCHES],
-        );
+        [MAX_MISMATCHES],
+      );
       const mismatches = rows.map((r) => ({
         user_id: r.user_id,
         balance: Money.fromDb(r.balance).toString(),

@@ -59,7 +59,10 @@ export class WalletsController {
 
   @Post(':user_id/top-up')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Add credits', description: 'Admin scope. A repeated idempotency_key adds nothing and answers `already_applied`.' })
+  @ApiOperation({
+    summary: 'Add credits',
+    description: 'Admin scope. A repeated idempotency_key adds nothing and answers `already_applied`.',
+  })
   @USER_ID
   @ApiSuccess({ description: 'Applied (or already applied).', type: WalletChangeResponseDoc, example: WALLET_CHANGE_EXAMPLE })
   @ApiErrors(...ADMIN_ROUTE_ERRORS, ...BODY_ERRORS, 'wallet_not_found', 'conflict')
@@ -76,7 +79,15 @@ export class WalletsController {
     type: WalletChangeResponseDoc,
     example: {
       status: 'applied',
-      transaction: { ...LEDGER_ENTRY_EXAMPLE, kind: 'adjustment', amount: '-2.500000', balance_after: '97.500000', usage_key: null, description: 'refund of a failed generation', metadata: { reason: 'refund of a failed generation' } },
+      transaction: {
+        ...LEDGER_ENTRY_EXAMPLE,
+        kind: 'adjustment',
+        amount: '-2.500000',
+        balance_after: '97.500000',
+        usage_key: null,
+        description: 'refund of a failed generation',
+        metadata: { reason: 'refund of a failed generation' },
+      },
       wallet: { ...WALLET_EXAMPLE, balance: '97.500000', credits: '92.500000' },
     },
   })
@@ -86,7 +97,10 @@ export class WalletsController {
   }
 
   @Get(':user_id/transactions')
-  @ApiOperation({ summary: "The wallet's ledger", description: 'Admin scope. Newest first, each entry with balance_after; filter by usage_key.' })
+  @ApiOperation({
+    summary: "The wallet's ledger",
+    description: 'Admin scope. Newest first, each entry with balance_after; filter by usage_key.',
+  })
   @USER_ID
   @ApiSuccess({ description: 'A page of ledger entries.', type: LedgerEntryResponseDoc, page: true, example: LEDGER_ENTRY_EXAMPLE })
   @ApiErrors(...ADMIN_ROUTE_ERRORS, 'validation_error', 'wallet_not_found')

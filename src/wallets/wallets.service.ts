@@ -123,7 +123,9 @@ export class WalletsService {
          UPDATE wallets SET balance = balance + ${amount}, held = held + ${heldDelta}, version = version + 1, updated_at = now()
          ${guard ? 'FROM guard' : ''}
          WHERE wallets.user_id = ${userId}
-         RETURNING ${WALLET_COLUMNS.split(', ').map((c) => `wallets.${c}`).join(', ')}, ${guard ? 'guard.meta' : `'{}'::jsonb AS meta`}
+         RETURNING ${WALLET_COLUMNS.split(', ')
+           .map((c) => `wallets.${c}`)
+           .join(', ')}, ${guard ? 'guard.meta' : `'{}'::jsonb AS meta`}
        ), e AS (
          INSERT INTO ledger_entries (user_id, kind, amount, balance_after, held_after, usage_key, idempotency_key, description, metadata)
          SELECT w.user_id, ${bind(p.kind)}, ${amount}, w.balance, w.held, ${bind(p.usageKey ?? null)}::uuid, ${bind(p.idempotencyKey ?? null)}::varchar,
@@ -270,9 +272,10 @@ export class WalletsService {
       where.id = LessThan(query.cursor);
     }
     if (query.usage_key !== undefined) where.usageKey = query.usage_key;
-    const rows = query.usage_key !== undefined && !isUuid(query.usage_key)
-      ? []
-      : await this.dataSource.getRepository(LedgerEntry).find({ where, order: { id: 'DESC' }, take: limit + 1 });
+    const rows =
+      query.usage_key !== undefined && !isUuid(query.usage_key)
+        ? []
+        : await this.dataSource.getRepository(LedgerEntry).find({ where, order: { id: 'DESC' }, take: limit + 1 });
     return toPage(rows, limit, (e) => e.id, ledgerEntryView);
   }
 }

@@ -28,7 +28,10 @@ describe('crash: the service is SIGKILLed mid-work and started again', () => {
   let counter: pg.Client;
   const env = (extra: Record<string, string> = {}) => ({ DATABASE_URL: db.url, RABBITMQ_URL: vhost.url, ...extra });
   const charges = async (prefix: string) =>
-    Number((await counter.query(`SELECT COUNT(*) AS n FROM ledger_entries WHERE kind = 'charge' AND user_id LIKE $1`, [`${prefix}-%`])).rows[0].n);
+    Number(
+      (await counter.query(`SELECT COUNT(*) AS n FROM ledger_entries WHERE kind = 'charge' AND user_id LIKE $1`, [`${prefix}-%`])).rows[0]
+        .n,
+    );
 
   beforeAll(async () => {
     db = await createTestDatabase();
@@ -145,7 +148,9 @@ describe('crash: the service is SIGKILLed mid-work and started again', () => {
         userId,
         feature,
         path: legacy ? '/api/credits-process/end' : '/api/credits-process/end-multimodel',
-        body: legacy ? { user_id: userId, feature_endpoint_id: feature, ...target, ...usages[0] } : { user_id: userId, feature_endpoint_id: feature, ...target, usages },
+        body: legacy
+          ? { user_id: userId, feature_endpoint_id: feature, ...target, ...usages[0] }
+          : { user_id: userId, feature_endpoint_id: feature, ...target, usages },
         charge: expectedCharge(feature, usages),
         usageKey: target.usage_key as string | undefined,
         idempotencyKey: target.idempotency_key as string | undefined,
@@ -228,13 +233,20 @@ describe('crash: the service is SIGKILLed mid-work and started again', () => {
       expect(micros(entries[0].amount)).toBe(-s.charge);
     }
     // Every hold /start answered is live, settled, cancelled or expired — and the books add up.
-    const startedKeys = starts.filter((s) => s.outcome.status === 200).map((s) => (s.outcome as { body: any }).body.data.usage_key as string);
+    const startedKeys = starts
+      .filter((s) => s.outcome.status === 200)
+      .map((s) => (s.outcome as { body: any }).body.data.usage_key as string);
     for (const key of startedKeys) {
       const usage = await after('GET', `/api/credits-process/usages/${key}`, { key: SERVICE_KEY });
       expect(usage.status).toBe(200);
       expect(['held', 'settled', 'cancelled', 'expired']).toContain(usage.body.data.status);
     }
-    const expected: ExpectedUsage[] = settlements.map((s) => ({ userId: s.userId, usageKey: s.usageKey, idempotencyKey: s.idempotencyKey, charge: s.charge }));
+    const expected: ExpectedUsage[] = settlements.map((s) => ({
+      userId: s.userId,
+      usageKey: s.usageKey,
+      idempotencyKey: s.idempotencyKey,
+      charge: s.charge,
+    }));
     const books = await checkBooks(db.url, initial, expected);
     expect(books).toMatchObject({ duplicates: 0, lost: 0, unexpected: 0, wrongAmount: [], walletMismatches: [], negativeHeld: 0 });
     expect((await after('GET', '/api/reconciliation')).body.data.mismatches).toEqual([]);

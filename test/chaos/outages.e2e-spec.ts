@@ -39,7 +39,9 @@ async function plan(service: ServiceProcess, r: Rng, wallets: string[], holds: n
     const legacy = r.chance(0.3);
     const usages = randomUsages(r, legacy ? 1 : 3);
     result.byQueue[legacy ? LEGACY_QUEUE : MULTI_QUEUE].push(
-      legacy ? { user_id: userId, feature_endpoint_id: feature, ...target, ...usages[0] } : { user_id: userId, feature_endpoint_id: feature, ...target, usages },
+      legacy
+        ? { user_id: userId, feature_endpoint_id: feature, ...target, ...usages[0] }
+        : { user_id: userId, feature_endpoint_id: feature, ...target, usages },
     );
     result.expected.push({ userId, ...ref, charge: expectedCharge(feature, usages) });
   };
@@ -116,7 +118,8 @@ describe('outages: the broker and the database go away while settlements flow', 
   // A fresh connection per probe: the outage tests terminate every connection to this database.
   const charges = async (prefix: string) =>
     Number(await scalar(db.url, `SELECT COUNT(*) FROM ledger_entries WHERE kind = 'charge' AND user_id LIKE $1`, [`${prefix}-%`]));
-  const settled = (prefix: string, expected: number) => waitForSettlements(vhost.name, [MULTI_QUEUE, LEGACY_QUEUE], () => charges(prefix), expected);
+  const settled = (prefix: string, expected: number) =>
+    waitForSettlements(vhost.name, [MULTI_QUEUE, LEGACY_QUEUE], () => charges(prefix), expected);
 
   beforeAll(async () => {
     db = await createTestDatabase();
@@ -147,11 +150,19 @@ describe('outages: the broker and the database go away while settlements flow', 
       // Cut every connection of the vhost while the second third is being published.
       const [, published] = await Promise.all([closeVhostConnections(vhost.name), publishAll(vhost.url, during)]);
       publishes += published;
-      await waitFor('readiness to report the broker down', async () => readiness.samples.some((s) => s.status === 503 && s.broker === 'down'), 30_000);
-      await waitFor('readiness to report the broker up again', async () => {
-        const down = readiness.samples.findIndex((s) => s.broker === 'down');
-        return readiness.samples.slice(down).some((s) => s.status === 200 && s.broker === 'up');
-      }, 60_000);
+      await waitFor(
+        'readiness to report the broker down',
+        async () => readiness.samples.some((s) => s.status === 503 && s.broker === 'down'),
+        30_000,
+      );
+      await waitFor(
+        'readiness to report the broker up again',
+        async () => {
+          const down = readiness.samples.findIndex((s) => s.broker === 'down');
+          return readiness.samples.slice(down).some((s) => s.status === 200 && s.broker === 'up');
+        },
+        60_000,
+      );
     } finally {
       await readiness.stop();
     }
@@ -192,7 +203,10 @@ describe('outages: the broker and the database go away while settlements flow', 
     const outageRequests: [string, Record<string, unknown>][] = [
       ['/api/credits-process/start', { user_id: http, feature_endpoint_id: 'chat' }],
       ['/api/credits-process/end-multimodel', { user_id: http, feature_endpoint_id: 'tool', usage_key: toSettle, usages: settleUsages }],
-      ['/api/credits-process/end-multimodel', { user_id: http, feature_endpoint_id: 'chat', idempotency_key: 'outage-direct', usages: directUsages }],
+      [
+        '/api/credits-process/end-multimodel',
+        { user_id: http, feature_endpoint_id: 'chat', idempotency_key: 'outage-direct', usages: directUsages },
+      ],
       ['/api/credits-process/cancel', { usage_key: toCancel }],
       [`/api/wallets/${http}/top-up`, { amount: '25.5', idempotency_key: 'outage-top-up' }],
     ];
@@ -213,14 +227,23 @@ describe('outages: the broker and the database go away while settlements flow', 
         return res.status !== 200 && res;
       });
       expect(ready.status).toBe(503);
-      expect(ready.body).toMatchObject({ success: false, data: { status: 'unavailable', message: expect.any(String), details: { database: { status: 'down' } } } });
+      expect(ready.body).toMatchObject({
+        success: false,
+        data: { status: 'unavailable', message: expect.any(String), details: { database: { status: 'down' } } },
+      });
       outageAnswers = await Promise.all([
-        ...outageRequests.map(([path, body]) => service.request('POST', path, { key: path.startsWith('/api/wallets') ? undefined : SERVICE_KEY, body })),
+        ...outageRequests.map(([path, body]) =>
+          service.request('POST', path, { key: path.startsWith('/api/wallets') ? undefined : SERVICE_KEY, body }),
+        ),
         service.request('GET', `/api/wallets/${http}`),
         service.request('GET', `/api/credits-process/usages/${toSettle}`),
       ]);
       // The consumer met the outage too (and is retrying, not acking or dropping).
-      await waitFor('a queued settlement to be retried', async () => service.lines.some((l) => l.includes('settlement failed transiently')), 10_000);
+      await waitFor(
+        'a queued settlement to be retried',
+        async () => service.lines.some((l) => l.includes('settlement failed transiently')),
+        10_000,
+      );
     } finally {
       await databaseUp(db.name);
     }
@@ -231,7 +254,11 @@ describe('outages: the broker and the database go away while settlements flow', 
     }
     expect(outageMs).toBeLessThan(12_600); // shorter than the retry budget, or dead-lettering would be right
 
-    await waitFor('readiness to recover', async () => (await service.request('GET', '/health/ready', { key: null })).status === 200, 30_000);
+    await waitFor(
+      'readiness to recover',
+      async () => (await service.request('GET', '/health/ready', { key: null })).status === 200,
+      30_000,
+    );
     expect(service.pid).toBe(pid);
     await settled('do', p.expected.length);
     expect(await queueDepth(vhost.url, DEAD_LETTER_QUEUE)).toBe(0);
@@ -250,15 +277,18 @@ describe('outages: the broker and the database go away while settlements flow', 
       const res = await service.request('POST', path, { key: path.startsWith('/api/wallets') ? undefined : SERVICE_KEY, body });
       expect(res.status).toBe(200);
     }
-    const retriedBooks = await checkBooks(
-      db.url,
-      new Map([[http, micros('1025.5')]]),
-      [
-        { userId: http, usageKey: toSettle, charge: expectedCharge('tool', settleUsages) },
-        { userId: http, idempotencyKey: 'outage-direct', charge: expectedCharge('chat', directUsages) },
-      ],
-    );
-    expect(retriedBooks).toMatchObject({ duplicates: 0, lost: 0, unexpected: 0, wrongAmount: [], walletMismatches: [], holdsByStatus: { held: 1, settled: 2, cancelled: 1 } });
+    const retriedBooks = await checkBooks(db.url, new Map([[http, micros('1025.5')]]), [
+      { userId: http, usageKey: toSettle, charge: expectedCharge('tool', settleUsages) },
+      { userId: http, idempotencyKey: 'outage-direct', charge: expectedCharge('chat', directUsages) },
+    ]);
+    expect(retriedBooks).toMatchObject({
+      duplicates: 0,
+      lost: 0,
+      unexpected: 0,
+      wrongAmount: [],
+      walletMismatches: [],
+      holdsByStatus: { held: 1, settled: 2, cancelled: 1 },
+    });
     expect((await service.request('GET', '/api/reconciliation')).body.data.mismatches).toEqual([]);
 
     reportFigures('outages/database', {
@@ -305,7 +335,14 @@ describe('outages: the broker and the database go away while settlements flow', 
     await settled('dl', 10);
     expect(await queueDepth(vhost.url, DEAD_LETTER_QUEUE)).toBe(0);
     const books = await checkBooks(db.url, initial, p.expected);
-    expect(books).toMatchObject({ duplicates: 0, lost: 0, unexpected: 0, wrongAmount: [], walletMismatches: [], holdsByStatus: { settled: 10 } });
+    expect(books).toMatchObject({
+      duplicates: 0,
+      lost: 0,
+      unexpected: 0,
+      wrongAmount: [],
+      walletMismatches: [],
+      holdsByStatus: { settled: 10 },
+    });
     expect((await service.request('GET', '/api/reconciliation')).body.data.mismatches).toEqual([]);
 
     reportFigures('outages/dead-letter', {

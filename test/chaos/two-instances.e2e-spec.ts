@@ -51,7 +51,12 @@ describe('two instances on one database and one vhost (competing consumers, comp
     let requests = 0;
 
     const any = () => (r.chance(0.5) ? a : b);
-    const call = async (instance: ServiceProcess, path: string, body: Record<string, unknown>, expectStatus = 200): Promise<ApiResponse> => {
+    const call = async (
+      instance: ServiceProcess,
+      path: string,
+      body: Record<string, unknown>,
+      expectStatus = 200,
+    ): Promise<ApiResponse> => {
       requests++;
       const res = await instance.request('POST', path, { key: SERVICE_KEY, body });
       if (res.status !== expectStatus) unexpectedAnswers.push(`${path} → ${res.status} ${JSON.stringify(res.body)}`);
@@ -61,14 +66,20 @@ describe('two instances on one database and one vhost (competing consumers, comp
       (await call(any(), '/api/credits-process/start', { user_id: userId, feature_endpoint_id: feature })).body.data?.usage_key as string;
     const settlement = (userId: string, feature: string, target: Record<string, unknown>) => {
       const usages: UsageLine[] = randomUsages(r);
-      expected.push({ userId, usageKey: target.usage_key as string | undefined, idempotencyKey: target.idempotency_key as string | undefined, charge: expectedCharge(feature, usages) });
+      expected.push({
+        userId,
+        usageKey: target.usage_key as string | undefined,
+        idempotencyKey: target.idempotency_key as string | undefined,
+        charge: expectedCharge(feature, usages),
+      });
       return { user_id: userId, feature_endpoint_id: feature, ...target, usages };
     };
     const settle = (instance: ServiceProcess, body: Record<string, unknown>) => call(instance, '/api/credits-process/end-multimodel', body);
     /** The same settlement sent to both instances at once: one settles, the other replays it. */
     const expectRace = (answers: ApiResponse[]) => {
       const statuses = answers.map((x) => x.body.data?.status).sort();
-      if (statuses.join() !== 'already_settled,settled') unexpectedAnswers.push(`race answered ${JSON.stringify(answers.map((x) => x.body))}`);
+      if (statuses.join() !== 'already_settled,settled')
+        unexpectedAnswers.push(`race answered ${JSON.stringify(answers.map((x) => x.body))}`);
     };
 
     // A sampler: `held` must never go below zero, at any moment of the run.
@@ -88,11 +99,15 @@ describe('two instances on one database and one vhost (competing consumers, comp
     let duplicates: unknown[];
     try {
       // Holds whose settlement goes through the queue, placed on either instance.
-      const queuedHolds = await runPool(Array.from({ length: 300 }, (_, i) => i), 10, async (i) => {
-        const userId = wallets[i % wallets.length];
-        const feature = i % 2 === 0 ? 'flash' : r.pick(['chat', 'tool']);
-        return { userId, feature, usageKey: await start(userId, feature) };
-      });
+      const queuedHolds = await runPool(
+        Array.from({ length: 300 }, (_, i) => i),
+        10,
+        async (i) => {
+          const userId = wallets[i % wallets.length];
+          const feature = i % 2 === 0 ? 'flash' : r.pick(['chat', 'tool']);
+          return { userId, feature, usageKey: await start(userId, feature) };
+        },
+      );
       const messages: { queue: string; body: Record<string, unknown> }[] = queuedHolds.map((h) => ({
         queue: MULTI_QUEUE,
         body: settlement(h.userId, h.feature, { usage_key: h.usageKey }),
@@ -112,7 +127,13 @@ describe('two instances on one database and one vhost (competing consumers, comp
       allMessages = r.shuffle([...messages, ...(duplicates as typeof messages)]);
       expect(allMessages).toHaveLength(2000);
       const published = Promise.all(
-        [MULTI_QUEUE, LEGACY_QUEUE].map((q) => publish(vhost.url, q, allMessages.filter((m) => m.queue === q).map((m) => m.body))),
+        [MULTI_QUEUE, LEGACY_QUEUE].map((q) =>
+          publish(
+            vhost.url,
+            q,
+            allMessages.filter((m) => m.queue === q).map((m) => m.body),
+          ),
+        ),
       );
 
       // Mixed HTTP flows while the queue is consumed by both instances.
@@ -121,7 +142,17 @@ describe('two instances on one database and one vhost (competing consumers, comp
         const userId = r.pick(wallets);
         const roll = r.next();
         const kind =
-          roll < 0.35 ? 'settle_elsewhere' : roll < 0.45 ? 'settle_late' : roll < 0.6 ? 'cancel_twice' : roll < 0.7 ? 'left_to_expire' : roll < 0.85 ? 'settle_race' : 'direct_race';
+          roll < 0.35
+            ? 'settle_elsewhere'
+            : roll < 0.45
+              ? 'settle_late'
+              : roll < 0.6
+                ? 'cancel_twice'
+                : roll < 0.7
+                  ? 'left_to_expire'
+                  : roll < 0.85
+                    ? 'settle_race'
+                    : 'direct_race';
         outcomes[kind] = (outcomes[kind] ?? 0) + 1;
         if (kind === 'direct_race') {
           const feature = r.pick(['chat', 'tool']);
@@ -140,10 +171,18 @@ describe('two instances on one database and one vhost (competing consumers, comp
           await call(any(), '/api/credits-process/cancel', { usage_key: usageKey });
         } else if (kind === 'settle_late') {
           // Wait until the hold is past its expiry (the sweepers race to release it), then settle.
-          await waitFor('the flash hold to expire', async () => {
-            requests++;
-            return (await any().request('GET', `/api/credits-process/usages/${usageKey}`, { key: SERVICE_KEY })).body.data?.status === 'expired';
-          }, 30_000, 100);
+          await waitFor(
+            'the flash hold to expire',
+            async () => {
+              requests++;
+              return (
+                (await any().request('GET', `/api/credits-process/usages/${usageKey}`, { key: SERVICE_KEY })).body.data?.status ===
+                'expired'
+              );
+            },
+            30_000,
+            100,
+          );
           const res = await settle(any(), settlement(userId, feature, { usage_key: usageKey }));
           if (res.body.data?.late !== true) unexpectedAnswers.push(`late settlement not marked late: ${JSON.stringify(res.body)}`);
         } else if (kind === 'settle_race') {
@@ -166,7 +205,8 @@ describe('two instances on one database and one vhost (competing consumers, comp
       // (Not fatal here: if they never are, the checks below say why, with figures.)
       await waitFor(
         'the abandoned flash holds to be swept',
-        async () => Number(await scalar(db.url, `SELECT COUNT(*) FROM holds WHERE status = 'held' AND feature_endpoint_id = 'flash'`)) === 0,
+        async () =>
+          Number(await scalar(db.url, `SELECT COUNT(*) FROM holds WHERE status = 'held' AND feature_endpoint_id = 'flash'`)) === 0,
         30_000,
         200,
       ).catch(() => undefined);
@@ -189,7 +229,9 @@ describe('two instances on one database and one vhost (competing consumers, comp
     expect(await queueDepth(vhost.url, DEAD_LETTER_QUEUE)).toBe(0);
     expect((await a.request('GET', '/api/settlement-failures')).body.data.items).toEqual([]);
     // Both consumed: each instance applied some of the queued settlements.
-    const queueSettled = instances.map((i) => i.lines.filter((l) => l.includes('"msg":"settled"') && l.includes('"channel":"queue"')).length);
+    const queueSettled = instances.map(
+      (i) => i.lines.filter((l) => l.includes('"msg":"settled"') && l.includes('"channel":"queue"')).length,
+    );
     for (const n of queueSettled) expect(n).toBeGreaterThan(0);
 
     reportFigures('two-instances', {

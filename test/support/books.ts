@@ -33,14 +33,26 @@ export interface BooksReport {
   holdsByStatus: Record<string, number>;
 }
 
-export async function checkBooks(url: string, initial: ReadonlyMap<string, bigint>, usages: readonly ExpectedUsage[]): Promise<BooksReport> {
+export async function checkBooks(
+  url: string,
+  initial: ReadonlyMap<string, bigint>,
+  usages: readonly ExpectedUsage[],
+): Promise<BooksReport> {
   return withDb(url, async (c) => {
     // Only the wallets this check is about: a suite may run several scenarios on one database.
     const users = [...initial.keys()];
     await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-    const wallets = (await c.query<{ user_id: string; balance: string; held: string }>('SELECT user_id, balance::text, held::text FROM wallets WHERE user_id = ANY($1)', [users])).rows;
+    const wallets = (
+      await c.query<{ user_id: string; balance: string; held: string }>(
+        'SELECT user_id, balance::text, held::text FROM wallets WHERE user_id = ANY($1)',
+        [users],
+      )
+    ).rows;
     const charges = (
-      await c.query<{ usage_key: string; amount: string }>(`SELECT usage_key::text, amount::text FROM ledger_entries WHERE kind = 'charge' AND user_id = ANY($1)`, [users])
+      await c.query<{ usage_key: string; amount: string }>(
+        `SELECT usage_key::text, amount::text FROM ledger_entries WHERE kind = 'charge' AND user_id = ANY($1)`,
+        [users],
+      )
     ).rows;
     const keyed = (
       await c.query<{ user_id: string; idempotency_key: string; usage_key: string }>(
@@ -48,8 +60,18 @@ export async function checkBooks(url: string, initial: ReadonlyMap<string, bigin
         [users],
       )
     ).rows;
-    const live = (await c.query<{ user_id: string; total: string }>(`SELECT user_id, SUM(amount)::text AS total FROM holds WHERE status = 'held' AND user_id = ANY($1) GROUP BY user_id`, [users])).rows;
-    const statuses = (await c.query<{ status: string; n: string }>('SELECT status, COUNT(*)::text AS n FROM holds WHERE user_id = ANY($1) GROUP BY status', [users])).rows;
+    const live = (
+      await c.query<{ user_id: string; total: string }>(
+        `SELECT user_id, SUM(amount)::text AS total FROM holds WHERE status = 'held' AND user_id = ANY($1) GROUP BY user_id`,
+        [users],
+      )
+    ).rows;
+    const statuses = (
+      await c.query<{ status: string; n: string }>(
+        'SELECT status, COUNT(*)::text AS n FROM holds WHERE user_id = ANY($1) GROUP BY status',
+        [users],
+      )
+    ).rows;
     await c.query('COMMIT');
 
     const chargesByKey = new Map<string, bigint[]>();
@@ -76,7 +98,8 @@ export async function checkBooks(url: string, initial: ReadonlyMap<string, bigin
       const found = keys.flatMap((k) => chargesByKey.get(k) ?? []);
       keys.forEach((k) => explained.add(k));
       if (found.length === 0) lost++;
-      else if (found.some((amount) => amount !== u.charge)) wrongAmount.push(`${u.usageKey ?? u.idempotencyKey}: ${found.join(',')} ≠ ${u.charge}`);
+      else if (found.some((amount) => amount !== u.charge))
+        wrongAmount.push(`${u.usageKey ?? u.idempotencyKey}: ${found.join(',')} ≠ ${u.charge}`);
     }
     let unexpected = 0;
     for (const key of chargesByKey.keys()) if (!explained.has(key)) unexpected++;
@@ -91,7 +114,8 @@ export async function checkBooks(url: string, initial: ReadonlyMap<string, bigin
       if (!expectedBalance.has(w.user_id)) continue;
       const want = expectedBalance.get(w.user_id)!;
       const liveHeld = liveByUser.get(w.user_id) ?? 0n;
-      if (balance !== want || held !== liveHeld) walletMismatches.push(`${w.user_id}: balance ${balance} (want ${want}), held ${held} (live holds ${liveHeld})`);
+      if (balance !== want || held !== liveHeld)
+        walletMismatches.push(`${w.user_id}: balance ${balance} (want ${want}), held ${held} (live holds ${liveHeld})`);
     }
     return {
       expectedUsages: usages.length,

@@ -123,11 +123,20 @@ async function ok(res: Promise<ApiResponse>, what: string): Promise<ApiResponse>
 }
 
 export async function createCatalog(request: Request): Promise<void> {
-  await ok(request('PUT', '/api/pricing/settings', { body: { credits_per_usd: CREDITS_PER_USD, default_profit_margin: DEFAULT_MARGIN } }), 'settings');
+  await ok(
+    request('PUT', '/api/pricing/settings', { body: { credits_per_usd: CREDITS_PER_USD, default_profit_margin: DEFAULT_MARGIN } }),
+    'settings',
+  );
   for (const [ai_model, m] of Object.entries(MODELS)) {
     await ok(
       request('POST', '/api/pricing/models', {
-        body: { ai_model, input_price_per_million: m.input, output_price_per_million: m.output, cached_input_price_per_million: m.cached, profit_margin: m.margin },
+        body: {
+          ai_model,
+          input_price_per_million: m.input,
+          output_price_per_million: m.output,
+          cached_input_price_per_million: m.cached,
+          profit_margin: m.margin,
+        },
       }),
       `model ${ai_model}`,
     );
@@ -151,7 +160,9 @@ export async function createCatalog(request: Request): Promise<void> {
 
 export async function createWallets(request: Request, prefix: string, count: number, initialCredits: string): Promise<string[]> {
   const ids = Array.from({ length: count }, (_, i) => `${prefix}-${i}`);
-  await runPool(ids, 8, (user_id) => ok(request('POST', '/api/wallets', { body: { user_id, initial_credits: initialCredits } }), `wallet ${user_id}`));
+  await runPool(ids, 8, (user_id) =>
+    ok(request('POST', '/api/wallets', { body: { user_id, initial_credits: initialCredits } }), `wallet ${user_id}`),
+  );
   return ids;
 }
 
@@ -172,6 +183,9 @@ export async function runPool<T, R>(items: readonly T[], concurrency: number, wo
 
 /** POST /start that must succeed; returns the usage key. */
 export async function startHold(request: Request, user_id: string, feature_endpoint_id: string): Promise<string> {
-  const r = await ok(request('POST', '/api/credits-process/start', { key: SERVICE_KEY, body: { user_id, feature_endpoint_id } }), `start ${user_id}/${feature_endpoint_id}`);
+  const r = await ok(
+    request('POST', '/api/credits-process/start', { key: SERVICE_KEY, body: { user_id, feature_endpoint_id } }),
+    `start ${user_id}/${feature_endpoint_id}`,
+  );
   return r.body.data.usage_key as string;
 }

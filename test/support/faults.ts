@@ -45,7 +45,16 @@ export async function closeVhostConnections(vhost: string): Promise<void> {
 
 /** Messages of a queue including the delivered-but-unacked ones (amqp's checkQueue counts only the ready ones). */
 export async function queueTotals(vhost: string): Promise<Record<string, { ready: number; unacked: number }>> {
-  const { stdout } = await run('rabbitmqctl', ['list_queues', '-p', vhost, '--quiet', '--no-table-headers', 'name', 'messages_ready', 'messages_unacknowledged']);
+  const { stdout } = await run('rabbitmqctl', [
+    'list_queues',
+    '-p',
+    vhost,
+    '--quiet',
+    '--no-table-headers',
+    'name',
+    'messages_ready',
+    'messages_unacknowledged',
+  ]);
   const totals: Record<string, { ready: number; unacked: number }> = {};
   for (const line of stdout.split('\n')) {
     const [name, ready, unacked] = line.trim().split(/\s+/);
@@ -83,7 +92,13 @@ export async function queuesDrained(vhost: string, queues: readonly string[]): P
  * can arrive then (so a test whose messages were lost fails at once in its books check, with
  * figures, instead of timing out) — and then until the queues are drained (duplicates included).
  */
-export async function waitForSettlements(vhost: string, queues: readonly string[], count: () => Promise<number>, expected: number, timeoutMs = 180_000): Promise<void> {
+export async function waitForSettlements(
+  vhost: string,
+  queues: readonly string[],
+  count: () => Promise<number>,
+  expected: number,
+  timeoutMs = 180_000,
+): Promise<void> {
   let polls = 0;
   await waitFor(
     `${expected} settlements`,

@@ -55,7 +55,11 @@ export async function queueDepth(url: string, queue: string): Promise<number> {
  * Takes every message off the dead-letter queue and publishes it back to the queue it came from
  * (`x-original-queue`), `times` times each — what an operator does after an outage.
  */
-export async function replayDeadLetters(url: string, deadLetterQueue: string, times = 1): Promise<{ queue: string; body: string; headers: Record<string, unknown> }[]> {
+export async function replayDeadLetters(
+  url: string,
+  deadLetterQueue: string,
+  times = 1,
+): Promise<{ queue: string; body: string; headers: Record<string, unknown> }[]> {
   const connection = await amqplib.connect(url);
   const moved: { queue: string; body: string; headers: Record<string, unknown> }[] = [];
   try {

@@ -13,7 +13,11 @@ type ReplayView = Awaited<ReturnType<QueueSettlementService['replay']>>;
 type DiscardView = Awaited<ReturnType<QueueSettlementService['discard']>>;
 
 const USAGE_KEY = '6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10';
-const USAGE_KEY_PROPERTY = { description: 'Names the authorization: pass it to the settlement.', format: 'uuid', example: USAGE_KEY } as const;
+const USAGE_KEY_PROPERTY = {
+  description: 'Names the authorization: pass it to the settlement.',
+  format: 'uuid',
+  example: USAGE_KEY,
+} as const;
 
 export const START_EXAMPLE = {
   status: 'accessible',
@@ -52,7 +56,11 @@ export class StartResponseDoc {
   @ApiProperty({ description: "This hold: the feature's min_holding_credits.", ...MONEY_ANSWER, example: '5.000000' })
   hold_amount!: string;
 
-  @ApiProperty({ description: 'When the hold lapses (it can still be settled late).', format: 'date-time', example: '2026-11-25T10:15:00.000Z' })
+  @ApiProperty({
+    description: 'When the hold lapses (it can still be settled late).',
+    format: 'date-time',
+    example: '2026-11-25T10:15:00.000Z',
+  })
   expires_at!: string;
 }
 
@@ -71,7 +79,11 @@ export const SETTLEMENT_EXAMPLE = {
 } satisfies SettlementResult;
 
 export class SettlementResponseDoc {
-  @ApiProperty({ description: '`already_settled`: a repeat; nothing more was charged and the figures are the first settlement\'s.', enum: ['settled', 'already_settled'], example: 'settled' })
+  @ApiProperty({
+    description: "`already_settled`: a repeat; nothing more was charged and the figures are the first settlement's.",
+    enum: ['settled', 'already_settled'],
+    example: 'settled',
+  })
   status!: string;
 
   @ApiProperty({ ...USAGE_KEY_PROPERTY, description: 'The hold settled, or the new key of a direct charge.' })
@@ -114,7 +126,11 @@ export class CancelResponseDoc {
   @ApiProperty(USAGE_KEY_PROPERTY)
   usage_key!: string;
 
-  @ApiProperty({ description: 'Credits released by this call (0 when repeated or when the hold had expired).', ...MONEY_ANSWER, example: '5.000000' })
+  @ApiProperty({
+    description: 'Credits released by this call (0 when repeated or when the hold had expired).',
+    ...MONEY_ANSWER,
+    example: '5.000000',
+  })
   released!: string;
 }
 
@@ -168,7 +184,11 @@ export class UsageResponseDoc {
   @ApiProperty({ example: false })
   late!: boolean;
 
-  @ApiProperty({ description: 'The settlement answer (null while held, cancelled or expired).', type: () => SettlementResponseDoc, nullable: true })
+  @ApiProperty({
+    description: 'The settlement answer (null while held, cancelled or expired).',
+    type: () => SettlementResponseDoc,
+    nullable: true,
+  })
   settlement!: SettlementResponseDoc | null;
 
   @ApiProperty({ description: 'The ledger entries this authorization wrote.', type: [LedgerEntryResponseDoc] })
@@ -193,7 +213,10 @@ export class SettlementFailureResponseDoc {
   @ApiProperty({ example: '7' })
   id!: string;
 
-  @ApiProperty({ enum: ['credits_process_end_multimodel_queue', 'credits_process_end_queue'], example: 'credits_process_end_multimodel_queue' })
+  @ApiProperty({
+    enum: ['credits_process_end_multimodel_queue', 'credits_process_end_queue'],
+    example: 'credits_process_end_multimodel_queue',
+  })
   queue!: string;
 
   @ApiProperty({ description: 'The message body, whole (base64 when it was not UTF-8 text).', example: SETTLEMENT_FAILURE_EXAMPLE.payload })
@@ -214,7 +237,13 @@ export class SettlementFailureResponseDoc {
   @ApiProperty({ type: 'integer', example: 1 })
   attempts!: number;
 
-  @ApiProperty({ description: 'The outcome once replayed or discarded.', type: 'object', additionalProperties: true, nullable: true, example: null })
+  @ApiProperty({
+    description: 'The outcome once replayed or discarded.',
+    type: 'object',
+    additionalProperties: true,
+    nullable: true,
+    example: null,
+  })
   resolution!: Record<string, unknown> | null;
 
   @ApiProperty({ format: 'date-time', example: '2026-11-25T10:02:00.000Z' })
@@ -227,7 +256,12 @@ export class SettlementFailureResponseDoc {
 export const REPLAY_EXAMPLE = {
   status: 'replayed',
   settlement: SETTLEMENT_EXAMPLE,
-  failure: { ...SETTLEMENT_FAILURE_EXAMPLE, status: 'replayed', resolution: { ...SETTLEMENT_EXAMPLE }, resolved_at: '2026-11-25T11:00:00.000Z' },
+  failure: {
+    ...SETTLEMENT_FAILURE_EXAMPLE,
+    status: 'replayed',
+    resolution: { ...SETTLEMENT_EXAMPLE },
+    resolved_at: '2026-11-25T11:00:00.000Z',
+  },
 } satisfies ReplayView;
 
 export class ReplayResponseDoc {

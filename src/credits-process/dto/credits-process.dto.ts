@@ -23,18 +23,33 @@ export class StartProcessDto {
 }
 
 class SettlementTarget {
-  @ApiProperty({ description: 'The user whose wallet pays (must be the hold\'s user when usage_key is given).', minLength: 1, maxLength: 128, example: 'u1' })
+  @ApiProperty({
+    description: "The user whose wallet pays (must be the hold's user when usage_key is given).",
+    minLength: 1,
+    maxLength: 128,
+    example: 'u1',
+  })
   @IsString()
   @Length(1, 128)
   user_id!: string;
 
-  @ApiProperty({ description: "The feature that ran (must be the hold's feature when usage_key is given).", minLength: 1, maxLength: 128, example: 'ai_chat_v1' })
+  @ApiProperty({
+    description: "The feature that ran (must be the hold's feature when usage_key is given).",
+    minLength: 1,
+    maxLength: 128,
+    example: 'ai_chat_v1',
+  })
   @IsString()
   @Length(1, 128)
   feature_endpoint_id!: string;
 
   /** From /start. Absent = a direct charge with no hold. */
-  @ApiPropertyOptional({ description: 'From /start: settles that hold. Absent = a direct charge with no hold.', minLength: 1, maxLength: 64, example: USAGE_KEY_EXAMPLE })
+  @ApiPropertyOptional({
+    description: 'From /start: settles that hold. Absent = a direct charge with no hold.',
+    minLength: 1,
+    maxLength: 64,
+    example: USAGE_KEY_EXAMPLE,
+  })
   // Absent, or a string: null would pass @IsOptional and reach the service as a key (a 500).
   @IsOptionalNotNull()
   @IsString()

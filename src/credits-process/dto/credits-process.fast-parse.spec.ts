@@ -153,7 +153,21 @@ class Gen {
 const KEY_MAX: Record<string, number> = { user_id: 128, feature_endpoint_id: 128, usage_key: 64, idempotency_key: 128, ai_model: 128 };
 const COUNT_KEYS = ['input_tokens', 'output_tokens', 'cached_input_tokens'];
 /** Unknown keys, ordinary ones and those with a special meaning to JavaScript or the pipe. */
-const EXTRA_KEYS = ['extra', 'id', 'usage', 'Usages', 'USER_ID', 'user_id ', 'toString', 'hasOwnProperty', 'valueOf', '0', '__proto__', 'constructor', 'prototype'];
+const EXTRA_KEYS = [
+  'extra',
+  'id',
+  'usage',
+  'Usages',
+  'USER_ID',
+  'user_id ',
+  'toString',
+  'hasOwnProperty',
+  'valueOf',
+  '0',
+  '__proto__',
+  'constructor',
+  'prototype',
+];
 
 function validUsage(g: Gen): Record<string, unknown> {
   const usage: Record<string, unknown> = { ai_model: g.printable(1, 128), input_tokens: g.validCount(), output_tokens: g.validCount() };
@@ -170,7 +184,10 @@ function validTarget(g: Gen): Record<string, unknown> {
 
 const VALID: Record<string, (g: Gen) => Record<string, unknown>> = {
   StartProcessDto: (g) => ({ user_id: g.printable(1, 128), feature_endpoint_id: g.printable(1, 128) }),
-  EndMultiModelDto: (g) => ({ ...validTarget(g), usages: Array.from({ length: g.chance(0.1) ? g.pick([1, MAX_USAGES]) : g.int(1, 4) }, () => validUsage(g)) }),
+  EndMultiModelDto: (g) => ({
+    ...validTarget(g),
+    usages: Array.from({ length: g.chance(0.1) ? g.pick([1, MAX_USAGES]) : g.int(1, 4) }, () => validUsage(g)),
+  }),
   EndSingleModelDto: (g) => ({ ...validTarget(g), ...validUsage(g) }),
 };
 
@@ -198,7 +215,8 @@ function mutateValue(g: Gen, key: string, value: unknown): unknown {
         if (usages.length > 0) usages[g.int(0, usages.length - 1)] = g.junk();
         return usages;
       case 4:
-        if (usages.length > 0) usages[g.int(0, usages.length - 1)] = mutate(g, usages[g.int(0, usages.length - 1)] as Record<string, unknown>);
+        if (usages.length > 0)
+          usages[g.int(0, usages.length - 1)] = mutate(g, usages[g.int(0, usages.length - 1)] as Record<string, unknown>);
         return usages;
       case 5:
         return { 0: usages[0] ?? {}, length: 1 };
@@ -225,7 +243,8 @@ function mutate(g: Gen, body: Record<string, unknown>): Record<string, unknown> 
   for (const [key, value] of Object.entries(body)) setOwn(out, key, value);
   for (let n = g.int(1, 3); n > 0; n--) {
     const keys = Object.keys(out);
-    const key = keys.length > 0 && g.chance(0.85) ? g.pick(keys) : g.pick([...EXTRA_KEYS, ...Object.keys(KEY_MAX), ...COUNT_KEYS, 'usages']);
+    const key =
+      keys.length > 0 && g.chance(0.85) ? g.pick(keys) : g.pick([...EXTRA_KEYS, ...Object.keys(KEY_MAX), ...COUNT_KEYS, 'usages']);
     switch (g.int(0, 5)) {
       case 0:
         delete out[key];
@@ -246,7 +265,9 @@ function mutate(g: Gen, body: Record<string, unknown>): Record<string, unknown> 
 /** A copy for each entry point: the pipe closes array gaps and strips prototype keys in place. */
 function clone(value: unknown): unknown {
   if (typeof value !== 'object' || value === null || value instanceof Date) return value;
-  const copy: object = Array.isArray(value) ? new Array<unknown>(value.length) : Object.create(Object.getPrototypeOf(value) as object | null);
+  const copy: object = Array.isArray(value)
+    ? new Array<unknown>(value.length)
+    : Object.create(Object.getPrototypeOf(value) as object | null);
   for (const key of Object.keys(value)) setOwn(copy, key, clone((value as Record<string, unknown>)[key]));
   return copy;
 }
@@ -285,7 +306,9 @@ async function outcome(run: () => Promise<unknown>): Promise<Outcome> {
 }
 
 function describeBody(body: unknown): string {
-  return JSON.stringify(body, (_key, value: unknown) => (value === undefined ? '<undefined>' : typeof value === 'number' && !Number.isFinite(value) ? String(value) : value));
+  return JSON.stringify(body, (_key, value: unknown) =>
+    value === undefined ? '<undefined>' : typeof value === 'number' && !Number.isFinite(value) ? String(value) : value,
+  );
 }
 
 /** Deep equality that also sees the key order, the classes and absent vs undefined properties. */
@@ -329,9 +352,17 @@ describe.each([
       const viaQueue = await outcome(() => validateBody(cls as DtoClass, clone(body)));
       expect({ context, ok: viaPipe.ok, queueOk: viaQueue.ok }).toEqual({ context, ok: classic.ok, queueOk: classicQueue.ok });
       if (viaPipe.ok) expectSame((viaPipe as { value: unknown }).value, (classic as { value: unknown }).value, context);
-      else expect({ context, error: (viaPipe as { error: unknown }).error }).toEqual({ context, error: (classic as { error: unknown }).error });
+      else
+        expect({ context, error: (viaPipe as { error: unknown }).error }).toEqual({
+          context,
+          error: (classic as { error: unknown }).error,
+        });
       if (viaQueue.ok) expectSame((viaQueue as { value: unknown }).value, (classicQueue as { value: unknown }).value, context);
-      else expect({ context, error: (viaQueue as { error: unknown }).error }).toEqual({ context, error: (classicQueue as { error: unknown }).error });
+      else
+        expect({ context, error: (viaQueue as { error: unknown }).error }).toEqual({
+          context,
+          error: (classicQueue as { error: unknown }).error,
+        });
     }
     // The mutations reach every side: bodies the fast checker takes, bodies only class-validator
     // takes (e.g. unicode ids, null optional fields), and bodies both refuse.
@@ -346,9 +377,26 @@ describe('fast checkers on typical bodies', () => {
 
   it.each([
     [StartProcessDto, { user_id: 'u1', feature_endpoint_id: 'ai_chat_v1' }],
-    [EndMultiModelDto, { user_id: 'u1', feature_endpoint_id: 'ai_chat_v1', usage_key: '6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10', usages: [usage, { ...usage, ai_model: 'claude', cached_input_tokens: 0 }] }],
+    [
+      EndMultiModelDto,
+      {
+        user_id: 'u1',
+        feature_endpoint_id: 'ai_chat_v1',
+        usage_key: '6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10',
+        usages: [usage, { ...usage, ai_model: 'claude', cached_input_tokens: 0 }],
+      },
+    ],
     [EndMultiModelDto, { user_id: 'u1', feature_endpoint_id: 'ai_chat_v1', idempotency_key: 'job-42', usages: [usage] }],
-    [EndSingleModelDto, { user_id: 'u1', feature_endpoint_id: 'ai_chat_v1', usage_key: '6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10', ...usage, cached_input_tokens: 100 }],
+    [
+      EndSingleModelDto,
+      {
+        user_id: 'u1',
+        feature_endpoint_id: 'ai_chat_v1',
+        usage_key: '6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10',
+        ...usage,
+        cached_input_tokens: 100,
+      },
+    ],
   ] as const)('%p accepts a typical body and strips unknown fields', (cls, body) => {
     const dto = fastParseBody(cls as DtoClass, { ...body, extra: 'dropped' });
     expect(dto).toBeInstanceOf(cls);
@@ -367,7 +415,12 @@ describe('fast checkers on typical bodies', () => {
     ['an id with a leading space', { user_id: ' u1', feature_endpoint_id: 'f', usages: [usage] }],
     ['a count as a string', { user_id: 'u1', feature_endpoint_id: 'f', usages: [{ ...usage, input_tokens: '10' }] }],
     ['a usage that is not a plain object', { user_id: 'u1', feature_endpoint_id: 'f', usages: [Object.assign(new UsageDto(), usage)] }],
-    ['a __proto__ key', JSON.parse('{"user_id":"u1","feature_endpoint_id":"f","usages":[{"ai_model":"m","input_tokens":1,"output_tokens":1}],"__proto__":{}}') as object],
+    [
+      'a __proto__ key',
+      JSON.parse(
+        '{"user_id":"u1","feature_endpoint_id":"f","usages":[{"ai_model":"m","input_tokens":1,"output_tokens":1}],"__proto__":{}}',
+      ) as object,
+    ],
   ])('leaves %s to class-validator', (_name, body) => {
     expect(fastParseBody(EndMultiModelDto, body)).toBeUndefined();
   });

@@ -31,7 +31,9 @@ export class WalletsAndLedger1764000000000 implements MigrationInterface {
       )`);
     await q.query(`CREATE INDEX ledger_entries_user_history ON ledger_entries (user_id, id)`);
     // A repeated top-up key can never add twice; a usage can never be charged twice.
-    await q.query(`CREATE UNIQUE INDEX ledger_entries_idempotency ON ledger_entries (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL`);
+    await q.query(
+      `CREATE UNIQUE INDEX ledger_entries_idempotency ON ledger_entries (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL`,
+    );
     await q.query(`CREATE UNIQUE INDEX ledger_entries_one_charge_per_usage ON ledger_entries (usage_key) WHERE kind = 'charge'`);
     // The ledger is append-only: corrections are new entries, never edits.
     await q.query(`

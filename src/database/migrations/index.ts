@@ -3,4 +3,8 @@ import { FeaturesAndPricing1764000000001 } from './1764000000001-features-and-pr
 import { HoldsAndSettlementFailures1764000000002 } from './1764000000002-holds-and-settlement-failures';
 
 /** Every migration, oldest first (listed, not globbed: see database.options.ts). */
-export const MIGRATIONS: (new () => object)[] = [WalletsAndLedger1764000000000, FeaturesAndPricing1764000000001, HoldsAndSettlementFailures1764000000002];
+export const MIGRATIONS: (new () => object)[] = [
+  WalletsAndLedger1764000000000,
+  FeaturesAndPricing1764000000001,
+  HoldsAndSettlementFailures1764000000002,
+];

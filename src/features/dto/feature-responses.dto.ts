@@ -29,7 +29,11 @@ export class FeatureResponseDoc {
   @ApiProperty({ ...MONEY_ANSWER, example: '5.000000' })
   min_holding_credits!: string;
 
-  @ApiProperty({ description: 'The hold lifetime in effect (the service default when the feature sets none).', type: 'integer', example: 900 })
+  @ApiProperty({
+    description: 'The hold lifetime in effect (the service default when the feature sets none).',
+    type: 'integer',
+    example: 900,
+  })
   hold_ttl_seconds!: number;
 
   @ApiProperty({ description: 'True when hold_ttl_seconds is the service default.', example: true })

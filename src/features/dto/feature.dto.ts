@@ -10,7 +10,12 @@ export const MAX_MARGIN = 100n * 1_000_000n;
 export const MAX_TTL_SECONDS = 604_800;
 
 export class CreateFeatureDto {
-  @ApiProperty({ description: `The feature's id, as partners send it to /start. ${ID_RULE}`, minLength: 1, maxLength: 128, example: 'ai_chat_v1' })
+  @ApiProperty({
+    description: `The feature's id, as partners send it to /start. ${ID_RULE}`,
+    minLength: 1,
+    maxLength: 128,
+    example: 'ai_chat_v1',
+  })
   @IsString()
   @Length(1, 128)
   @Matches(ID_PATTERN, { message: ID_MESSAGE })
@@ -52,7 +57,12 @@ export class CreateFeatureDto {
   profit_margin?: string | number | null;
 
   /** Credits added to every settlement of this feature. */
-  @ApiMoneyField({ description: 'Credits added to every settlement of this feature. Null removes it.', example: '0.010000', required: false, nullable: true })
+  @ApiMoneyField({
+    description: 'Credits added to every settlement of this feature. Null removes it.',
+    example: '0.010000',
+    required: false,
+    nullable: true,
+  })
   @IsOptional()
   @IsMoney()
   fixed_cost?: string | number | null;
@@ -73,11 +83,17 @@ export class CreateFeatureDto {
   @Length(1, 64, { each: true })
   allowed_plans?: string[];
 
-  @ApiPropertyOptional({ description: 'An inactive feature is refused by /start (403 feature_inactive). Default true.', default: true, example: true })
+  @ApiPropertyOptional({
+    description: 'An inactive feature is refused by /start (403 feature_inactive). Default true.',
+    default: true,
+    example: true,
+  })
   @IsOptionalNotNull()
   @IsBoolean()
   active?: boolean;
 }
 
 /** Absent fields stay as they are; null clears the nullable ones and is refused for the others. */
-export class UpdateFeatureDto extends PartialType(OmitType(CreateFeatureDto, ['feature_endpoint_id'] as const), { skipNullProperties: false }) {}
+export class UpdateFeatureDto extends PartialType(OmitType(CreateFeatureDto, ['feature_endpoint_id'] as const), {
+  skipNullProperties: false,
+}) {}

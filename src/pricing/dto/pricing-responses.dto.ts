@@ -27,7 +27,12 @@ export class ModelPriceSummaryDoc {
   @ApiProperty({ description: 'USD per million output tokens.', ...PRICE, example: '10.000000' })
   output_price_per_million!: string;
 
-  @ApiProperty({ ...PRICE, nullable: true, description: 'USD per million cached input tokens; null = the input price applies.', example: '1.250000' })
+  @ApiProperty({
+    ...PRICE,
+    nullable: true,
+    description: 'USD per million cached input tokens; null = the input price applies.',
+    example: '1.250000',
+  })
   cached_input_price_per_million!: string | null;
 
   @ApiProperty({ ...PRICE, nullable: true, description: "The model's margin; null = the default margin applies.", example: null })
@@ -61,7 +66,9 @@ export const MODEL_PRICE_EXAMPLE = {
   history: [MODEL_VERSION_EXAMPLE],
 } satisfies ModelView;
 
-export const MODEL_PRICE_SUMMARY_EXAMPLE = (({ history: _history, updated_at: _updated, ...current }) => current)(MODEL_PRICE_EXAMPLE) satisfies ModelSummaryView;
+export const MODEL_PRICE_SUMMARY_EXAMPLE = (({ history: _history, updated_at: _updated, ...current }) => current)(
+  MODEL_PRICE_EXAMPLE,
+) satisfies ModelSummaryView;
 
 /** A model's current price with every earlier one. */
 export class ModelPriceResponseDoc extends ModelPriceSummaryDoc {
@@ -133,7 +140,11 @@ export class QuoteResponseDoc {
   @ApiProperty({ example: 'ai_chat_v1' })
   feature_endpoint_id!: string;
 
-  @ApiProperty({ description: 'What a settlement would charge now: Σ credits + fixed_cost, rounded half-up once.', ...MONEY_ANSWER, example: '0.720000' })
+  @ApiProperty({
+    description: 'What a settlement would charge now: Σ credits + fixed_cost, rounded half-up once.',
+    ...MONEY_ANSWER,
+    example: '0.720000',
+  })
   credits_charged!: string;
 
   @ApiProperty({ type: [PricedUsageDoc] })

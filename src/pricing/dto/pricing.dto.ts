@@ -26,13 +26,23 @@ export class CreateModelPriceDto {
   output_price_per_million!: string | number;
 
   /** Defaults to the input price; null removes it. */
-  @ApiMoneyField({ description: 'USD per million cached input tokens; absent or null = the input price.', example: '1.250000', required: false, nullable: true })
+  @ApiMoneyField({
+    description: 'USD per million cached input tokens; absent or null = the input price.',
+    example: '1.250000',
+    required: false,
+    nullable: true,
+  })
   @IsOptional()
   @IsMoney({ max: MAX_PRICE })
   cached_input_price_per_million?: string | number | null;
 
   /** Null removes the model's own margin (the default applies). */
-  @ApiMoneyField({ description: "The model's margin as a fraction (at most 100); null = the default margin applies.", example: '0.100000', required: false, nullable: true })
+  @ApiMoneyField({
+    description: "The model's margin as a fraction (at most 100); null = the default margin applies.",
+    example: '0.100000',
+    required: false,
+    nullable: true,
+  })
   @IsOptional()
   @IsMoney({ max: MAX_MARGIN })
   profit_margin?: string | number | null;
@@ -47,7 +57,11 @@ export class PricingSettingsDto {
   @IsMoney({ max: MAX_CREDITS_PER_USD, nonZero: true })
   credits_per_usd?: string | number;
 
-  @ApiMoneyField({ description: 'Margin used when neither the feature nor the model sets one (default "0").', example: '0.000000', required: false })
+  @ApiMoneyField({
+    description: 'Margin used when neither the feature nor the model sets one (default "0").',
+    example: '0.000000',
+    required: false,
+  })
   @IsOptionalNotNull()
   @IsMoney({ max: MAX_MARGIN })
   default_profit_margin?: string | number;

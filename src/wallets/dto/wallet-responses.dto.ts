@@ -102,12 +102,25 @@ export class LedgerEntryResponseDoc {
 
 export const WALLET_CHANGE_EXAMPLE = {
   status: 'applied',
-  transaction: { ...LEDGER_ENTRY_EXAMPLE, kind: 'top_up', amount: '50.000000', balance_after: '150.000000', usage_key: null, idempotency_key: 'invoice-2026-11-0042', description: 'November subscription', metadata: {} },
+  transaction: {
+    ...LEDGER_ENTRY_EXAMPLE,
+    kind: 'top_up',
+    amount: '50.000000',
+    balance_after: '150.000000',
+    usage_key: null,
+    idempotency_key: 'invoice-2026-11-0042',
+    description: 'November subscription',
+    metadata: {},
+  },
   wallet: { ...WALLET_EXAMPLE, balance: '150.000000', credits: '145.000000' },
 } satisfies TopUpResult;
 
 export class WalletChangeResponseDoc {
-  @ApiProperty({ description: '`already_applied` when a top-up with the same idempotency_key was applied before (nothing added).', enum: ['applied', 'already_applied'], example: 'applied' })
+  @ApiProperty({
+    description: '`already_applied` when a top-up with the same idempotency_key was applied before (nothing added).',
+    enum: ['applied', 'already_applied'],
+    example: 'applied',
+  })
   status!: string;
 
   @ApiProperty({ type: () => LedgerEntryResponseDoc })
@@ -141,7 +154,11 @@ export class ReconciliationResponseDoc {
   @ApiProperty({ type: 'integer', example: 1200 })
   wallets_checked!: number;
 
-  @ApiProperty({ description: 'Wallets whose balance ≠ Σ ledger or held ≠ Σ live holds; empty when the books are right.', type: [MismatchDoc], example: [] })
+  @ApiProperty({
+    description: 'Wallets whose balance ≠ Σ ledger or held ≠ Σ live holds; empty when the books are right.',
+    type: [MismatchDoc],
+    example: [],
+  })
   mismatches!: MismatchDoc[];
 }
 

@@ -18,14 +18,23 @@ export class CreateWalletDto {
   @Matches(ID_PATTERN, { message: ID_MESSAGE })
   user_id!: string;
 
-  @ApiPropertyOptional({ description: `Plan name, checked against a feature's allowed_plans (default "free"). ${ID_RULE}`, minLength: 1, maxLength: 64, example: 'pro' })
+  @ApiPropertyOptional({
+    description: `Plan name, checked against a feature's allowed_plans (default "free"). ${ID_RULE}`,
+    minLength: 1,
+    maxLength: 64,
+    example: 'pro',
+  })
   @IsOptional()
   @IsString()
   @Length(1, 64)
   @Matches(ID_PATTERN, { message: ID_MESSAGE })
   plan?: string;
 
-  @ApiMoneyField({ description: 'Credits the wallet starts with (written to the ledger as an initial entry; default 0).', example: '100.000000', required: false })
+  @ApiMoneyField({
+    description: 'Credits the wallet starts with (written to the ledger as an initial entry; default 0).',
+    example: '100.000000',
+    required: false,
+  })
   @IsOptional()
   @IsMoney()
   initial_credits?: string | number;
@@ -39,7 +48,11 @@ export class UpdateWalletDto {
   @Matches(ID_PATTERN, { message: ID_MESSAGE })
   plan?: string;
 
-  @ApiPropertyOptional({ description: 'A suspended wallet is refused by /start (403 wallet_suspended); settlements still apply.', enum: ['active', 'suspended'], example: 'suspended' })
+  @ApiPropertyOptional({
+    description: 'A suspended wallet is refused by /start (403 wallet_suspended); settlements still apply.',
+    enum: ['active', 'suspended'],
+    example: 'suspended',
+  })
   @IsOptional()
   @IsIn(['active', 'suspended'])
   status?: WalletStatus;
@@ -50,7 +63,12 @@ export class TopUpDto {
   @IsMoney({ nonZero: true })
   amount!: string | number;
 
-  @ApiPropertyOptional({ description: 'Makes the top-up safe to repeat: a second top-up with this key adds nothing.', minLength: 1, maxLength: 128, example: 'invoice-2026-11-0042' })
+  @ApiPropertyOptional({
+    description: 'Makes the top-up safe to repeat: a second top-up with this key adds nothing.',
+    minLength: 1,
+    maxLength: 128,
+    example: 'invoice-2026-11-0042',
+  })
   @IsOptional()
   @IsString()
   @Length(1, 128)
@@ -64,7 +82,11 @@ export class TopUpDto {
 }
 
 export class AdjustDto {
-  @ApiMoneyField({ description: 'Signed correction: negative debits the wallet (it may go below zero). Not zero.', example: '-2.500000', allowNegative: true })
+  @ApiMoneyField({
+    description: 'Signed correction: negative debits the wallet (it may go below zero). Not zero.',
+    example: '-2.500000',
+    allowNegative: true,
+  })
   @IsMoney({ allowNegative: true, nonZero: true })
   amount!: string | number;
 
@@ -75,7 +97,12 @@ export class AdjustDto {
 }
 
 export class TransactionsQueryDto extends PageQueryDto {
-  @ApiPropertyOptional({ description: 'Only the entries of this authorization (a usage_key from /start or a settlement).', minLength: 1, maxLength: 64, example: '6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10' })
+  @ApiPropertyOptional({
+    description: 'Only the entries of this authorization (a usage_key from /start or a settlement).',
+    minLength: 1,
+    maxLength: 64,
+    example: '6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10',
+  })
   @IsOptional()
   @IsString()
   @Length(1, 64)

@@ -5,6 +5,7 @@ import { AppModule } from './app.module';
 import { createLogger, logRequests } from './common/logging';
 import { EnvelopeFastifyAdapter } from './common/response-envelope';
 import { setupOpenApi } from './common/openapi';
+import { setupConsole } from './common/console';
 import { MetricsService } from './metrics/metrics.service';
 import { RabbitSettlementServer } from './queue/rabbit-settlement.server';
 import { clientErrorHandler, frameworkErrorResponse } from './common/http-exception.filter';
@@ -23,6 +24,8 @@ export interface CreateAppOptions {
    * loaded through @fastify/static, which Jest's ESM mode cannot import. /docs-json is always on.
    */
   swaggerUi?: boolean;
+  /** Serve the operator console at /console (default; see src/common/console.ts). */
+  console?: boolean;
 }
 
 export async function createApp(config: AppConfig, options: CreateAppOptions = {}): Promise<NestFastifyApplication> {
@@ -81,6 +84,9 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   });
   logRequests(fastify, logger);
   setupOpenApi(app, options.swaggerUi ?? true);
+  if ((options.console ?? true) && !(await setupConsole(app))) {
+    logger.warn('the operator console is not built (dist/console is missing): run `npm run build`', 'Console');
+  }
   if (config.usingDevKeys) {
     logger.warn(
       '!!! Using the DEV API KEYS (dev-server-key / dev-admin-key): anyone can call this service. Set SERVER_API_KEYS and ADMIN_API_KEYS. !!!',

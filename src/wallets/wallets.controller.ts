@@ -2,8 +2,7 @@ import { Body, Controller, Get, HttpCode, Param, Patch, Post, Query } from '@nes
 import { ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
 import { ServiceScope } from '../common/api-key.guard';
 import { ADMIN_ROUTE_ERRORS, API_ROUTE_ERRORS, ApiErrors, ApiSuccess, BODY_ERRORS } from '../common/openapi';
-import { PageQueryDto } from '../common/pagination';
-import { AdjustDto, CreateWalletDto, TopUpDto, TransactionsQueryDto, UpdateWalletDto } from './dto/wallet.dto';
+import { AdjustDto, CreateWalletDto, TopUpDto, TransactionsQueryDto, UpdateWalletDto, WalletsQueryDto } from './dto/wallet.dto';
 import {
   LEDGER_ENTRY_EXAMPLE,
   LedgerEntryResponseDoc,
@@ -31,11 +30,14 @@ export class WalletsController {
   }
 
   @Get()
-  @ApiOperation({ summary: 'List wallets', description: 'Admin scope. Ordered by user_id; page with cursor/limit.' })
+  @ApiOperation({
+    summary: 'List wallets',
+    description: 'Admin scope. Ordered by user_id; page with cursor/limit; `user_id_prefix` searches.',
+  })
   @ApiSuccess({ description: 'A page of wallets.', type: WalletResponseDoc, page: true, example: WALLET_EXAMPLE })
   @ApiErrors(...ADMIN_ROUTE_ERRORS, 'validation_error')
-  list(@Query() query: PageQueryDto) {
-    return this.wallets.list(query.cursor, query.limit);
+  list(@Query() query: WalletsQueryDto) {
+    return this.wallets.list(query.cursor, query.limit, query.user_id_prefix);
   }
 
   @Get(':user_id')

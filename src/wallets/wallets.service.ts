@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { DataSource, EntityManager, FindOptionsWhere, LessThan, MoreThan } from 'typeorm';
+import { And, DataSource, EntityManager, FindOptionsWhere, LessThan, Like, MoreThan } from 'typeorm';
 import { isUniqueViolation } from '../common/database-errors';
 import { DomainError } from '../common/domain-error';
 import { Money } from '../common/money';
@@ -173,9 +173,18 @@ export class WalletsService {
     }
   }
 
-  async list(cursor: string | undefined, limit = DEFAULT_PAGE_SIZE): Promise<Page<WalletView>> {
+  async list(cursor: string | undefined, limit = DEFAULT_PAGE_SIZE, prefix?: string): Promise<Page<WalletView>> {
+    // LIKE's wildcards in the prefix are matched literally (backslash is PostgreSQL's LIKE escape).
+    const startsWith = prefix === undefined ? undefined : Like(`${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
     const rows = await this.dataSource.getRepository(Wallet).find({
-      where: cursor ? { userId: MoreThan(cursor) } : {},
+      where:
+        cursor && startsWith
+          ? { userId: And(MoreThan(cursor), startsWith) }
+          : cursor
+            ? { userId: MoreThan(cursor) }
+            : startsWith
+              ? { userId: startsWith }
+              : {},
       order: { userId: 'ASC' },
       take: limit + 1,
     });

@@ -31,7 +31,7 @@ export function testEnv(databaseUrl: string, overrides: Record<string, string> =
 /** Starts the real app (same pipeline as production) on a throwaway database and a free port. */
 export async function startTestApp(overrides: Record<string, string> = {}, existingDb?: TestDatabase): Promise<TestApp> {
   const db = existingDb ?? (await createTestDatabase());
-  const app = await createApp(loadConfig(testEnv(db.url, overrides)), { swaggerUi: false });
+  const app = await createApp(loadConfig(testEnv(db.url, overrides)), { swaggerUi: false, console: false });
   await app.listen(0, '127.0.0.1');
   const address = app.getHttpServer().address();
   const port = typeof address === 'object' && address ? address.port : 0;

@@ -108,3 +108,16 @@ export class TransactionsQueryDto extends PageQueryDto {
   @Length(1, 64)
   usage_key?: string;
 }
+
+export class WalletsQueryDto extends PageQueryDto {
+  @ApiPropertyOptional({
+    description: 'Only wallets whose user_id starts with this text (case-sensitive).',
+    minLength: 1,
+    maxLength: 128,
+    example: 'demo',
+  })
+  @IsOptional()
+  @IsString()
+  @Length(1, 128)
+  user_id_prefix?: string;
+}

@@ -1,0 +1,100 @@
+/**
+ * The console talks to the service's public API only, same origin, with the admin key the operator
+ * typed. The key lives in this tab's sessionStorage: never in a URL, a cookie or a log.
+ */
+const KEY = 'credits-console-key';
+
+export function storedKey(): string | null {
+  return sessionStorage.getItem(KEY);
+}
+
+export function signOut(): void {
+  sessionStorage.removeItem(KEY);
+}
+
+/** An answer with `success: false`: its `data.status` word and `data.message`, as the API wrote them. */
+export class ApiError extends Error {
+  constructor(
+    readonly httpStatus: number,
+    readonly status: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export async function api<T>(method: 'GET' | 'POST', path: string, body?: unknown, key = storedKey()): Promise<T> {
+  const headers: Record<string, string> = { 'x-server-api-key': key ?? '' };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  let response: Response;
+  try {
+    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    throw new ApiError(0, 'unavailable', 'The service cannot be reached. Is it running?');
+  }
+  const envelope = (await response.json().catch(() => null)) as {
+    success: boolean;
+    data: T & { status?: string; message?: string };
+  } | null;
+  if (!envelope) throw new ApiError(response.status, 'internal_error', `The service answered ${response.status} without a JSON body.`);
+  if (!envelope.success) {
+    throw new ApiError(response.status, envelope.data.status ?? 'error', envelope.data.message ?? `HTTP ${response.status}`);
+  }
+  return envelope.data;
+}
+
+/** Checks the key with a cheap admin read before keeping it. */
+export async function signIn(key: string): Promise<void> {
+  await api('GET', '/api/wallets?limit=1', undefined, key);
+  sessionStorage.setItem(KEY, key);
+}
+
+export interface Page<T> {
+  items: T[];
+  next_cursor: string | null;
+}
+
+export interface Wallet {
+  user_id: string;
+  plan: string;
+  status: string;
+  balance: string;
+  held: string;
+  credits: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface LedgerEntry {
+  id: string;
+  kind: string;
+  amount: string;
+  balance_after: string;
+  held_after: string;
+  usage_key: string | null;
+  description: string | null;
+  created_at: string;
+}
+
+export interface Hold {
+  usage_key: string;
+  feature_endpoint_id: string;
+  hold_amount: string;
+  created_at: string;
+  expires_at: string;
+}
+
+export interface SettlementFailure {
+  id: string;
+  queue: string;
+  payload: string;
+  payload_encoding: string;
+  error_status: string;
+  reason: string;
+  status: 'pending' | 'replayed' | 'discarded';
+  attempts: number;
+  created_at: string;
+  resolved_at: string | null;
+}
+
+export const enc = encodeURIComponent;

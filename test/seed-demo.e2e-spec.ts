@@ -6,8 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataSource } from 'typeorm';
 import { databaseOptions } from '../src/database/database.options';
-import { DEMO_MODELS, seedDemo } from '../src/database/seed-demo';
+import { DEMO_MODELS, describeSeeded, seedDemo } from '../src/database/seed-demo';
 import { createTestDatabase, TestDatabase } from './support/database';
+import { ServiceProcess, spawnService } from './support/service-process';
 import { SERVICE_KEY, startTestApp, TestApp } from './support/test-app';
 
 /**
@@ -77,7 +78,7 @@ describe('seedDemo', () => {
   });
 
   it('creates the models, features and wallet once; a second run creates nothing', async () => {
-    const first = await seedDemo(dataSource);
+    const first = (await seedDemo(dataSource)).map(describeSeeded);
     expect(first).toHaveLength(DEMO_MODELS.length + 3);
     expect(first).toEqual(
       expect.arrayContaining([
@@ -244,8 +245,9 @@ describe('npm run seed:demo (the compiled CLI)', () => {
   it('refuses an embedded directory a running server holds, then seeds it once the server stopped', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'credits-seed-'));
     const dataDir = join(dir, 'data');
-    // DATABASE_URL empty = the embedded default, as when it is unset.
-    const embedded = { DATABASE_URL: '', EMBEDDED_DATA_DIR: dataDir };
+    // DATABASE_URL empty = the embedded default, as when it is unset; SEED_DEMO=false so that the
+    // server's first start leaves the seeding to the CLI under test.
+    const embedded = { DATABASE_URL: '', EMBEDDED_DATA_DIR: dataDir, SEED_DEMO: 'false' };
     try {
       let app = await startTestApp(embedded);
       const refused = await runCli({ EMBEDDED_DATA_DIR: dataDir });
@@ -269,4 +271,119 @@ describe('npm run seed:demo (the compiled CLI)', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 240_000);
+});
+
+describe('the first start on a new embedded database (no DATABASE_URL, SEED_DEMO unset)', () => {
+  const dirs: string[] = [];
+  const running: ServiceProcess[] = [];
+  afterAll(async () => {
+    await Promise.all(running.map((s) => s.stop()));
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  });
+
+  function newDataDir(): string {
+    const dir = mkdtempSync(join(tmpdir(), 'credits-first-start-'));
+    dirs.push(dir);
+    return join(dir, 'data');
+  }
+
+  /** The built server on embedded PGlite in `dataDir`, logging at info so the seed's line shows. */
+  async function start(dataDir: string, env: Record<string, string> = {}): Promise<ServiceProcess> {
+    // PGlite's first start (WebAssembly, then every migration) is slow on a busy machine.
+    const service = await spawnService(
+      { DATABASE_URL: '', EMBEDDED_DATA_DIR: dataDir, LOG_LEVEL: 'info', ...env },
+      { readyTimeoutMs: 180_000 },
+    );
+    running.push(service);
+    return service;
+  }
+
+  async function stop(service: ServiceProcess): Promise<void> {
+    await service.stop();
+    running.splice(running.indexOf(service), 1);
+  }
+
+  const seedLines = (service: ServiceProcess) => service.lines.filter((l) => /demo data/.test(l));
+
+  async function catalogue(service: ServiceProcess) {
+    const [models, features, wallet] = await Promise.all([
+      service.request('GET', '/api/pricing/models'),
+      service.request('GET', '/api/features'),
+      service.request('GET', '/api/wallets/demo-user'),
+    ]);
+    return {
+      models: models.body.data.items.map((m: { ai_model: string }) => m.ai_model).sort(),
+      features: features.body.data.items.map((f: { feature_endpoint_id: string }) => f.feature_endpoint_id).sort(),
+      wallet: wallet.status === 200 ? wallet.body.data.balance : wallet.status,
+    };
+  }
+
+  it('loads the demo data and says so in one line; the second start loads nothing again', async () => {
+    const dataDir = newDataDir();
+    const first = await start(dataDir);
+    expect(await catalogue(first)).toEqual({
+      models: DEMO_MODELS.map((m) => m.aiModel).sort(),
+      features: ['ai_chat_v1', 'image_gen_v1'],
+      wallet: '1000.000000',
+    });
+    const lines = seedLines(first);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/new embedded database \(SEED_DEMO=false turns this off\): loaded the demo data \(models gpt-4o, /);
+    expect(lines[0]).toContain('wallet demo-user');
+    // The partner flow of the README's "Try it" works with no second step.
+    const started = await first.request('POST', '/api/credits-process/start', {
+      key: SERVICE_KEY,
+      body: { user_id: 'demo-user', feature_endpoint_id: 'ai_chat_v1' },
+    });
+    expect(started.body.data).toMatchObject({ status: 'accessible', hold_amount: '5.000000', credits: '995.000000' });
+    await stop(first);
+
+    const second = await start(dataDir);
+    expect(seedLines(second)).toEqual([]);
+    expect(await catalogue(second)).toMatchObject({ features: ['ai_chat_v1', 'image_gen_v1'], wallet: '1000.000000' });
+    const history = await second.request('GET', '/api/wallets/demo-user/transactions');
+    expect(history.body.data.items.map((e: { kind: string }) => e.kind)).toEqual(['initial']);
+    expect((await second.request('GET', '/api/pricing/models/gpt-4o')).body.data.history).toHaveLength(1);
+    await stop(second);
+  }, 420_000);
+
+  it.each([
+    ['SEED_DEMO=false', { SEED_DEMO: 'false' }],
+    ['NODE_ENV=production', { NODE_ENV: 'production' }],
+  ])(
+    '%s: the new database stays empty and nothing is said',
+    async (_label, env) => {
+      const service = await start(newDataDir(), env);
+      expect(await catalogue(service)).toEqual({ models: [], features: [], wallet: 404 });
+      expect(seedLines(service)).toEqual([]);
+      await stop(service);
+    },
+    240_000,
+  );
+
+  it('SEED_DEMO=true still seeds a database that is not new (here: a real PostgreSQL), in one line', async () => {
+    const db = await createTestDatabase();
+    try {
+      const service = await spawnService({ DATABASE_URL: db.url, LOG_LEVEL: 'info', SEED_DEMO: 'true' });
+      running.push(service);
+      expect(await catalogue(service)).toMatchObject({ features: ['ai_chat_v1', 'image_gen_v1'], wallet: '1000.000000' });
+      expect(seedLines(service)).toEqual([expect.stringMatching(/SEED_DEMO=true: loaded the demo data/)]);
+      await stop(service);
+    } finally {
+      await db.drop();
+    }
+  }, 120_000);
+
+  it('a real PostgreSQL (DATABASE_URL) is never seeded unasked, even when it is new', async () => {
+    const db = await createTestDatabase();
+    try {
+      const service = await spawnService({ DATABASE_URL: db.url, LOG_LEVEL: 'info' });
+      running.push(service);
+      expect(await catalogue(service)).toEqual({ models: [], features: [], wallet: 404 });
+      expect(seedLines(service)).toEqual([]);
+      await stop(service);
+    } finally {
+      await db.drop();
+    }
+  }, 120_000);
 });

@@ -35,7 +35,12 @@ export interface AppConfig {
   /** Failed key checks allowed per client address per minute before 429 (brute-force guard). */
   authFailuresPerMinute: number;
   bodyLimitBytes: number;
-  seedDemo: boolean;
+  /**
+   * When the demo data is loaded at start: `auto` (SEED_DEMO unset) only on an embedded database
+   * that this start has just created, outside production; `on` at every start (idempotent),
+   * whatever the database; `off` never.
+   */
+  seedDemo: 'auto' | 'on' | 'off';
 }
 
 export const DEV_SERVER_KEY = 'dev-server-key';
@@ -106,8 +111,8 @@ export function loadConfig(env: Env): AppConfig {
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
   }
-  const seed = env.SEED_DEMO?.trim() || 'false';
-  if (seed !== 'true' && seed !== 'false') throw new ConfigError(`SEED_DEMO must be true or false, got "${seed}"`);
+  const seed = env.SEED_DEMO?.trim() ?? '';
+  if (seed !== '' && seed !== 'true' && seed !== 'false') throw new ConfigError(`SEED_DEMO must be true or false, got "${seed}"`);
 
   return {
     nodeEnv,
@@ -130,6 +135,6 @@ export function loadConfig(env: Env): AppConfig {
     ratePerSecond: intVar(env, 'RATE_LIMIT_PER_SECOND', 0, 0, 1_000_000),
     authFailuresPerMinute: intVar(env, 'AUTH_FAILURES_PER_MINUTE', 30, 1, 1_000_000),
     bodyLimitBytes: intVar(env, 'BODY_LIMIT_BYTES', 262_144, 1024, 10_485_760),
-    seedDemo: seed === 'true',
+    seedDemo: seed === '' ? 'auto' : seed === 'true' ? 'on' : 'off',
   };
 }

@@ -5,6 +5,12 @@ import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 
 export interface EmbeddedPostgres {
   url: string;
+  /**
+   * True when the directory held no schema yet (no `migrations` table) as it was opened: the
+   * migrations of this start are the ones creating it. A database an operator emptied still has
+   * its migrations table, so it is not new.
+   */
+  isNew: boolean;
   close(): Promise<void>;
 }
 
@@ -20,8 +26,12 @@ export async function startEmbeddedPostgres(dataDir: string): Promise<EmbeddedPo
   const unlock = lockDataDir(dir);
   let db: PGlite | undefined;
   let server: PGLiteSocketServer | undefined;
+  let isNew: boolean;
   try {
     db = await PGlite.create(dir);
+    // Asked before anyone connects, so the answer is about the directory, not about this start.
+    const { rows } = await db.query<{ fresh: boolean }>(`SELECT to_regclass('public.migrations') IS NULL AS fresh`);
+    isNew = rows[0]?.fresh === true;
     // A few connections are accepted (the app's pool of one, a migration run, a health probe);
     // the server queues their queries onto the single backend.
     server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections: 8 });
@@ -35,6 +45,7 @@ export async function startEmbeddedPostgres(dataDir: string): Promise<EmbeddedPo
   let closed = false;
   return {
     url: `postgres://postgres@${host}:${port}/postgres`,
+    isNew,
     async close() {
       if (closed) return;
       closed = true;

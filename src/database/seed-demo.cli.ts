@@ -5,7 +5,7 @@ import { DataSource } from 'typeorm';
 import { ConfigError, loadConfig } from '../config/configuration';
 import { databaseOptions } from './database.options';
 import { EmbeddedPostgres, startEmbeddedPostgres } from './embedded-postgres';
-import { seedDemo } from './seed-demo';
+import { describeSeeded, seedDemo } from './seed-demo';
 
 /**
  * `npm run seed:demo`: opens the database exactly as the app does (DATABASE_URL, or embedded
@@ -13,7 +13,8 @@ import { seedDemo } from './seed-demo';
  *
  * With the embedded database, run it while the server is stopped: PGlite is a single process's
  * database, and the directory's lock refuses a second opener (startEmbeddedPostgres). Or start the
- * server with SEED_DEMO=true, which seeds through the server's own connection.
+ * server with SEED_DEMO=true, which seeds through the server's own connection (a new embedded
+ * database is seeded by its first start anyway).
  */
 async function main(): Promise<void> {
   if (existsSync('.env')) process.loadEnvFile('.env');
@@ -31,7 +32,7 @@ async function main(): Promise<void> {
   try {
     await dataSource.initialize(); // runs pending migrations (migrationsRun)
     const created = await seedDemo(dataSource);
-    for (const line of created) logger.log(`created ${line}`);
+    for (const item of created) logger.log(`created ${describeSeeded(item)}`);
     if (created.length === 0) logger.log('demo data already present: nothing created');
   } finally {
     if (dataSource.isInitialized) await dataSource.destroy();

@@ -7,9 +7,9 @@ import { Wallet } from '../wallets/wallet.entity';
 import { WalletsService } from '../wallets/wallets.service';
 
 /**
- * Demo data for a first run (`npm run seed:demo`, or SEED_DEMO=true on start): a few real models,
- * two features and a funded wallet, so the credits flow can be tried with curl straight away
- * (docs/demo.md).
+ * Demo data for a first run: a few real models, two features and a funded wallet, so the credits
+ * flow can be tried with curl straight away (docs/demo.md). Loaded by the first start on a new
+ * embedded database, by every start with SEED_DEMO=true, or by `npm run seed:demo`.
  *
  * Prices are the providers' public list prices in USD per million tokens as of 2025, for the demo
  * only: they change, and an operator sets their own through PATCH /api/pricing/models/:ai_model.
@@ -35,13 +35,33 @@ export const DEMO_FEATURES = [
 
 export const DEMO_WALLET = { userId: 'demo-user', plan: 'pro', initialCredits: '1000' } as const;
 
+/** One thing the seed created: `gpt-4o` (a model) with what it was created as. */
+export interface SeededItem {
+  kind: 'model' | 'feature' | 'wallet';
+  id: string;
+  detail: string;
+}
+
+/** `model gpt-4o: 2.500000 in / …`: the CLI prints one such line per item. */
+export const describeSeeded = (item: SeededItem): string => `${item.kind} ${item.id}: ${item.detail}`;
+
+/** All items in one short phrase, for the server's single log line. */
+export function summariseSeeded(items: readonly SeededItem[]): string {
+  const ids = (kind: SeededItem['kind']) => items.filter((i) => i.kind === kind).map((i) => i.id);
+  return (['model', 'feature', 'wallet'] as const)
+    .map((kind) => [kind, ids(kind)] as const)
+    .filter(([, list]) => list.length > 0)
+    .map(([kind, list]) => `${list.length === 1 ? kind : `${kind}s`} ${list.join(', ')}`)
+    .join('; ');
+}
+
 /**
- * Creates whatever demo data is missing and returns one line per thing it created (none on a
- * second run). Each insert is `ON CONFLICT DO NOTHING`, so two instances seeding at once, or a
- * seed after an operator already made `gpt-4o`, never fail and never overwrite anything.
+ * Creates whatever demo data is missing and returns what it created (nothing on a second run).
+ * Each insert is `ON CONFLICT DO NOTHING`, so two instances seeding at once, or a seed after an
+ * operator already made `gpt-4o`, never fail and never overwrite anything.
  */
-export async function seedDemo(dataSource: DataSource): Promise<string[]> {
-  const created: string[] = [];
+export async function seedDemo(dataSource: DataSource): Promise<SeededItem[]> {
+  const created: SeededItem[] = [];
 
   for (const m of DEMO_MODELS) {
     const prices = {
@@ -57,10 +77,13 @@ export async function seedDemo(dataSource: DataSource): Promise<string[]> {
       return true;
     });
     if (inserted) {
-      created.push(
-        `model ${m.aiModel}: ${formatScaled(prices.inputPricePerMillion)} in / ${formatScaled(prices.outputPricePerMillion)} out / ` +
+      created.push({
+        kind: 'model',
+        id: m.aiModel,
+        detail:
+          `${formatScaled(prices.inputPricePerMillion)} in / ${formatScaled(prices.outputPricePerMillion)} out / ` +
           `${formatScaled(prices.cachedInputPricePerMillion)} cached input, USD per million tokens`,
-      );
+      });
     }
   }
 
@@ -81,7 +104,11 @@ export async function seedDemo(dataSource: DataSource): Promise<string[]> {
         f.fixedCost !== null && `fixed cost ${f.fixedCost}`,
         f.allowedPlans.length > 0 && `plans ${f.allowedPlans.join(', ')}`,
       ].filter(Boolean);
-      created.push(`feature ${f.featureEndpointId}: holds ${f.minHoldingCredits} credits${extras.length ? `, ${extras.join(', ')}` : ''}`);
+      created.push({
+        kind: 'feature',
+        id: f.featureEndpointId,
+        detail: `holds ${f.minHoldingCredits} credits${extras.length ? `, ${extras.join(', ')}` : ''}`,
+      });
     }
   }
 
@@ -105,7 +132,9 @@ export async function seedDemo(dataSource: DataSource): Promise<string[]> {
     });
     return true;
   });
-  if (walletCreated) created.push(`wallet ${DEMO_WALLET.userId}: plan ${DEMO_WALLET.plan}, ${DEMO_WALLET.initialCredits} credits`);
+  if (walletCreated) {
+    created.push({ kind: 'wallet', id: DEMO_WALLET.userId, detail: `plan ${DEMO_WALLET.plan}, ${DEMO_WALLET.initialCredits} credits` });
+  }
 
   return created;
 }

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { describe, expect, it } from '@jest/globals';
 import { Coalescer } from './coalescer';
 
@@ -111,5 +112,70 @@ describe('Coalescer', () => {
   it('refuses a batch size or concurrency below one', () => {
     expect(() => new Coalescer(async () => [], 0, 1)).toThrow(RangeError);
     expect(() => new Coalescer(async () => [], 1, 0)).toThrow(RangeError);
+  });
+
+  it('takes exactly maxBatch items per batch: a batch of one when maxBatch is 1', async () => {
+    const r = recorder();
+    const c = new Coalescer(r.run, 1, 3);
+    const answers = [1, 2, 3].map((n) => c.submit(n));
+    await r.started(3);
+    expect(r.batches).toEqual([[1], [2], [3]]);
+    r.gates.forEach((release) => release());
+    await expect(Promise.all(answers)).resolves.toEqual([10, 20, 30]);
+    expect(c.waiting).toBe(0);
+  });
+
+  it('never calls the runner with an empty batch, even with free slots', async () => {
+    const r = recorder();
+    const c = new Coalescer(r.run, 10, 4);
+    const answer = c.submit(1);
+    await r.started(1);
+    for (let i = 0; i < 5; i++) await new Promise((res) => setImmediate(res));
+    expect(r.batches).toEqual([[1]]);
+    r.gates[0]();
+    await expect(answer).resolves.toBe(10);
+  });
+
+  it('keeps serving after a runner failure: the slot is freed and the waiting items go out', async () => {
+    let calls = 0;
+    const c = new Coalescer<number, number>(
+      async (items) => {
+        calls++;
+        if (calls === 1) {
+          await new Promise((res) => setImmediate(res));
+          throw new Error('first batch fails');
+        }
+        return items.map((n) => Promise.resolve(n));
+      },
+      10,
+      1,
+    );
+    const first = c.submit(1);
+    await new Promise((res) => setImmediate(res));
+    const second = c.submit(2); // arrives while the failing batch holds the only slot
+    await expect(first).rejects.toThrow('first batch fails');
+    await expect(second).resolves.toBe(2);
+    expect(calls).toBe(2);
+  });
+
+  it("runs a batch outside its callers' async context, and resumes each caller in its own", async () => {
+    const als = new AsyncLocalStorage<string>();
+    const seen: (string | undefined)[] = [];
+    const c = new Coalescer<number, number>(
+      async (items) => {
+        seen.push(als.getStore());
+        return items.map((n) => Promise.resolve(n));
+      },
+      10,
+      1,
+    );
+    const after = await Promise.all(
+      ['request-a', 'request-b'].map((id, n) => als.run(id, async () => [await c.submit(n), als.getStore()] as const)),
+    );
+    expect(seen).toEqual([undefined]);
+    expect(after).toEqual([
+      [0, 'request-a'],
+      [1, 'request-b'],
+    ]);
   });
 });

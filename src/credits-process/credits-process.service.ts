@@ -429,7 +429,9 @@ export class CreditsProcessService {
 
   private recorded(result: SettlementResult, channel: Channel): SettlementResult {
     this.metrics.settlements.inc({ channel, outcome: result.status });
-    if (result.status === 'settled') this.metrics.recordCharge(Money.parse(result.credits_charged));
+    // A computed charge, not request input: Money.parse's request limit does not apply (a charge at the
+    // limits is far above it, and throwing here, after the commit, answered 500 to a written charge).
+    if (result.status === 'settled') this.metrics.recordCharge(Money.fromDb(result.credits_charged));
     return result;
   }
 

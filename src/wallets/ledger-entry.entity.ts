@@ -20,14 +20,14 @@ export class LedgerEntry {
   kind!: LedgerEntryKind;
 
   /** Signed: positive credits the wallet, negative debits it. */
-  @Column({ type: 'numeric', precision: 24, scale: 6, transformer: moneyColumn })
+  @Column({ type: 'numeric', precision: 38, scale: 6, transformer: moneyColumn })
   amount!: Money;
 
-  @Column({ name: 'balance_after', type: 'numeric', precision: 24, scale: 6, transformer: moneyColumn })
+  @Column({ name: 'balance_after', type: 'numeric', precision: 38, scale: 6, transformer: moneyColumn })
   balanceAfter!: Money;
 
   /** The wallet's `held` right after this entry (a settlement releases its hold in the same step). */
-  @Column({ name: 'held_after', type: 'numeric', precision: 24, scale: 6, transformer: moneyColumn })
+  @Column({ name: 'held_after', type: 'numeric', precision: 38, scale: 6, transformer: moneyColumn })
   heldAfter!: Money;
 
   @Column({ name: 'usage_key', type: 'uuid', nullable: true })

@@ -18,10 +18,10 @@ export class Wallet {
   @Column({ type: 'varchar', length: 16 })
   status!: WalletStatus;
 
-  @Column({ type: 'numeric', precision: 24, scale: 6, transformer: moneyColumn })
+  @Column({ type: 'numeric', precision: 38, scale: 6, transformer: moneyColumn })
   balance!: Money;
 
-  @Column({ type: 'numeric', precision: 24, scale: 6, transformer: moneyColumn })
+  @Column({ type: 'numeric', precision: 38, scale: 6, transformer: moneyColumn })
   held!: Money;
 
   @VersionColumn()

@@ -1,10 +1,39 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import amqplib from 'amqplib';
+import pg from 'pg';
 import { createTestVhost, publish, TestVhost } from './support/rabbit';
 import { SERVICE_KEY, startTestApp, TestApp } from './support/test-app';
 import { waitFor } from './support/wait';
 
 const MULTI = 'credits_process_end_multimodel_queue';
 const LEGACY = 'credits_process_end_queue';
+
+/** The user_id a stored payload names (undefined for the poison bodies that are not JSON). */
+function payloadUser(payload: string): string | undefined {
+  try {
+    return JSON.parse(payload)?.user_id;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Publishes as a producer that sets AMQP properties (a message_id) on each message. */
+async function publishWith(url: string, queue: string, messages: { body: unknown; messageId?: string }[]): Promise<void> {
+  const connection = await amqplib.connect(url);
+  try {
+    const channel = await connection.createConfirmChannel();
+    await channel.assertQueue(queue, { durable: true });
+    for (const m of messages)
+      channel.sendToQueue(queue, Buffer.from(JSON.stringify(m.body)), {
+        persistent: true,
+        ...(m.messageId === undefined ? {} : { messageId: m.messageId }),
+      });
+    await channel.waitForConfirms();
+    await channel.close();
+  } finally {
+    await connection.close();
+  }
+}
 
 describe('queue settlement over RabbitMQ', () => {
   let t: TestApp;
@@ -50,7 +79,37 @@ describe('queue settlement over RabbitMQ', () => {
       payload: string;
       error_status: string;
       status: string;
+      attempts: number;
     }[];
+  /** The failure recorded for the one message naming `userId`, once it is there. */
+  const failureOf = (userId: string) =>
+    waitFor(`the failure of ${userId}`, async () => (await failures()).find((f) => payloadUser(f.payload) === userId));
+  /** Queue settlements counted by outcome (settled, already_settled, failed) in /metrics. */
+  const queueOutcome = async (outcome: string) => {
+    const text = (await t.request('GET', '/metrics', { key: null })).body as string;
+    const line = text
+      .split('\n')
+      .find((l) => l.startsWith('credits_settlements_total{') && l.includes('channel="queue"') && l.includes(`outcome="${outcome}"`));
+    return line ? Number(line.split(' ').pop()) : 0;
+  };
+  const sql = async <T = Record<string, unknown>>(text: string, params: unknown[] = []) => {
+    const client = new pg.Client({ connectionString: t.db.url });
+    await client.connect();
+    try {
+      return (await client.query(text, params)).rows as T[];
+    } finally {
+      await client.end();
+    }
+  };
+  /** A direct charge (no usage_key, no idempotency_key) for a user with no wallet yet: recorded as wallet_not_found. */
+  async function recordedDirectCharge(messageId?: string) {
+    const userId = `ghost-${++n}`;
+    await publishWith(vhost.url, MULTI, [{ body: { user_id: userId, feature_endpoint_id: 'chat', usages: [usage] }, messageId }]);
+    const failure = await failureOf(userId);
+    expect(failure).toMatchObject({ error_status: 'wallet_not_found', status: 'pending' });
+    await t.request('POST', '/api/wallets', { body: { user_id: userId, initial_credits: '100' } });
+    return { userId, failure };
+  }
 
   // gpt-4o at 2.5 / 10 USD per million: 1200 in + 300 out = 0.003 + 0.003 = 0.006 USD
   // × (1 + 0.2) × 100 credits/USD = 0.72 credits.
@@ -156,6 +215,166 @@ describe('queue settlement over RabbitMQ', () => {
     const discard = await t.request('POST', `/api/settlement-failures/${garbageRow!.id}/discard`);
     expect(discard.status).toBe(200);
     expect(discard.body.data.failure.status).toBe('discarded');
+  });
+
+  async function newWallet() {
+    const userId = `q-user-${++n}`;
+    await t.request('POST', '/api/wallets', { body: { user_id: userId, initial_credits: '100' } });
+    return userId;
+  }
+
+  it('charges a direct charge without idempotency_key once per AMQP message_id, however often it is delivered', async () => {
+    const userId = await newWallet();
+    const body = { user_id: userId, feature_endpoint_id: 'chat', usages: [usage] };
+    const duplicatesBefore = await queueOutcome('already_settled');
+    await publishWith(vhost.url, MULTI, [
+      { body, messageId: 'order-1' },
+      { body, messageId: 'order-1' },
+    ]);
+    // A message_id longer than an idempotency key may be (128) keys by its digest, the same way.
+    const long = `m-${'x'.repeat(250)}`;
+    await publishWith(vhost.url, LEGACY, [
+      { body: { user_id: userId, feature_endpoint_id: 'chat', ...usage }, messageId: long },
+      { body: { user_id: userId, feature_endpoint_id: 'chat', ...usage }, messageId: long },
+    ]);
+    await waitFor('both duplicates to be answered', async () => (await queueOutcome('already_settled')) - duplicatesBefore >= 2);
+    expect(await charges(userId)).toHaveLength(2);
+    expect((await wallet(userId)).balance).toBe('98.560000');
+    // The message_id is the charge's idempotency key: an HTTP retry under it is the same charge.
+    const http = await t.request('POST', '/api/credits-process/end-multimodel', {
+      key: SERVICE_KEY,
+      body: body,
+      headers: { 'idempotency-key': 'order-1' },
+    });
+    expect(http.body.data.status).toBe('already_settled');
+    // A key the message names itself wins over its message_id.
+    await publishWith(vhost.url, MULTI, [
+      { body: { ...body, idempotency_key: 'own-key' }, messageId: 'order-2' },
+      { body: { ...body, idempotency_key: 'own-key' }, messageId: 'order-3' },
+    ]);
+    await waitFor('the third duplicate to be answered', async () => (await queueOutcome('already_settled')) - duplicatesBefore >= 3);
+    expect(await charges(userId)).toHaveLength(3);
+    expect((await wallet(userId)).balance).toBe('97.840000');
+  });
+
+  it('charges each delivery of a direct charge with neither message_id nor idempotency_key (what remains, documented)', async () => {
+    const userId = await newWallet();
+    const body = { user_id: userId, feature_endpoint_id: 'chat', usages: [usage] };
+    await publishWith(vhost.url, MULTI, [{ body }, { body }]);
+    await waitFor('both deliveries to charge', async () => (await charges(userId)).length === 2);
+    expect((await wallet(userId)).balance).toBe('98.560000');
+  });
+
+  it('charges a stored direct charge once when ten replays race', async () => {
+    const { userId, failure } = await recordedDirectCharge();
+    const answers = await Promise.all(Array.from({ length: 10 }, () => t.request('POST', `/api/settlement-failures/${failure.id}/replay`)));
+    expect(answers.map((a) => a.status).sort()).toEqual([200, 409, 409, 409, 409, 409, 409, 409, 409, 409]);
+    expect(answers.filter((a) => a.status === 409).every((a) => a.body.data.status === 'conflict')).toBe(true);
+    expect(await charges(userId)).toHaveLength(1);
+    expect((await wallet(userId)).balance).toBe('99.280000');
+    expect((await failureOf(userId)).status).toBe('replayed');
+  });
+
+  it('charges nothing more when a replay takes over one that crashed after charging, and refuses to discard it meanwhile', async () => {
+    const { userId, failure } = await recordedDirectCharge();
+    expect((await t.request('POST', `/api/settlement-failures/${failure.id}/replay`)).status).toBe(200);
+    expect(await charges(userId)).toHaveLength(1);
+    // As if that replay had crashed after its settlement committed and before it marked the failure.
+    const crashed = (age: string) =>
+      sql(
+        `UPDATE settlement_failures SET status = 'pending', resolution = NULL, resolved_at = NULL, claimed_at = now() - $2::interval WHERE id = $1`,
+        [failure.id, age],
+      );
+    await crashed('1 second');
+    // Still within its claim: nothing else may act on it.
+    expect((await t.request('POST', `/api/settlement-failures/${failure.id}/replay`)).status).toBe(409);
+    const busy = await t.request('POST', `/api/settlement-failures/${failure.id}/discard`);
+    expect({ status: busy.status, word: busy.body.data.status }).toEqual({ status: 409, word: 'conflict' });
+    await crashed('2 minutes');
+    // The claim is stale, but the replay may have charged: discarding would hide a charge.
+    const discard = await t.request('POST', `/api/settlement-failures/${failure.id}/discard`);
+    expect(discard.status).toBe(409);
+    expect(discard.body.data.message).toMatch(/may have charged/);
+    const answers = await Promise.all(Array.from({ length: 10 }, () => t.request('POST', `/api/settlement-failures/${failure.id}/replay`)));
+    const ok = answers.filter((a) => a.status === 200);
+    expect(ok).toHaveLength(1);
+    // Settled under the same key as the first replay: the first charge's answer, nothing charged.
+    expect(ok[0].body.data.settlement.status).toBe('already_settled');
+    expect(ok[0].body.data.failure.status).toBe('replayed');
+    expect(await charges(userId)).toHaveLength(1);
+    expect((await wallet(userId)).balance).toBe('99.280000');
+  });
+
+  it('never leaves a failure discarded with its wallet charged when replays and discards race', async () => {
+    const stored = [];
+    for (let i = 0; i < 6; i++) stored.push(await recordedDirectCharge());
+    const answers = await Promise.all(
+      stored.map(({ failure }, i) => {
+        const order = i % 2 === 0 ? (['replay', 'discard'] as const) : (['discard', 'replay'] as const);
+        return Promise.all(
+          Array.from({ length: 8 }, (_, j) => order[j % 2]).map(async (action) => ({
+            action,
+            status: (await t.request('POST', `/api/settlement-failures/${failure.id}/${action}`)).status,
+          })),
+        );
+      }),
+    );
+    for (const [i, { userId }] of stored.entries()) {
+      const won = answers[i].filter((a) => a.status === 200);
+      expect(won).toHaveLength(1);
+      expect(answers[i].every((a) => a.status === 200 || a.status === 409)).toBe(true);
+      const final = await failureOf(userId);
+      expect(final.status).toBe(won[0].action === 'replay' ? 'replayed' : 'discarded');
+      expect({ userId, charges: (await charges(userId)).length, balance: (await wallet(userId)).balance }).toEqual(
+        won[0].action === 'replay' ? { userId, charges: 1, balance: '99.280000' } : { userId, charges: 0, balance: '100.000000' },
+      );
+    }
+  });
+
+  it('replays a stored direct charge under its message_id: a producer that republished it is charged once', async () => {
+    const { userId, failure } = await recordedDirectCharge('invoice-77');
+    // The producer, seeing no charge, publishes the same message again; now its wallet exists.
+    await publishWith(vhost.url, MULTI, [
+      { body: { user_id: userId, feature_endpoint_id: 'chat', usages: [usage] }, messageId: 'invoice-77' },
+    ]);
+    await waitFor('the republished message to charge', async () => (await charges(userId)).length === 1);
+    const replayed = await t.request('POST', `/api/settlement-failures/${failure.id}/replay`);
+    expect(replayed.status).toBe(200);
+    expect(replayed.body.data.settlement.status).toBe('already_settled');
+    expect(await charges(userId)).toHaveLength(1);
+    expect((await wallet(userId)).balance).toBe('99.280000');
+  });
+
+  it('frees a failure whose replay failed for good: attempts counted, and it can then be discarded', async () => {
+    const userId = `ghost-${++n}`;
+    await publishWith(vhost.url, MULTI, [{ body: { user_id: userId, feature_endpoint_id: 'chat', usages: [usage] } }]);
+    const failure = await failureOf(userId);
+    const answers = await Promise.all(Array.from({ length: 5 }, () => t.request('POST', `/api/settlement-failures/${failure.id}/replay`)));
+    // Still no wallet: the one replay that claimed it answers 404 and frees it.
+    expect(answers.map((a) => a.status).filter((s) => s !== 409).length).toBeGreaterThanOrEqual(1);
+    expect(answers.every((a) => a.status === 404 || a.status === 409)).toBe(true);
+    const after = await failureOf(userId);
+    expect(after).toMatchObject({ status: 'pending', error_status: 'wallet_not_found' });
+    expect(after.attempts).toBe(1 + answers.filter((a) => a.status === 404).length);
+    const discard = await t.request('POST', `/api/settlement-failures/${failure.id}/discard`);
+    expect(discard.status).toBe(200);
+    expect(discard.body.data.failure.status).toBe('discarded');
+  });
+
+  it('answers 404 for a failure id that is no bigint, never a 500', async () => {
+    for (const id of ['9223372036854775808', '99999999999999999999', 'abc']) {
+      for (const action of ['replay', 'discard']) {
+        const res = await t.request('POST', `/api/settlement-failures/${id}/${action}`);
+        expect({ id, action, status: res.status, word: res.body.data.status }).toEqual({
+          id,
+          action,
+          status: 404,
+          word: 'settlement_failure_not_found',
+        });
+      }
+    }
+    const page = await t.request('GET', '/api/settlement-failures?cursor=9223372036854775808');
+    expect(page.status).toBe(400);
   });
 
   it('reports the broker in /health/ready and keeps the books reconciled', async () => {

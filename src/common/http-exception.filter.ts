@@ -2,22 +2,26 @@ import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@n
 import type { FastifyReply } from 'fastify';
 import type { Duplex } from 'node:stream';
 import { Observable, throwError } from 'rxjs';
-import { DomainError, ERROR_HTTP_STATUS, ErrorCode } from './domain-error';
+import { DomainError, ERROR_HTTP_STATUS, ErrorCode, HTTP_ONLY_ERRORS } from './domain-error';
 import { isDatabaseUnavailable, isDeadlock } from './database-errors';
 
-/** Words for the HTTP errors Nest/Fastify raise themselves (unknown route, bad JSON, body too big…). */
-const STATUS_WORD: Record<number, ErrorCode> = {
-  400: 'validation_error',
-  401: 'unauthorized',
-  403: 'forbidden',
-  404: 'not_found',
-  405: 'method_not_allowed',
-  409: 'conflict',
-  413: 'payload_too_large',
-  415: 'unsupported_media_type',
-  429: 'rate_limited',
-  503: 'unavailable',
-};
+/**
+ * Words for the HTTP errors Nest/Fastify raise themselves (unknown route, bad JSON, body too big…),
+ * by their status: the HTTP-only words, or the domain word of the same meaning.
+ */
+const FRAMEWORK_WORDS = [
+  'validation_error',
+  'unauthorized',
+  'forbidden',
+  'not_found',
+  'method_not_allowed',
+  'conflict',
+  'payload_too_large',
+  'unsupported_media_type',
+  'rate_limited',
+  'unavailable',
+] as const satisfies readonly ErrorCode[];
+const STATUS_WORD = new Map<number, ErrorCode>(FRAMEWORK_WORDS.map((word) => [ERROR_HTTP_STATUS[word], word]));
 
 export interface ErrorBody {
   success: false;
@@ -50,7 +54,7 @@ export function toErrorResponse(error: unknown, logger: Logger): { httpStatus: n
   }
   if (error instanceof HttpException || isFastifyError(error)) {
     const httpStatus = error instanceof HttpException ? error.getStatus() : (error as { statusCode: number }).statusCode;
-    const word = STATUS_WORD[httpStatus] ?? (httpStatus >= 500 ? 'internal_error' : 'validation_error');
+    const word = STATUS_WORD.get(httpStatus) ?? (httpStatus >= 500 ? 'internal_error' : 'validation_error');
     const message = httpMessage(error, httpStatus);
     const data: ErrorBody['data'] = { status: word, message };
     if (word === 'validation_error') data.errors = [{ field: 'body', message }];
@@ -108,7 +112,7 @@ function httpMessage(error: Error, httpStatus: number): string {
 export function frameworkErrorResponse(error: { code?: string }): { httpStatus: number; body: ErrorBody } {
   if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
     return {
-      httpStatus: 414,
+      httpStatus: HTTP_ONLY_ERRORS.uri_too_long,
       body: { success: false, data: { status: 'uri_too_long', message: 'A path parameter of the URL is too long.' } },
     };
   }
@@ -126,12 +130,16 @@ export function clientErrorHandler(error: Error & { code?: string }, socket: Dup
   const [status, reason, data]: [number, string, ErrorBody['data']] =
     error.code === 'HPE_HEADER_OVERFLOW'
       ? [
-          431,
+          HTTP_ONLY_ERRORS.headers_too_large,
           'Request Header Fields Too Large',
           { status: 'headers_too_large', message: 'The request headers (or the URL) are too large.' },
         ]
       : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? [408, 'Request Timeout', { status: 'request_timeout', message: 'The request took too long to arrive.' }]
+        ? [
+            HTTP_ONLY_ERRORS.request_timeout,
+            'Request Timeout',
+            { status: 'request_timeout', message: 'The request took too long to arrive.' },
+          ]
         : [
             400,
             'Bad Request',

@@ -1,17 +1,19 @@
+import { createHash } from 'node:crypto';
 import { Injectable, Logger } from '@nestjs/common';
-import { DomainError } from '../common/domain-error';
+import { DomainError, queuePolicyOf } from '../common/domain-error';
 import { validateBody } from '../common/validation';
 import { END_QUEUE } from '../queue/queue.constants';
 import type { QueueMessageInfo } from '../queue/queue-message.context';
 import { EndMultiModelDto, EndSingleModelDto, toMultiModel } from './dto/credits-process.dto';
-import { CreditsProcessService, SettlementResult } from './credits-process.service';
-import { decodePayload, SettlementFailuresService } from './settlement-failures.service';
+import { CreditsProcessService } from './credits-process.service';
+import { ClaimedFailure, decodePayload, SettlementFailuresService } from './settlement-failures.service';
 
 /**
- * What a queued settlement message means and what its failure policy is. A DomainError can never
- * succeed by retrying (bad body, unknown model, unknown key…): the message is recorded whole as a
- * settlement failure and acked. Anything else (the database is down) is rethrown for the
- * transport to retry and, in the end, dead-letter.
+ * What a queued settlement message means and what its failure policy is: the error table's
+ * (DOMAIN_ERRORS) queue policy of the code it failed with. `record`: it can never succeed by
+ * retrying (bad body, unknown model, unknown key…), so it is recorded whole as a settlement
+ * failure and acked. `retry` (and anything that is not a DomainError, e.g. the database is down):
+ * rethrown for the transport to retry and, in the end, dead-letter.
  */
 @Injectable()
 export class QueueSettlementService {
@@ -29,22 +31,37 @@ export class QueueSettlementService {
    */
   async handle(payload: unknown, info: QueueMessageInfo): Promise<void> {
     try {
-      const result = await this.settle(info.queue, payload, info.parsed);
+      const dto = await this.parse(info.queue, payload, info.parsed);
+      const result = await this.creditsProcess.settle(
+        keyed(dto, info.messageId === undefined ? undefined : messageKey(info.messageId)),
+        'queue',
+      );
       if (result.status === 'already_settled') {
         this.logger.log(
-          { queue: info.queue, usage_key: result.usage_key, user_id: result.user_id, redelivered: info.redelivered },
+          {
+            queue: info.queue,
+            usage_key: result.usage_key,
+            user_id: result.user_id,
+            redelivered: info.redelivered,
+            message_id: info.messageId,
+          },
           'duplicate settlement message: already settled, nothing charged',
         );
       }
     } catch (error) {
-      if (!(error instanceof DomainError)) throw error;
-      await this.failures.record(info.queue, info.content, error);
+      if (queuePolicyOf(error) === 'retry') throw error;
+      await this.failures.record(info.queue, info.content, error as DomainError, info.messageId);
     }
   }
 
-  /** Replays a recorded failure through the same path; on failure it stays pending with the new reason. */
+  /**
+   * Replays a recorded failure through the same path. The failure is claimed first (one
+   * conditional UPDATE), so of concurrent replays and discards only one acts; and the settlement
+   * is keyed (see `replayKey`), so even a replay that takes over a crashed one charges at most
+   * once. On a failure it can never fix it stays pending with the new reason.
+   */
   async replay(id: string) {
-    const failure = await this.failures.pending(id);
+    const failure = await this.failures.claim(id);
     const content = decodePayload(failure);
     let payload: unknown;
     let parsed = true;
@@ -54,21 +71,20 @@ export class QueueSettlementService {
       parsed = false;
     }
     try {
-      const result = await this.settle(failure.queue, unwrapEnvelope(payload), parsed);
-      return { status: 'replayed' as const, settlement: result, failure: await this.failures.resolve(failure, 'replayed', { ...result }) };
+      const dto = await this.parse(failure.queue, unwrapEnvelope(payload), parsed);
+      const result = await this.creditsProcess.settle(keyed(dto, replayKey(failure)), 'queue');
+      return { status: 'replayed' as const, settlement: result, failure: await this.failures.markReplayed(failure, { ...result }) };
     } catch (error) {
-      if (error instanceof DomainError) await this.failures.retryFailed(failure, error);
+      // A `record` failure charged nothing: the failure is free again. Any other may have
+      // committed before it failed: the claim stays (no discard), expired for a replay at once.
+      if (queuePolicyOf(error) === 'record') await this.failures.retryFailed(failure, error as DomainError);
+      else await this.failures.abandon(failure);
       throw error;
     }
   }
 
   async discard(id: string) {
-    const failure = await this.failures.pending(id);
-    return { status: 'discarded' as const, failure: await this.failures.resolve(failure, 'discarded', { discarded: true }) };
-  }
-
-  private async settle(queue: string, payload: unknown, parsed: boolean): Promise<SettlementResult> {
-    return this.creditsProcess.settle(await this.parse(queue, payload, parsed), 'queue');
+    return { status: 'discarded' as const, failure: await this.failures.discard(id) };
   }
 
   /** The same DTOs and rules as the HTTP routes of the same names. */
@@ -77,6 +93,33 @@ export class QueueSettlementService {
       throw new DomainError('validation_error', 'The message body is not JSON.', { errors: [{ field: 'body', message: 'is not JSON' }] });
     return queue === END_QUEUE ? toMultiModel(await validateBody(EndSingleModelDto, payload)) : validateBody(EndMultiModelDto, payload);
   }
+}
+
+/**
+ * A direct charge (no usage_key) that names no idempotency_key is charged again each time it is
+ * settled; given a key, it is settled once per key. A settlement of a hold is keyed by its
+ * usage_key already, and a key the message names itself always wins.
+ */
+function keyed(dto: EndMultiModelDto, key: string | undefined): EndMultiModelDto {
+  if (key === undefined || dto.usage_key !== undefined || dto.idempotency_key !== undefined) return dto;
+  return { ...dto, idempotency_key: key };
+}
+
+/**
+ * A message's AMQP message_id as an idempotency key: as is (so a producer may use one id for the
+ * message and for the Idempotency-Key of an HTTP retry of the same charge), or its digest when it
+ * is longer than a key may be (128; a message_id may have 255).
+ */
+export function messageKey(messageId: string): string {
+  return messageId.length <= 128 ? messageId : `sha256:${createHash('sha256').update(messageId).digest('hex')}`;
+}
+
+/**
+ * The key a replay settles under: the message's own message_id when it had one (the key its
+ * deliveries used), else one derived from the failure, the same for every replay of it.
+ */
+function replayKey(failure: ClaimedFailure): string {
+  return failure.messageId === null ? `settlement-failure:${failure.id}` : messageKey(failure.messageId);
 }
 
 function unwrapEnvelope(value: unknown): unknown {

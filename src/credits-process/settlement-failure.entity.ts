@@ -40,4 +40,15 @@ export class SettlementFailure {
 
   @Column({ name: 'resolved_at', type: 'timestamptz', nullable: true })
   resolvedAt!: Date | null;
+
+  /** The message's AMQP message_id, when it had one: a replay charges under the same key. */
+  @Column({ name: 'message_id', type: 'varchar', length: 255, nullable: true })
+  messageId!: string | null;
+
+  /**
+   * Set when a replay takes the failure, cleared when that replay learns its outcome. While set,
+   * a discard is refused (the replay may have charged) and another replay only after a timeout.
+   */
+  @Column({ name: 'claimed_at', type: 'timestamptz', nullable: true })
+  claimedAt!: Date | null;
 }

@@ -54,7 +54,7 @@ export class SettlementFailuresController {
   @ApiOperation({
     summary: 'Replay a settlement failure',
     description:
-      'Admin scope. Runs the stored message through the settlement again (e.g. after adding the missing price). On failure it stays pending with the new reason.',
+      'Admin scope. Runs the stored message through the settlement again (e.g. after adding the missing price). It charges at most once: the failure is claimed first (a concurrent replay or discard answers 409 conflict), and a direct charge without idempotency_key settles under its AMQP message_id, or else a key of the failure. On a failure it stays pending with the new reason.',
   })
   @FAILURE_ID
   @ApiSuccess({ description: 'Replayed: the settlement and the resolved failure.', type: ReplayResponseDoc, example: REPLAY_EXAMPLE })
@@ -78,7 +78,8 @@ export class SettlementFailuresController {
   @HttpCode(200)
   @ApiOperation({
     summary: 'Discard a settlement failure',
-    description: 'Admin scope. Marks it resolved without settling; it stays on record.',
+    description:
+      'Admin scope. Marks it resolved without settling; it stays on record. Refused (409 conflict) while a replay holds it, or after a replay that stopped without an answer and may have charged: replay it again (it charges at most once).',
   })
   @FAILURE_ID
   @ApiSuccess({ description: 'Discarded.', type: DiscardResponseDoc, example: DISCARD_EXAMPLE })

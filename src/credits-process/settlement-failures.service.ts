@@ -3,12 +3,30 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, FindOptionsWhere, MoreThan } from 'typeorm';
 import { DomainError } from '../common/domain-error';
 import { DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
-import { jsonb } from '../database/sql';
+import { queryRows } from '../database/sql';
 import { MetricsService } from '../metrics/metrics.service';
 import { SettlementFailure, SettlementFailureStatus } from './settlement-failure.entity';
 
 const notFound = (id: string) => new DomainError('settlement_failure_not_found', `No settlement failure ${id} exists.`);
-const alreadyResolved = (f: SettlementFailure) => new DomainError('conflict', `Settlement failure ${f.id} is already ${f.status}.`);
+const alreadyResolved = (f: Pick<SettlementFailure, 'id' | 'status'>) =>
+  new DomainError('conflict', `Settlement failure ${f.id} is already ${f.status}.`);
+const beingReplayed = (id: string) => new DomainError('conflict', `Settlement failure ${id} is being replayed.`);
+const replayUnfinished = (id: string) =>
+  new DomainError(
+    'conflict',
+    `A replay of settlement failure ${id} did not finish and may have charged; replay it again (it charges at most once), then discard it if it still fails.`,
+  );
+
+/**
+ * How long a replay's claim keeps every other replay away. A replay takes well under a second
+ * (the statement timeout is 15 s), so a claim this old belongs to a replay that crashed or lost
+ * its connection: another replay may take over, and the settlement's key makes it charge at most
+ * once even if the first one is still running after all.
+ */
+export const REPLAY_CLAIM_TIMEOUT_SECONDS = 60;
+
+/** A failure a replay has taken: `claimedAt` is the claim's token for the writes that follow. */
+export type ClaimedFailure = SettlementFailure & { claimedAt: Date };
 
 export function failureView(f: SettlementFailure) {
   return {
@@ -59,11 +77,12 @@ export class SettlementFailuresService {
     private readonly metrics: MetricsService,
   ) {}
 
-  async record(queue: string, content: Buffer, error: DomainError): Promise<SettlementFailure> {
+  async record(queue: string, content: Buffer, error: DomainError, messageId?: string): Promise<SettlementFailure> {
     const repo = this.dataSource.getRepository(SettlementFailure);
     const failure = repo.create({
       queue,
       ...encodePayload(content),
+      messageId: messageId ?? null,
       errorStatus: error.code,
       reason: error.message,
       status: 'pending',
@@ -72,7 +91,7 @@ export class SettlementFailuresService {
     await repo.insert(failure);
     this.metrics.settlementFailures.inc({ status: error.code });
     this.logger.warn(
-      { queue, failure_id: failure.id, error_status: error.code, reason: error.message, ...identify(content) },
+      { queue, failure_id: failure.id, error_status: error.code, reason: error.message, message_id: messageId, ...identify(content) },
       'queued settlement recorded as a settlement failure',
     );
     return failure;
@@ -86,7 +105,7 @@ export class SettlementFailuresService {
     const where: FindOptionsWhere<SettlementFailure> = {};
     if (status) where.status = status;
     if (cursor !== undefined) {
-      if (!/^\d{1,19}$/.test(cursor))
+      if (!validId(cursor))
         throw new DomainError('validation_error', 'cursor is not one this service issued', {
           errors: [{ field: 'cursor', message: 'is not a valid cursor' }],
         });
@@ -96,25 +115,110 @@ export class SettlementFailuresService {
     return toPage(rows, limit, (f) => f.id, failureView);
   }
 
-  async pending(id: string): Promise<SettlementFailure> {
-    const failure = /^\d{1,19}$/.test(id) ? await this.dataSource.getRepository(SettlementFailure).findOneBy({ id }) : null;
-    if (!failure) throw notFound(id);
-    if (failure.status !== 'pending') throw alreadyResolved(failure);
-    return failure;
+  /**
+   * Takes a pending failure for one replay, in one conditional UPDATE: of any number of concurrent
+   * replays and discards exactly one gets it. A claim older than REPLAY_CLAIM_TIMEOUT_SECONDS may
+   * be taken over (its replay crashed). The claim is stamped to the millisecond so the JS Date
+   * handed back is an exact token for the writes that end the claim.
+   */
+  async claim(id: string): Promise<ClaimedFailure> {
+    const [row] = validId(id)
+      ? await queryRows<{ id: string }>(
+          this.dataSource.manager,
+          `UPDATE settlement_failures SET claimed_at = date_trunc('milliseconds', now())
+           WHERE id = $1 AND status = 'pending'
+             AND (claimed_at IS NULL OR claimed_at < now() - make_interval(secs => $2))
+           RETURNING id`,
+          [id, REPLAY_CLAIM_TIMEOUT_SECONDS],
+        )
+      : [];
+    if (row) return (await this.find(id)) as ClaimedFailure;
+    throw await this.whyNotFree(id, beingReplayed);
   }
 
-  /** Marks a failure resolved; the status condition makes two concurrent resolutions impossible. */
-  async resolve(failure: SettlementFailure, status: 'replayed' | 'discarded', resolution: Record<string, unknown>) {
-    const result = await this.dataSource
-      .getRepository(SettlementFailure)
-      .update({ id: failure.id, status: 'pending' }, { status, resolution: jsonb(resolution), resolvedAt: new Date() });
-    if (!result.affected) throw alreadyResolved({ ...failure, status } as SettlementFailure);
-    return failureView(await this.dataSource.getRepository(SettlementFailure).findOneByOrFail({ id: failure.id }));
+  /**
+   * Marks the failure replayed by the replay holding `claimed`. One whose claim was taken over
+   * after the timeout matches nothing: the replay that took it over resolves it (and, keyed the
+   * same, charged nothing more).
+   */
+  async markReplayed(claimed: ClaimedFailure, resolution: Record<string, unknown>) {
+    return this.close(claimed.id, 'replayed', resolution, claimed.claimedAt, beingReplayed);
   }
 
-  async retryFailed(failure: SettlementFailure, error: DomainError): Promise<void> {
-    await this.dataSource
-      .getRepository(SettlementFailure)
-      .update({ id: failure.id }, { attempts: failure.attempts + 1, errorStatus: error.code, reason: error.message });
+  /**
+   * Discards a failure no replay has touched since its last known outcome. A claimed one may have
+   * been charged (its replay is running, or stopped without an answer), so it cannot be discarded:
+   * the same conditional UPDATE that claims for a replay decides, so a discard racing a replay
+   * either wins before it (and the replay charges nothing) or is refused.
+   */
+  async discard(id: string) {
+    return this.close(id, 'discarded', { discarded: true }, null, discardRefused);
   }
+
+  private async close(
+    id: string,
+    status: 'replayed' | 'discarded',
+    resolution: Record<string, unknown>,
+    claimedAt: Date | null,
+    claimedError: (id: string, failure: SettlementFailure) => DomainError,
+  ) {
+    const [row] = validId(id)
+      ? await queryRows<{ id: string }>(
+          this.dataSource.manager,
+          `UPDATE settlement_failures SET status = $2, resolution = $3::jsonb, resolved_at = now(), claimed_at = NULL
+           WHERE id = $1 AND status = 'pending' AND claimed_at IS NOT DISTINCT FROM $4::timestamptz
+           RETURNING id`,
+          [id, status, JSON.stringify(resolution), claimedAt],
+        )
+      : [];
+    if (row) return failureView(await this.find(id));
+    throw await this.whyNotFree(id, claimedError);
+  }
+
+  /**
+   * The replay holding `claimed` failed for a reason retrying cannot fix, so it charged nothing:
+   * the failure is free again (a discard is safe), with the new reason.
+   */
+  async retryFailed(claimed: ClaimedFailure, error: DomainError): Promise<void> {
+    await this.dataSource.query(
+      `UPDATE settlement_failures SET attempts = attempts + 1, error_status = $3, reason = $4, claimed_at = NULL
+       WHERE id = $1 AND claimed_at = $2`,
+      [claimed.id, claimed.claimedAt, error.code, error.message],
+    );
+  }
+
+  /**
+   * The replay holding `claimed` failed transiently (the database went away…): it may or may not
+   * have charged. The claim is kept, so no discard can hide a charge, but expired at once, so the
+   * operator can replay again right away (the settlement's key makes that charge at most once).
+   */
+  async abandon(claimed: ClaimedFailure): Promise<void> {
+    await this.dataSource.query(
+      `UPDATE settlement_failures SET claimed_at = claimed_at - make_interval(secs => $3) WHERE id = $1 AND claimed_at = $2`,
+      [claimed.id, claimed.claimedAt, REPLAY_CLAIM_TIMEOUT_SECONDS],
+    );
+  }
+
+  private async find(id: string): Promise<SettlementFailure> {
+    return this.dataSource.getRepository(SettlementFailure).findOneByOrFail({ id });
+  }
+
+  /** Why a conditional update of failure `id` matched nothing. */
+  private async whyNotFree(id: string, claimed: (id: string, failure: SettlementFailure) => DomainError): Promise<DomainError> {
+    const failure = validId(id) ? await this.dataSource.getRepository(SettlementFailure).findOneBy({ id }) : null;
+    if (!failure) return notFound(id);
+    if (failure.status !== 'pending') return alreadyResolved(failure);
+    return claimed(id, failure);
+  }
+}
+
+/** Ids are bigint identities: anything else names no failure (and must not reach the query). */
+function validId(id: string): boolean {
+  return /^\d{1,19}$/.test(id) && BigInt(id) <= 9223372036854775807n;
+}
+
+/** A discard of a claimed failure: a replay is running, or one stopped without an outcome. */
+function discardRefused(id: string, failure: SettlementFailure): DomainError {
+  const age = Date.now() - failure.claimedAt!.getTime();
+  return age < REPLAY_CLAIM_TIMEOUT_SECONDS * 1000 ? beingReplayed(id) : replayUnfinished(id);
 }

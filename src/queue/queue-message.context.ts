@@ -8,6 +8,11 @@ export interface QueueMessageInfo {
   redelivered: boolean;
   /** False when the body was not JSON at all (the handler records it as a failure). */
   parsed: boolean;
+  /**
+   * The AMQP `message_id` property, when the producer set one (a non-empty string): the same on
+   * every delivery and every republish of the message, so it can key a charge that names none.
+   */
+  messageId?: string;
 }
 
 /** What an @EventPattern handler of the settlement queues receives besides the payload. */

@@ -83,7 +83,9 @@ export class RabbitSettlementServer extends Server implements CustomTransportStr
     // which throws for a queue name — an exception per message (~7 % of CPU in the queue drain).
     const handler = this.messageHandlers.get(queue) ?? this.getHandlerByPattern(queue);
     const { data, parsed } = decode(msg.content);
-    const context = new QueueMessageContext([{ queue, content: msg.content, redelivered: msg.fields.redelivered, parsed }]);
+    const messageId =
+      typeof msg.properties.messageId === 'string' && msg.properties.messageId !== '' ? msg.properties.messageId : undefined;
+    const context = new QueueMessageContext([{ queue, content: msg.content, redelivered: msg.fields.redelivered, parsed, messageId }]);
     const attempts = this.options.retryDelaysMs.length + 1;
     let lastError: unknown;
     for (let attempt = 1; attempt <= attempts; attempt++) {
@@ -124,6 +126,8 @@ export class RabbitSettlementServer extends Server implements CustomTransportStr
       await this.channel!.sendToQueue(DEAD_LETTER_QUEUE, msg.content, {
         persistent: true,
         contentType: msg.properties.contentType,
+        // Kept so that a dead letter republished as is still settles under the same key.
+        messageId: msg.properties.messageId,
         headers: {
           ...(msg.properties.headers ?? {}),
           'x-original-queue': queue,

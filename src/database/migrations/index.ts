@@ -2,6 +2,7 @@ import { WalletsAndLedger1764000000000 } from './1764000000000-wallets-and-ledge
 import { FeaturesAndPricing1764000000001 } from './1764000000001-features-and-pricing';
 import { HoldsAndSettlementFailures1764000000002 } from './1764000000002-holds-and-settlement-failures';
 import { WideMoneyColumns1764000000003 } from './1764000000003-wide-money-columns';
+import { SettlementFailureClaims1764000000004 } from './1764000000004-settlement-failure-claims';
 
 /** Every migration, oldest first (listed, not globbed: see database.options.ts). */
 export const MIGRATIONS: (new () => object)[] = [
@@ -9,4 +10,5 @@ export const MIGRATIONS: (new () => object)[] = [
   FeaturesAndPricing1764000000001,
   HoldsAndSettlementFailures1764000000002,
   WideMoneyColumns1764000000003,
+  SettlementFailureClaims1764000000004,
 ];

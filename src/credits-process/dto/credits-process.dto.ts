@@ -1,7 +1,6 @@
 import { ApiProperty, ApiPropertyOptional, IntersectionType } from '@nestjs/swagger';
 import { IsString, Length, Matches } from 'class-validator';
-import { IsOptionalNotNull } from '../../common/validation';
-import { registerFastBodyParser } from '../../common/validation';
+import { Optional, registerFastBodyParser } from '../../common/validation';
 import { UsageDto, UsagesField } from '../../pricing/dto/usage.dto';
 import { ID_MESSAGE, ID_PATTERN, ID_RULE } from '../../wallets/dto/wallet.dto';
 import { fastEndMultiModel, fastEndSingleModel, fastStartProcess } from './credits-process.fast-parse';
@@ -50,8 +49,7 @@ class SettlementTarget {
     maxLength: 64,
     example: USAGE_KEY_EXAMPLE,
   })
-  // Absent, or a string: null would pass @IsOptional and reach the service as a key (a 500).
-  @IsOptionalNotNull()
+  @Optional()
   @IsString()
   @Length(1, 64)
   usage_key?: string;
@@ -63,8 +61,8 @@ class SettlementTarget {
     maxLength: 128,
     example: 'job-42',
   })
-  // Absent, or a string: null would hide the Idempotency-Key header and make a retry charge twice.
-  @IsOptionalNotNull()
+  // null refused: it would hide the Idempotency-Key header and make a retry charge twice.
+  @Optional()
   @IsString()
   @Length(1, 128)
   idempotency_key?: string;

@@ -88,7 +88,9 @@ describe('Optional()', () => {
     const metadatas = [...getMetadataStorage().validationMetadatas.values()].flat();
     expect(metadatas.length).toBeGreaterThan(100);
     const conditionals = metadatas.filter((m) => m.type === ValidationTypes.CONDITIONAL_VALIDATION);
-    const isOptional = conditionals.filter((m) => m.name === 'isOptional').map((m) => `${(m.target as Function).name}.${m.propertyName}`);
+    const isOptional = conditionals
+      .filter((m) => m.name === 'isOptional')
+      .map((m) => `${(m.target as { name: string }).name}.${m.propertyName}`);
     expect(isOptional).toEqual([]);
     // A condition that skips null must be the nullable one: anything else lets null reach a service unvalidated.
     const skipsNull = conditionals.filter(
@@ -96,10 +98,10 @@ describe('Optional()', () => {
     );
     const unexpected = skipsNull
       .filter((m) => m.constraints[0] !== sentNonNullValue)
-      .map((m) => `${(m.target as Function).name}.${m.propertyName}`);
+      .map((m) => `${(m.target as { name: string }).name}.${m.propertyName}`);
     expect(unexpected).toEqual([]);
     // Mapped types (Partial…, Omit…, Intersection…) copy their source's rules: the sources are listed.
-    const nullable = [...new Set(skipsNull.map((m) => `${(m.target as Function).name}.${m.propertyName}`))]
+    const nullable = [...new Set(skipsNull.map((m) => `${(m.target as { name: string }).name}.${m.propertyName}`))]
       .filter((name) => !/^(Partial|Omit|Pick|Intersection)|^OptionalProbe\./.test(name))
       .sort();
     // The fields API.md and the OpenAPI document call nullable, and nothing else.

@@ -135,7 +135,7 @@ export async function validateBody<T extends object>(
   return instance;
 }
 
-const IS_NOT_NULL = 'isNotNull';
+export const IS_NOT_NULL = 'isNotNull';
 
 /** The condition of a field that may be absent: anything sent, null included, is validated. */
 export const sentValue = (_object: object, value: unknown): boolean => value !== undefined;

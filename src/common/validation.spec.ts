@@ -1,7 +1,8 @@
 import { describe, expect, it } from '@jest/globals';
-import { IsString } from 'class-validator';
+import { getMetadataStorage, IsString, ValidationTypes } from 'class-validator';
+import { AppModule } from '../app.module';
 import { DomainError } from './domain-error';
-import { createValidationPipe, registerFastBodyParser, validateBody } from './validation';
+import { createValidationPipe, Optional, registerFastBodyParser, sentNonNullValue, validateBody } from './validation';
 
 /*
  * The wiring of fast checkers into both entry points. A probe class gets a checker that answers a
@@ -52,5 +53,68 @@ describe('fast body checkers', () => {
     await expect(validateBody(Probe, { name: 1 })).rejects.toBeInstanceOf(DomainError);
     await expect(validateBody(ProbeChild, { fast: 1 })).rejects.toBeInstanceOf(DomainError);
     await expect(validateBody(Probe, null)).rejects.toBeInstanceOf(DomainError);
+  });
+});
+
+type ValidationMetadata = ReturnType<ReturnType<typeof getMetadataStorage>['getTargetValidationMetadatas']>[number];
+
+class OptionalProbe {
+  @Optional()
+  @IsString()
+  plain?: string;
+
+  @Optional({ nullable: true })
+  @IsString()
+  clearable?: string | null;
+}
+
+describe('Optional()', () => {
+  it('accepts an absent field, and null only where the field is nullable', async () => {
+    await expect(validateBody(OptionalProbe, {})).resolves.toEqual(new OptionalProbe());
+    await expect(validateBody(OptionalProbe, { clearable: null })).resolves.toEqual(
+      Object.assign(new OptionalProbe(), { clearable: null }),
+    );
+    await expect(validateBody(OptionalProbe, { plain: 'x', clearable: 'y' })).resolves.toMatchObject({ plain: 'x', clearable: 'y' });
+  });
+
+  it('refuses null in a field that is not nullable, with one message that says so', async () => {
+    await expect(validateBody(OptionalProbe, { plain: null })).rejects.toMatchObject({
+      code: 'validation_error',
+      details: { errors: [{ field: 'plain', message: 'plain must not be null (omit the field instead)' }] },
+    });
+    await expect(validateBody(OptionalProbe, { clearable: 1 })).rejects.toBeInstanceOf(DomainError);
+  });
+
+  it('is the only optional marker on every request DTO: @IsOptional (null skips the rules) is nowhere', () => {
+    expect(AppModule).toBeDefined(); // imported for its controllers: every DTO class is registered
+    const registry = getMetadataStorage() as unknown as { validationMetadatas: Map<unknown, ValidationMetadata[]> };
+    const metadatas = [...registry.validationMetadatas.values()].flat();
+    expect(metadatas.length).toBeGreaterThan(100);
+    const conditionals = metadatas.filter((m) => m.type === ValidationTypes.CONDITIONAL_VALIDATION);
+    const isOptional = conditionals
+      .filter((m) => m.name === 'isOptional')
+      .map((m) => `${(m.target as { name: string }).name}.${m.propertyName}`);
+    expect(isOptional).toEqual([]);
+    // A condition that skips null must be the nullable one: anything else lets null reach a service unvalidated.
+    const skipsNull = conditionals.filter(
+      (m) => !(m.constraints[0] as (o: object, v: unknown) => boolean)({ [m.propertyName]: null }, null),
+    );
+    const unexpected = skipsNull
+      .filter((m) => m.constraints[0] !== sentNonNullValue)
+      .map((m) => `${(m.target as { name: string }).name}.${m.propertyName}`);
+    expect(unexpected).toEqual([]);
+    // Mapped types (Partial…, Omit…, Intersection…) copy their source's rules: the sources are listed.
+    const nullable = [...new Set(skipsNull.map((m) => `${(m.target as { name: string }).name}.${m.propertyName}`))]
+      .filter((name) => !/^(Partial|Omit|Pick|Intersection)|^OptionalProbe\./.test(name))
+      .sort();
+    // The fields API.md and the OpenAPI document call nullable, and nothing else.
+    expect(nullable).toEqual([
+      'CreateFeatureDto.fixed_cost',
+      'CreateFeatureDto.hold_ttl_seconds',
+      'CreateFeatureDto.profit_margin',
+      'CreateModelPriceDto.cached_input_price_per_million',
+      'CreateModelPriceDto.profit_margin',
+      'UsageDto.cached_input_tokens',
+    ]);
   });
 });

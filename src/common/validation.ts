@@ -1,12 +1,14 @@
 import { ClassConstructor, plainToInstance } from 'class-transformer';
-import { validate, ValidateIf } from 'class-validator';
+import { registerDecorator, validate, ValidateIf } from 'class-validator';
 import { ArgumentMetadata, ValidationError, ValidationPipe, ValidationPipeOptions } from '@nestjs/common';
 import { FieldError, validationError } from './domain-error';
 
 function flatten(errors: ValidationError[], prefix = ''): FieldError[] {
   return errors.flatMap((e) => {
     const field = prefix ? `${prefix}.${e.property}` : e.property;
-    const own = Object.values(e.constraints ?? {}).map((message) => ({ field, message }));
+    // A null where null means nothing: "must be a string, must be shorter than…" would only confuse.
+    const messages = e.constraints?.[IS_NOT_NULL] ? [e.constraints[IS_NOT_NULL]] : Object.values(e.constraints ?? {});
+    const own = messages.map((message) => ({ field, message }));
     return [...own, ...flatten(e.children ?? [], field)];
   });
 }
@@ -133,5 +135,33 @@ export async function validateBody<T extends object>(
   return instance;
 }
 
-/** The field may be absent, but if sent it must be valid: unlike @IsOptional, null is refused. */
-export const IsOptionalNotNull = () => ValidateIf((_object: object, value: unknown) => value !== undefined);
+export const IS_NOT_NULL = 'isNotNull';
+
+/** The condition of a field that may be absent: anything sent, null included, is validated. */
+export const sentValue = (_object: object, value: unknown): boolean => value !== undefined;
+/** The condition of a nullable field: null means "unset" and skips the field's rules, like absent. */
+export const sentNonNullValue = (_object: object, value: unknown): boolean => value !== undefined && value !== null;
+
+/**
+ * The one way a request field is optional (class-validator's @IsOptional is not used: it skips
+ * validation for null as well as undefined, so `{"initial_credits": null}` reached Money.parse and
+ * answered 500). Absent = valid. null = refused with "must not be null" unless the field is
+ * `nullable`, i.e. documented as taking null to mean "unset" (a feature's profit_margin…); the
+ * service must then read null as that. The fast validators (common/fast-parse.ts) recognize
+ * these two conditions by identity, so they derive "required" and "nullable" from this decorator.
+ */
+export function Optional({ nullable = false }: { nullable?: boolean } = {}): PropertyDecorator {
+  return (target: object, propertyName: string | symbol) => {
+    ValidateIf(nullable ? sentNonNullValue : sentValue)(target, propertyName);
+    if (nullable) return;
+    registerDecorator({
+      name: IS_NOT_NULL,
+      target: target.constructor,
+      propertyName: propertyName as string,
+      validator: {
+        validate: (value: unknown) => value !== null,
+        defaultMessage: () => `${String(propertyName)} must not be null (omit the field instead)`,
+      },
+    });
+  };
+}

@@ -1,6 +1,7 @@
 import { Controller, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
 import { ApiOperation, ApiParam, ApiPropertyOptional, ApiTags } from '@nestjs/swagger';
-import { IsIn, IsOptional } from 'class-validator';
+import { IsIn } from 'class-validator';
+import { Optional } from '../common/validation';
 import { ADMIN_ROUTE_ERRORS, ApiErrors, ApiSuccess } from '../common/openapi';
 import { PageQueryDto } from '../common/pagination';
 import {
@@ -17,7 +18,7 @@ import { SettlementFailuresService } from './settlement-failures.service';
 
 class FailuresQueryDto extends PageQueryDto {
   @ApiPropertyOptional({ description: 'Only the failures in this state.', enum: ['pending', 'replayed', 'discarded'], example: 'pending' })
-  @IsOptional()
+  @Optional()
   @IsIn(['pending', 'replayed', 'discarded'])
   status?: SettlementFailureStatus;
 }

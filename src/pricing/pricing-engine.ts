@@ -40,7 +40,8 @@ export interface Usage {
   ai_model: string;
   input_tokens: number;
   output_tokens: number;
-  cached_input_tokens?: number;
+  /** Absent or null = 0 (the request DTO accepts null: partners send it). */
+  cached_input_tokens?: number | null;
 }
 
 export interface PricedUsage {

@@ -1,8 +1,8 @@
-import { ArrayMaxSize, IsArray, IsBoolean, IsInt, IsOptional, IsString, Length, Matches, Max, Min } from 'class-validator';
+import { ArrayMaxSize, IsArray, IsBoolean, IsInt, IsString, Length, Matches, Max, Min } from 'class-validator';
+import { Optional } from '../../common/validation';
 import { ApiProperty, ApiPropertyOptional, OmitType, PartialType } from '@nestjs/swagger';
 import { IsMoney } from '../../common/money.validator';
 import { ApiMoneyField } from '../../common/openapi';
-import { IsOptionalNotNull } from '../../common/validation';
 import { ID_MESSAGE, ID_PATTERN, ID_RULE } from '../../wallets/dto/wallet.dto';
 
 /** Margins are fractions: "0.2" = 20 %. At most 100 (= 10,000 %). */
@@ -39,7 +39,7 @@ export class CreateFeatureDto {
     nullable: true,
     example: 900,
   })
-  @IsOptional()
+  @Optional({ nullable: true })
   @IsInt()
   @Min(1)
   @Max(MAX_TTL_SECONDS)
@@ -52,7 +52,7 @@ export class CreateFeatureDto {
     required: false,
     nullable: true,
   })
-  @IsOptional()
+  @Optional({ nullable: true })
   @IsMoney({ max: MAX_MARGIN })
   profit_margin?: string | number | null;
 
@@ -63,7 +63,7 @@ export class CreateFeatureDto {
     required: false,
     nullable: true,
   })
-  @IsOptional()
+  @Optional({ nullable: true })
   @IsMoney()
   fixed_cost?: string | number | null;
 
@@ -76,7 +76,7 @@ export class CreateFeatureDto {
     items: { type: 'string', minLength: 1, maxLength: 64 },
     example: ['pro', 'enterprise'],
   })
-  @IsOptionalNotNull()
+  @Optional()
   @IsArray()
   @ArrayMaxSize(100)
   @IsString({ each: true })
@@ -88,7 +88,7 @@ export class CreateFeatureDto {
     default: true,
     example: true,
   })
-  @IsOptionalNotNull()
+  @Optional()
   @IsBoolean()
   active?: boolean;
 }

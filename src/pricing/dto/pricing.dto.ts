@@ -1,6 +1,6 @@
 import { OmitType, PartialType, ApiProperty } from '@nestjs/swagger';
-import { IsOptional, IsString, Length, Matches } from 'class-validator';
-import { IsOptionalNotNull } from '../../common/validation';
+import { IsString, Length, Matches } from 'class-validator';
+import { Optional } from '../../common/validation';
 import { IsMoney } from '../../common/money.validator';
 import { ApiMoneyField } from '../../common/openapi';
 import { MAX_MARGIN } from '../../features/dto/feature.dto';
@@ -32,7 +32,7 @@ export class CreateModelPriceDto {
     required: false,
     nullable: true,
   })
-  @IsOptional()
+  @Optional({ nullable: true })
   @IsMoney({ max: MAX_PRICE })
   cached_input_price_per_million?: string | number | null;
 
@@ -43,7 +43,7 @@ export class CreateModelPriceDto {
     required: false,
     nullable: true,
   })
-  @IsOptional()
+  @Optional({ nullable: true })
   @IsMoney({ max: MAX_MARGIN })
   profit_margin?: string | number | null;
 }
@@ -53,7 +53,7 @@ export class UpdateModelPriceDto extends PartialType(OmitType(CreateModelPriceDt
 
 export class PricingSettingsDto {
   @ApiMoneyField({ description: 'Credits per USD of cost; not zero (default "100").', example: '100.000000', required: false })
-  @IsOptionalNotNull()
+  @Optional()
   @IsMoney({ max: MAX_CREDITS_PER_USD, nonZero: true })
   credits_per_usd?: string | number;
 
@@ -62,7 +62,7 @@ export class PricingSettingsDto {
     example: '0.000000',
     required: false,
   })
-  @IsOptionalNotNull()
+  @Optional()
   @IsMoney({ max: MAX_MARGIN })
   default_profit_margin?: string | number;
 }

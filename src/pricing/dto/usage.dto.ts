@@ -1,18 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
-import {
-  ArrayMaxSize,
-  ArrayMinSize,
-  IsArray,
-  IsInt,
-  IsOptional,
-  IsString,
-  Length,
-  Matches,
-  Max,
-  Min,
-  ValidateNested,
-} from 'class-validator';
+import { ArrayMaxSize, ArrayMinSize, IsArray, IsInt, IsString, Length, Matches, Max, Min, ValidateNested } from 'class-validator';
+import { Optional } from '../../common/validation';
 import { ID_MESSAGE, ID_PATTERN, ID_RULE } from '../../wallets/dto/wallet.dto';
 
 export const MAX_TOKENS = 1_000_000_000;
@@ -50,12 +39,17 @@ export class UsageDto {
   output_tokens!: number;
 
   /** The part of input_tokens served from cache (≤ input_tokens). */
-  @ApiPropertyOptional(tokenCount('The part of input_tokens served from cache (≤ input_tokens; default 0).', 0))
-  @IsOptional()
+  @ApiPropertyOptional({
+    ...tokenCount('The part of input_tokens served from cache (≤ input_tokens); absent or null = 0.', 0),
+    nullable: true,
+  })
+  // Nullable because partners already send null for "none" (it settled as 0 before null was
+  // refused elsewhere): refusing it now would turn their settlements into settlement failures.
+  @Optional({ nullable: true })
   @IsInt()
   @Min(0)
   @Max(MAX_TOKENS)
-  cached_input_tokens?: number;
+  cached_input_tokens?: number | null;
 }
 
 export class UsagesField {

@@ -1,5 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsIn, IsOptional, IsString, Length, Matches } from 'class-validator';
+import { IsIn, IsString, Length, Matches } from 'class-validator';
+import { Optional } from '../../common/validation';
 import { IsMoney } from '../../common/money.validator';
 import { ApiMoneyField } from '../../common/openapi';
 import { PageQueryDto } from '../../common/pagination';
@@ -24,7 +25,7 @@ export class CreateWalletDto {
     maxLength: 64,
     example: 'pro',
   })
-  @IsOptional()
+  @Optional()
   @IsString()
   @Length(1, 64)
   @Matches(ID_PATTERN, { message: ID_MESSAGE })
@@ -35,14 +36,14 @@ export class CreateWalletDto {
     example: '100.000000',
     required: false,
   })
-  @IsOptional()
+  @Optional()
   @IsMoney()
   initial_credits?: string | number;
 }
 
 export class UpdateWalletDto {
   @ApiPropertyOptional({ description: `New plan name. ${ID_RULE}`, minLength: 1, maxLength: 64, example: 'pro' })
-  @IsOptional()
+  @Optional()
   @IsString()
   @Length(1, 64)
   @Matches(ID_PATTERN, { message: ID_MESSAGE })
@@ -53,7 +54,7 @@ export class UpdateWalletDto {
     enum: ['active', 'suspended'],
     example: 'suspended',
   })
-  @IsOptional()
+  @Optional()
   @IsIn(['active', 'suspended'])
   status?: WalletStatus;
 }
@@ -69,13 +70,13 @@ export class TopUpDto {
     maxLength: 128,
     example: 'invoice-2026-11-0042',
   })
-  @IsOptional()
+  @Optional()
   @IsString()
   @Length(1, 128)
   idempotency_key?: string;
 
   @ApiPropertyOptional({ description: 'Kept on the ledger entry.', minLength: 1, maxLength: 500, example: 'November subscription' })
-  @IsOptional()
+  @Optional()
   @IsString()
   @Length(1, 500)
   description?: string;
@@ -103,7 +104,7 @@ export class TransactionsQueryDto extends PageQueryDto {
     maxLength: 64,
     example: '6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10',
   })
-  @IsOptional()
+  @Optional()
   @IsString()
   @Length(1, 64)
   usage_key?: string;

@@ -400,8 +400,11 @@ describe('settlements', () => {
       () =>
         withDb(t.db.url, async (c) =>
           Number(
-            (await c.query(`SELECT count(*)::int AS n FROM ledger_entries WHERE kind = 'charge' AND usage_key = ANY($1::uuid[])`, [queuedKeys]))
-              .rows[0].n,
+            (
+              await c.query(`SELECT count(*)::int AS n FROM ledger_entries WHERE kind = 'charge' AND usage_key = ANY($1::uuid[])`, [
+                queuedKeys,
+              ])
+            ).rows[0].n,
           ),
         ),
       queuedKeys.length,
@@ -480,7 +483,8 @@ describe('cancel', () => {
     await expectBooks(userId, { balance: 100_000_000n, held: 3n * HOLD, liveCount: 3 });
     for (const r of answers) expect(ok(r)).toMatchObject({ status: 'cancelled', released: ZERO });
     // The swept holds keep their story; the kept ones still hold.
-    for (const key of [x1, x2]) expect(ok(await t.request('GET', `/api/credits-process/usages/${key}`, { key: SERVICE_KEY })).status).toBe('expired');
+    for (const key of [x1, x2])
+      expect(ok(await t.request('GET', `/api/credits-process/usages/${key}`, { key: SERVICE_KEY })).status).toBe('expired');
     expect(kept).toHaveLength(3);
   });
 });

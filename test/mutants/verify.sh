@@ -14,7 +14,7 @@ if ! git diff --quiet -- src; then
   exit 2
 fi
 runs=("$@")
-[ ${#runs[@]} -eq 0 ] && runs=("" strict a a-all "strict a" b "strict b" c d e "strict e" f g h "strict h")
+[ ${#runs[@]} -eq 0 ] && runs=("" strict a a-all b "strict b" c d e "strict e" f g h "strict h")
 out=$(mktemp -d)
 trap 'git checkout -q -- src' EXIT
 for r in "${runs[@]}"; do
@@ -25,9 +25,7 @@ for r in "${runs[@]}"; do
   if [ -n "$r" ] && ! test/mutants/apply.sh $r >/dev/null; then
     echo "$name: could not apply" && continue
   fi
-  if ! npm run build >"$out/$name.build" 2>&1; then
-    echo "$name: build failed (see $out/$name.build)" && continue
-  fi
+  # No build: the e2e suite runs the app from src/ through ts-jest.
   node --experimental-vm-modules node_modules/jest/bin/jest.js --selectProjects e2e --runInBand \
     --json --outputFile="$out/$name.json" test/money-mutants.e2e-spec.ts >"$out/$name.log" 2>&1
   node -e '

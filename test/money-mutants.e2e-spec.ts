@@ -430,40 +430,38 @@ describe('settlements', () => {
     const userId = await createWallet('1000');
     const [alone, twin, cancelled, ...inBatch] = await holdsFor(userId, 9);
     const others = await Promise.all(Array.from({ length: 2 }, () => createWallet('1000')));
-    const otherHolds = (await Promise.all(others.map((u) => holdsFor(u, 4)))).flatMap((keys, i) =>
-      keys.map((key) => ({ user: others[i], key })),
-    );
-    const chargedBefore = await chargedMetric();
+    const otherHolds = async () =>
+      (await Promise.all(others.map((u) => holdsFor(u, 4)))).flatMap((keys, i) => keys.map((key) => ({ user: others[i], key })));
 
     const loneAnswer = await settle(userId, alone.toUpperCase());
-    const calls = rng(16).shuffle([
-      ...inBatch.map((key) => ({ user: userId, key: key.toUpperCase() })),
-      { user: userId, key: twin.toUpperCase() },
-      { user: userId, key: twin },
-      ...otherHolds,
-    ]);
+    // A batch of UPPERCASE keys (no twin in it: a twin makes the statement fail and fall back).
+    const calls = rng(16).shuffle([...inBatch.map((key) => ({ user: userId, key: key.toUpperCase() })), ...(await otherHolds())]);
+    const chargedBefore = await chargedMetric();
     const answers = await burst(
       'settle',
       calls.map((c) => () => settle(c.user, c.key)),
+    );
+    const counted = (await chargedMetric()) - chargedBefore;
+    // The same key in both spellings in one batch.
+    const twinCalls = rng(17).shuffle([{ user: userId, key: twin.toUpperCase() }, { user: userId, key: twin }, ...(await otherHolds())]);
+    const twinAnswers = await burst(
+      'settle',
+      twinCalls.map((c) => () => settle(c.user, c.key)),
     );
     const cancelAnswer = await cancel(cancelled.toUpperCase());
 
     const b = await expectBooks(userId, { balance: 1_000_000_000n - 8n * CHARGE, held: 0n, liveCount: 0 });
     expectChargedOnce(b, [alone, twin, ...inBatch], CHARGE);
-    for (const u of others) await expectBooks(u, { balance: 1_000_000_000n - 4n * CHARGE, held: 0n, liveCount: 0 });
-    // The money the service counts: each settlement counted once as charged, none as "already".
-    const counted = (await chargedMetric()) - chargedBefore;
-    expect(counted).toBeCloseTo(Number(formatMicros(16n * CHARGE)), 4);
+    for (const u of others) await expectBooks(u, { balance: 1_000_000_000n - 8n * CHARGE, held: 0n, liveCount: 0 });
+    // The money the service counts as charged by the batch: all 14 settlements, none as "already".
+    expect(counted).toBeCloseTo(Number(formatMicros(14n * CHARGE)), 4);
+    calls.forEach((c, i) => expect(ok(answers[i])).toMatchObject({ status: 'settled', credits_charged: formatMicros(CHARGE) }));
+    const twins = twinAnswers.filter((_, i) => twinCalls[i].key.toLowerCase() === twin).map((r) => ok(r).status);
+    expect(twins.sort()).toEqual(['already_settled', 'settled']);
 
     // Each answer names the key in its one spelling, the one the ledger and the usage story use.
     expect(ok(loneAnswer)).toMatchObject({ status: 'settled', usage_key: alone, credits_charged: formatMicros(CHARGE) });
-    calls.forEach((c, i) => {
-      const a = ok(answers[i]);
-      expect(a.usage_key).toBe(c.key.toLowerCase());
-      if (c.key.toLowerCase() !== twin) expect(a.status).toBe('settled');
-    });
-    const twins = answers.filter((_, i) => calls[i].key.toLowerCase() === twin).map((r) => r.body.data.status);
-    expect(twins.sort()).toEqual(['already_settled', 'settled']);
+    [...calls, ...twinCalls].forEach((c, i) => expect(ok([...answers, ...twinAnswers][i]).usage_key).toBe(c.key.toLowerCase()));
     expect(ok(cancelAnswer)).toEqual({ status: 'cancelled', usage_key: cancelled, released: '5.000000' });
     expect(ok(await cancel(cancelled.toUpperCase()))).toEqual({ status: 'cancelled', usage_key: cancelled, released: ZERO });
   });

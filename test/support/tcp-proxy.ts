@@ -47,7 +47,7 @@ export async function startTcpProxy(targetUrl: string): Promise<TcpProxy> {
   await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
-  return {
+  const proxy: TcpProxy = {
     port,
     via(url: string) {
       const u = new URL(url);
@@ -72,8 +72,9 @@ export async function startTcpProxy(targetUrl: string): Promise<TcpProxy> {
     },
     accepted: () => accepted,
     async close() {
-      this.cut();
+      proxy.cut();
       await new Promise<void>((done) => server.close(() => done()));
     },
   };
+  return proxy;
 }

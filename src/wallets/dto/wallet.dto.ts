@@ -117,7 +117,7 @@ export class WalletsQueryDto extends PageQueryDto {
     maxLength: 128,
     example: 'demo',
   })
-  @IsOptional()
+  @Optional()
   @IsString()
   @Length(1, 128)
   user_id_prefix?: string;

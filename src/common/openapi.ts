@@ -8,6 +8,7 @@ import {
   ApiResponse,
   DocumentBuilder,
   getSchemaPath,
+  OpenAPIObject,
   SwaggerModule,
 } from '@nestjs/swagger';
 import { API_KEY_HEADER } from './api-key.guard';
@@ -17,9 +18,9 @@ import type { ErrorCode } from './domain-error';
 /** Name of the API-key security scheme in the document. */
 export const API_KEY_SCHEME = 'api-key';
 
-/** Serves the OpenAPI document at /docs-json and the Swagger UI at /docs (both public). */
-export function setupOpenApi(app: INestApplication, ui: boolean): void {
-  const config = new DocumentBuilder()
+/** The document's header: title, description, version, the API-key scheme. */
+function documentConfig(): Omit<OpenAPIObject, 'paths'> {
+  return new DocumentBuilder()
     .setTitle('Credits service')
     .setDescription(
       'Holds and settles the credits AI features consume. Every /api route needs the `x-server-api-key` header; ' +
@@ -30,8 +31,16 @@ export function setupOpenApi(app: INestApplication, ui: boolean): void {
     .addApiKey({ type: 'apiKey', in: 'header', name: API_KEY_HEADER, description: 'A `service` or `admin` key.' }, API_KEY_SCHEME)
     .addSecurityRequirements(API_KEY_SCHEME)
     .build();
-  const document = SwaggerModule.createDocument(app, config);
-  SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs-json', raw: ['json'], ui });
+}
+
+/** The OpenAPI document of an app's routes: read from the controllers' decorators only. */
+export function createOpenApiDocument(app: INestApplication): OpenAPIObject {
+  return SwaggerModule.createDocument(app, documentConfig());
+}
+
+/** Serves the OpenAPI document at /docs-json and the Swagger UI at /docs (both public). */
+export function setupOpenApi(app: INestApplication, ui: boolean): void {
+  SwaggerModule.setup('docs', app, createOpenApiDocument(app), { jsonDocumentUrl: 'docs-json', raw: ['json'], ui });
 }
 
 // --- request fields ----------------------------------------------------------------------------

@@ -497,6 +497,65 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        LiveResponseDoc: {
+            /**
+             * @example ok
+             * @enum {string}
+             */
+            status: "ok";
+        };
+        ReadyResponseDoc: {
+            /**
+             * @example ok
+             * @enum {string}
+             */
+            status: "ok";
+            /**
+             * @example {
+             *       "database": {
+             *         "status": "up"
+             *       },
+             *       "broker": {
+             *         "status": "up"
+             *       }
+             *     }
+             */
+            info: {
+                [key: string]: {
+                    /** @enum {string} */
+                    status: "up" | "down";
+                } & {
+                    [key: string]: unknown;
+                };
+            };
+            /** @example {} */
+            error: {
+                [key: string]: {
+                    /** @enum {string} */
+                    status: "up" | "down";
+                } & {
+                    [key: string]: unknown;
+                };
+            };
+            /**
+             * @example {
+             *       "database": {
+             *         "status": "up"
+             *       },
+             *       "broker": {
+             *         "status": "up"
+             *       }
+             *     }
+             */
+            details: {
+                [key: string]: {
+                    /** @enum {string} */
+                    status: "up" | "down";
+                } & {
+                    [key: string]: unknown;
+                };
+            };
+        };
         FieldErrorDoc: {
             /**
              * @description The field at fault (dotted path for nested fields, e.g. `usages.0.input_tokens`).
@@ -538,6 +597,26 @@ export interface components {
              * @example gpt-unknown
              */
             ai_model?: string;
+            /**
+             * @description With `unavailable` from /health/ready: each dependency's state.
+             * @example {
+             *       "database": {
+             *         "status": "up"
+             *       },
+             *       "broker": {
+             *         "status": "down",
+             *         "message": "not connected to RabbitMQ"
+             *       }
+             *     }
+             */
+            details?: {
+                [key: string]: {
+                    /** @enum {string} */
+                    status: "up" | "down";
+                } & {
+                    [key: string]: unknown;
+                };
+            };
         };
         FailureEnvelopeDoc: {
             /**
@@ -1469,7 +1548,11 @@ export interface operations {
                      *       }
                      *     }
                      */
-                    "application/json": Record<string, never>;
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: components["schemas"]["LiveResponseDoc"];
+                    };
                 };
             };
         };
@@ -1483,11 +1566,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /**
-             * @description Ready.
-             *
-             *     The Health Check is successful
-             */
+            /** @description Ready. */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -1519,66 +1598,13 @@ export interface operations {
                      *     }
                      */
                     "application/json": {
-                        /**
-                         * @example ok
-                         * @enum {string}
-                         */
-                        status?: "ok" | "degraded";
-                        /**
-                         * @example {
-                         *       "database": {
-                         *         "status": "up",
-                         *         "responseTime": 12
-                         *       }
-                         *     }
-                         */
-                        info?: {
-                            [key: string]: {
-                                /** @enum {string} */
-                                status: "up" | "degraded" | "down";
-                                /** @description Time the health indicator took to respond, in ms */
-                                responseTime?: number;
-                            } & {
-                                [key: string]: unknown;
-                            };
-                        } | null;
-                        /** @example {} */
-                        error?: {
-                            [key: string]: {
-                                /** @enum {string} */
-                                status: "up" | "degraded" | "down";
-                                /** @description Time the health indicator took to respond, in ms */
-                                responseTime?: number;
-                            } & {
-                                [key: string]: unknown;
-                            };
-                        } | null;
-                        /**
-                         * @example {
-                         *       "database": {
-                         *         "status": "up",
-                         *         "responseTime": 12
-                         *       }
-                         *     }
-                         */
-                        details?: {
-                            [key: string]: {
-                                /** @enum {string} */
-                                status: "up" | "degraded" | "down";
-                                /** @description Time the health indicator took to respond, in ms */
-                                responseTime?: number;
-                            } & {
-                                [key: string]: unknown;
-                            };
-                        };
+                        /** @enum {boolean} */
+                        success: true;
+                        data: components["schemas"]["ReadyResponseDoc"];
                     };
                 };
             };
-            /**
-             * @description A dependency is down (`data.status`: `unavailable`).
-             *
-             *     The Health Check is not successful
-             */
+            /** @description A dependency is down (`data.status`: `unavailable`). */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1589,77 +1615,20 @@ export interface operations {
                      *       "success": false,
                      *       "data": {
                      *         "status": "unavailable",
-                     *         "message": "A dependency is down; retry shortly."
+                     *         "message": "A dependency of the service is unavailable; retry shortly.",
+                     *         "details": {
+                     *           "database": {
+                     *             "status": "up"
+                     *           },
+                     *           "broker": {
+                     *             "status": "down",
+                     *             "message": "not connected to RabbitMQ"
+                     *           }
+                     *         }
                      *       }
                      *     }
                      */
-                    "application/json": {
-                        /**
-                         * @example error
-                         * @enum {string}
-                         */
-                        status?: "error" | "shutting_down";
-                        /**
-                         * @example {
-                         *       "database": {
-                         *         "status": "up",
-                         *         "responseTime": 12
-                         *       }
-                         *     }
-                         */
-                        info?: {
-                            [key: string]: {
-                                /** @enum {string} */
-                                status: "up" | "degraded" | "down";
-                                /** @description Time the health indicator took to respond, in ms */
-                                responseTime?: number;
-                            } & {
-                                [key: string]: unknown;
-                            };
-                        } | null;
-                        /**
-                         * @example {
-                         *       "redis": {
-                         *         "status": "down",
-                         *         "message": "Could not connect",
-                         *         "responseTime": 3005
-                         *       }
-                         *     }
-                         */
-                        error?: {
-                            [key: string]: {
-                                /** @enum {string} */
-                                status: "up" | "degraded" | "down";
-                                /** @description Time the health indicator took to respond, in ms */
-                                responseTime?: number;
-                            } & {
-                                [key: string]: unknown;
-                            };
-                        } | null;
-                        /**
-                         * @example {
-                         *       "database": {
-                         *         "status": "up",
-                         *         "responseTime": 12
-                         *       },
-                         *       "redis": {
-                         *         "status": "down",
-                         *         "message": "Could not connect",
-                         *         "responseTime": 3005
-                         *       }
-                         *     }
-                         */
-                        details?: {
-                            [key: string]: {
-                                /** @enum {string} */
-                                status: "up" | "degraded" | "down";
-                                /** @description Time the health indicator took to respond, in ms */
-                                responseTime?: number;
-                            } & {
-                                [key: string]: unknown;
-                            };
-                        };
-                    };
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"];
                 };
             };
         };

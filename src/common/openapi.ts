@@ -9,6 +9,7 @@ import {
   DocumentBuilder,
   getSchemaPath,
   OpenAPIObject,
+  SchemaObject,
   SwaggerModule,
 } from '@nestjs/swagger';
 import { API_KEY_HEADER } from './api-key.guard';
@@ -77,6 +78,17 @@ export function ApiMoneyField(options: MoneyFieldOptions): PropertyDecorator {
 /** Money in an answer: always a string with exactly 6 fraction digits. */
 export const MONEY_ANSWER = { type: 'string', pattern: '^-?\\d+\\.\\d{6}$' } as const;
 
+/** Each dependency's state as /health/ready reports it (`database`, `broker`): `up` or `down`, and why. */
+export const DEPENDENCY_STATES = {
+  type: 'object' as const,
+  additionalProperties: {
+    type: 'object',
+    required: ['status'],
+    properties: { status: { type: 'string', enum: ['up', 'down'] } },
+    additionalProperties: true,
+  } satisfies SchemaObject,
+};
+
 class FieldErrorDoc {
   @ApiProperty({
     description: 'The field at fault (dotted path for nested fields, e.g. `usages.0.input_tokens`).',
@@ -110,6 +122,13 @@ class FailureDataDoc {
 
   @ApiPropertyOptional({ description: 'With `unknown_model`: the model with no price.', example: 'gpt-unknown' })
   ai_model?: string;
+
+  @ApiPropertyOptional({
+    description: "With `unavailable` from /health/ready: each dependency's state.",
+    ...DEPENDENCY_STATES,
+    example: { database: { status: 'up' }, broker: { status: 'down', message: 'not connected to RabbitMQ' } },
+  })
+  details?: Record<string, { status: string; [more: string]: unknown }>;
 }
 
 /** The failure envelope every error answers with (API.md §2). */

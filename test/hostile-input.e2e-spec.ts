@@ -413,19 +413,17 @@ function request(route: Route): fc.Arbitrary<Fuzzed> {
       .map((t) => ({ body: t, contentType: 'application/json', what: 'malformed JSON' })),
     valid.map((o) => ({ body: toJson(o), contentType: 'text/plain', what: 'text/plain' })),
     valid.map((o) => ({ body: new TextEncoder().encode(toJson(o)), what: 'no content type' })),
-    fc
-      .constantFrom('application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/xml')
-      .chain((ct) =>
-        valid.map((o) => ({
-          body: ct.includes('form-urlencoded')
-            ? new URLSearchParams(
-                Object.entries(o).map(([k, v]): [string, string] => [k, typeof v === 'object' ? toJson(v) : String(v)]),
-              ).toString()
-            : toJson(o),
-          contentType: ct,
-          what: `content type ${ct}`,
-        })),
-      ),
+    fc.constantFrom('application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/xml').chain((ct) =>
+      valid.map((o) => ({
+        body: ct.includes('form-urlencoded')
+          ? new URLSearchParams(
+              Object.entries(o).map(([k, v]): [string, string] => [k, typeof v === 'object' ? toJson(v) : String(v)]),
+            ).toString()
+          : toJson(o),
+        contentType: ct,
+        what: `content type ${ct}`,
+      })),
+    ),
     valid.map((o) => ({
       body: toJson({ ...o, padding: 'p'.repeat(BODY_LIMIT + 10) }),
       contentType: 'application/json',

@@ -5,12 +5,13 @@ import { DomainError } from '../common/domain-error';
 import { DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
 import { jsonb } from '../database/sql';
 import { MetricsService } from '../metrics/metrics.service';
+import type { SettlementFailureResponseDoc } from './dto/credits-process-responses.dto';
 import { SettlementFailure, SettlementFailureStatus } from './settlement-failure.entity';
 
 const notFound = (id: string) => new DomainError('settlement_failure_not_found', `No settlement failure ${id} exists.`);
 const alreadyResolved = (f: SettlementFailure) => new DomainError('conflict', `Settlement failure ${f.id} is already ${f.status}.`);
 
-export function failureView(f: SettlementFailure) {
+export function failureView(f: SettlementFailure): SettlementFailureResponseDoc {
   return {
     id: f.id,
     queue: f.queue,
@@ -82,7 +83,7 @@ export class SettlementFailuresService {
     status: SettlementFailureStatus | undefined,
     cursor: string | undefined,
     limit = DEFAULT_PAGE_SIZE,
-  ): Promise<Page<ReturnType<typeof failureView>>> {
+  ): Promise<Page<SettlementFailureResponseDoc>> {
     const where: FindOptionsWhere<SettlementFailure> = {};
     if (status) where.status = status;
     if (cursor !== undefined) {

@@ -79,6 +79,22 @@ describe('the OpenAPI document', () => {
     expect(check.problems('GET', '/api/wallets/u1', 418, {})).not.toEqual([]);
   });
 
+  it('shows examples that are themselves answers the document allows', () => {
+    const found: string[] = [];
+    const paths = served.paths as Record<string, Record<string, { responses: Record<string, { content?: Record<string, any> }> }>>;
+    for (const [template, methods] of Object.entries(paths)) {
+      for (const [method, op] of Object.entries(methods)) {
+        for (const [status, response] of Object.entries(op.responses)) {
+          const json = response.content?.['application/json'];
+          if (!json) continue;
+          const examples = [json.example, ...Object.values(json.examples ?? {}).map((e: any) => e.value)].filter((e) => e !== undefined);
+          for (const example of examples) found.push(...check.problems(method.toUpperCase(), template, Number(status), example));
+        }
+      }
+    }
+    expect(found).toEqual([]);
+  });
+
   it('describes every answer of every route exactly: fields, null, money strings, status words', async () => {
     const admin = {};
     const service = { key: SERVICE_KEY };

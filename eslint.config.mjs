@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'data/', 'coverage/', 'reports/', 'client/openapi.d.ts', '.stryker-tmp/'] },
+  { ignores: ['dist/', 'data/', 'coverage/', 'reports/', 'client/openapi.ts', '.stryker-tmp/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -2,9 +2,17 @@
  * Types of the credits service's contract (API.md v1), as partners see them through CreditsClient.
  *
  * Requests are written in camelCase (TypeScript style); the client turns them into the contract's
- * snake_case bodies. Answers are the contract's `data` objects, field for field, so what you log is
- * what the service documented.
+ * snake_case bodies. Wire bodies and answers are not written here: they are the schemas of the
+ * service's OpenAPI document, generated into ./openapi.ts (`npm run generate:client`), so what you
+ * log is exactly what the service documented, and a change of an answer reaches this client's types
+ * the moment the file is regenerated.
  */
+import type { components, paths } from './openapi';
+
+type Schemas = components['schemas'];
+
+/** The generated OpenAPI types, for partners who want more than the named aliases below (e.g. openapi-fetch). */
+export type { components as CreditsApiComponents, paths as CreditsApiPaths };
 
 /**
  * An amount of credits: a decimal string with exactly 6 fraction digits, e.g. "12.500000".
@@ -68,71 +76,24 @@ export interface SettleOptions {
 // Wire bodies (API.md §4, snake_case): what goes over HTTP and into the queues, byte for byte
 // ---------------------------------------------------------------------------------------------
 
-export interface UsageBody {
-  ai_model: string;
-  input_tokens: number;
-  output_tokens: number;
-  cached_input_tokens?: number;
-}
-
-export interface SettlementTargetBody {
-  user_id: string;
-  feature_endpoint_id: string;
-  usage_key?: string;
-  idempotency_key?: string;
-}
-
-export interface EndMultiModelBody extends SettlementTargetBody {
-  usages: UsageBody[];
-}
-
-export interface EndBody extends SettlementTargetBody, UsageBody {}
+export type UsageBody = Schemas['UsageDto'];
+export type EndMultiModelBody = Schemas['EndMultiModelDto'];
+export type EndBody = Schemas['EndSingleModelDto'];
+/** What both settlement bodies say about whom to charge, for what. */
+export type SettlementTargetBody = Pick<EndMultiModelBody, 'user_id' | 'feature_endpoint_id' | 'usage_key' | 'idempotency_key'>;
 
 // ---------------------------------------------------------------------------------------------
-// Answers (the `data` of a successful response)
+// Answers (the `data` of a successful response), as the service documents them
 // ---------------------------------------------------------------------------------------------
 
 /** POST /api/credits-process/start: a hold of the feature's min_holding_credits was placed. */
-export interface AccessibleAnswer {
-  status: 'accessible';
-  /** Pass it to endMultiModel/end (or cancel) to settle this authorization. */
-  usage_key: string;
-  user_id: string;
-  feature_endpoint_id: string;
-  /** Available after the hold: balance − held. */
-  credits: Credits;
-  balance: Credits;
-  held: Credits;
-  hold_amount: Credits;
-  expires_at: IsoTimestamp;
-}
+export type AccessibleAnswer = Schemas['StartResponseDoc'];
 
 /** One usage as priced by the service. */
-export interface PricedUsage {
-  ai_model: string;
-  input_tokens: number;
-  output_tokens: number;
-  cached_input_tokens: number;
-  cost_usd: Decimal;
-  credits: Credits;
-}
+export type PricedUsage = Schemas['PricedUsageDoc'];
 
 /** The answer of a settlement over HTTP. A repeat of the same settlement answers `already_settled` with the first figures. */
-export interface SettlementAnswer {
-  status: 'settled' | 'already_settled';
-  usage_key: string;
-  /** The ledger entry of the charge. */
-  transaction_id: string;
-  user_id: string;
-  feature_endpoint_id: string;
-  credits_charged: Credits;
-  credits: Credits;
-  balance: Credits;
-  held: Credits;
-  /** True when the hold had expired before the settlement arrived (it is still charged). */
-  late: boolean;
-  usages: PricedUsage[];
-}
+export type SettlementAnswer = Schemas['SettlementResponseDoc'];
 
 /**
  * What a settlement published to RabbitMQ resolves to: the broker confirmed it holds the message
@@ -152,100 +113,28 @@ export interface QueuedSettlement {
 export type SettlementOutcome = SettlementAnswer | QueuedSettlement;
 
 /** POST /api/pricing/quote: what a settlement would charge now, charging nothing. */
-export interface QuoteAnswer {
-  status: 'quoted';
-  feature_endpoint_id: string;
-  credits_charged: Credits;
-  usages: PricedUsage[];
-}
+export type QuoteAnswer = Schemas['QuoteResponseDoc'];
 
 /** POST /api/credits-process/cancel. */
-export interface CancelAnswer {
-  status: 'cancelled';
-  usage_key: string;
-  /** What this call released (0 when it was already cancelled or had expired). */
-  released: Credits;
-}
+export type CancelAnswer = Schemas['CancelResponseDoc'];
 
-export type LedgerEntryKind = 'initial' | 'top_up' | 'adjustment' | 'charge';
-
-export interface LedgerEntry {
-  id: string;
-  user_id: string;
-  kind: LedgerEntryKind;
-  /** Signed: a charge is negative. */
-  amount: Credits;
-  balance_after: Credits;
-  usage_key: string | null;
-  idempotency_key: string | null;
-  description: string | null;
-  metadata: Record<string, unknown>;
-  created_at: IsoTimestamp;
-}
-
-export type UsageStatus = 'held' | 'settled' | 'cancelled' | 'expired';
+export type LedgerEntry = Schemas['LedgerEntryResponseDoc'];
+export type LedgerEntryKind = LedgerEntry['kind'];
 
 /** GET /api/credits-process/usages/:usage_key: the authorization's whole story. */
-export interface UsageAnswer {
-  usage_key: string;
-  status: UsageStatus;
-  user_id: string;
-  feature_endpoint_id: string;
-  hold_amount: Credits;
-  /** True for a settlement without a hold (no usage_key was sent). */
-  direct_charge: boolean;
-  idempotency_key: string | null;
-  created_at: IsoTimestamp;
-  expires_at: IsoTimestamp;
-  closed_at: IsoTimestamp | null;
-  late: boolean;
-  /** The settlement's answer once settled (its status is `settled`), else null. */
-  settlement: SettlementAnswer | null;
-  ledger_entries: LedgerEntry[];
-}
-
-export type WalletStatus = 'active' | 'suspended';
+export type UsageAnswer = Schemas['UsageResponseDoc'];
+export type UsageStatus = UsageAnswer['status'];
 
 /** GET /api/wallets/:user_id. */
-export interface Wallet {
-  user_id: string;
-  plan: string;
-  status: WalletStatus;
-  balance: Credits;
-  held: Credits;
-  /** Available: balance − held. */
-  credits: Credits;
-  created_at: IsoTimestamp;
-  updated_at?: IsoTimestamp;
-}
+export type Wallet = Schemas['WalletResponseDoc'];
+export type WalletStatus = Wallet['status'];
 
 // ---------------------------------------------------------------------------------------------
 // Failures
 // ---------------------------------------------------------------------------------------------
 
 /** The contract's `data.status` words of a failure (API.md §2 and §4). */
-export type ServiceErrorStatus =
-  | 'validation_error'
-  | 'unauthorized'
-  | 'insufficient_credits'
-  | 'forbidden'
-  | 'wallet_suspended'
-  | 'feature_inactive'
-  | 'feature_not_permitted'
-  | 'not_found'
-  | 'wallet_not_found'
-  | 'feature_not_found'
-  | 'usage_key_not_found'
-  | 'model_not_found'
-  | 'conflict'
-  | 'usage_key_mismatch'
-  | 'already_settled'
-  | 'already_exists'
-  | 'payload_too_large'
-  | 'unknown_model'
-  | 'rate_limited'
-  | 'internal_error'
-  | 'unavailable';
+export type ServiceErrorStatus = Schemas['FailureDataDoc']['status'];
 
 /**
  * Failures found by the client itself, with no answer from the service:
@@ -261,10 +150,7 @@ export type ClientErrorStatus = 'network_error' | 'timeout' | 'invalid_response'
 /** Every status a CreditsError can carry; a word added by a newer service still type-checks. */
 export type CreditsErrorStatus = ServiceErrorStatus | ClientErrorStatus | (string & {});
 
-export interface FieldError {
-  field: string;
-  message: string;
-}
+export type FieldError = Schemas['FieldErrorDoc'];
 
 /** The envelope every answer of the service comes in (API.md §2). */
 export type Envelope<T> =

@@ -8,6 +8,8 @@ import {
   ApiResponse,
   DocumentBuilder,
   getSchemaPath,
+  OpenAPIObject,
+  SchemaObject,
   SwaggerModule,
 } from '@nestjs/swagger';
 import { API_KEY_HEADER } from './api-key.guard';
@@ -17,9 +19,9 @@ import type { ErrorCode } from './domain-error';
 /** Name of the API-key security scheme in the document. */
 export const API_KEY_SCHEME = 'api-key';
 
-/** Serves the OpenAPI document at /docs-json and the Swagger UI at /docs (both public). */
-export function setupOpenApi(app: INestApplication, ui: boolean): void {
-  const config = new DocumentBuilder()
+/** The document's header: title, description, version, the API-key scheme. */
+function documentConfig(): Omit<OpenAPIObject, 'paths'> {
+  return new DocumentBuilder()
     .setTitle('Credits service')
     .setDescription(
       'Holds and settles the credits AI features consume. Every /api route needs the `x-server-api-key` header; ' +
@@ -30,8 +32,16 @@ export function setupOpenApi(app: INestApplication, ui: boolean): void {
     .addApiKey({ type: 'apiKey', in: 'header', name: API_KEY_HEADER, description: 'A `service` or `admin` key.' }, API_KEY_SCHEME)
     .addSecurityRequirements(API_KEY_SCHEME)
     .build();
-  const document = SwaggerModule.createDocument(app, config);
-  SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs-json', raw: ['json'], ui });
+}
+
+/** The OpenAPI document of an app's routes: read from the controllers' decorators only. */
+export function createOpenApiDocument(app: INestApplication): OpenAPIObject {
+  return SwaggerModule.createDocument(app, documentConfig());
+}
+
+/** Serves the OpenAPI document at /docs-json and the Swagger UI at /docs (both public). */
+export function setupOpenApi(app: INestApplication, ui: boolean): void {
+  SwaggerModule.setup('docs', app, createOpenApiDocument(app), { jsonDocumentUrl: 'docs-json', raw: ['json'], ui });
 }
 
 // --- request fields ----------------------------------------------------------------------------
@@ -68,6 +78,17 @@ export function ApiMoneyField(options: MoneyFieldOptions): PropertyDecorator {
 /** Money in an answer: always a string with exactly 6 fraction digits. */
 export const MONEY_ANSWER = { type: 'string', pattern: '^-?\\d+\\.\\d{6}$' } as const;
 
+/** Each dependency's state as /health/ready reports it (`database`, `broker`): `up` or `down`, and why. */
+export const DEPENDENCY_STATES = {
+  type: 'object' as const,
+  additionalProperties: {
+    type: 'object',
+    required: ['status'],
+    properties: { status: { type: 'string', enum: ['up', 'down'] } },
+    additionalProperties: true,
+  } satisfies SchemaObject,
+};
+
 class FieldErrorDoc {
   @ApiProperty({
     description: 'The field at fault (dotted path for nested fields, e.g. `usages.0.input_tokens`).',
@@ -101,6 +122,13 @@ class FailureDataDoc {
 
   @ApiPropertyOptional({ description: 'With `unknown_model`: the model with no price.', example: 'gpt-unknown' })
   ai_model?: string;
+
+  @ApiPropertyOptional({
+    description: "With `unavailable` from /health/ready: each dependency's state.",
+    ...DEPENDENCY_STATES,
+    example: { database: { status: 'up' }, broker: { status: 'down', message: 'not connected to RabbitMQ' } },
+  })
+  details?: Record<string, { status: string; [more: string]: unknown }>;
 }
 
 /** The failure envelope every error answers with (API.md §2). */

@@ -5,6 +5,7 @@ import { DomainError } from '../common/domain-error';
 import { DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
 import { queryRows } from '../database/sql';
 import { MetricsService } from '../metrics/metrics.service';
+import type { SettlementFailureResponseDoc } from './dto/credits-process-responses.dto';
 import { SettlementFailure, SettlementFailureStatus } from './settlement-failure.entity';
 
 const notFound = (id: string) => new DomainError('settlement_failure_not_found', `No settlement failure ${id} exists.`);
@@ -28,7 +29,7 @@ export const REPLAY_CLAIM_TIMEOUT_SECONDS = 60;
 /** A failure a replay has taken: `claimedAt` is the claim's token for the writes that follow. */
 export type ClaimedFailure = SettlementFailure & { claimedAt: Date };
 
-export function failureView(f: SettlementFailure) {
+export function failureView(f: SettlementFailure): SettlementFailureResponseDoc {
   return {
     id: f.id,
     queue: f.queue,
@@ -101,7 +102,7 @@ export class SettlementFailuresService {
     status: SettlementFailureStatus | undefined,
     cursor: string | undefined,
     limit = DEFAULT_PAGE_SIZE,
-  ): Promise<Page<ReturnType<typeof failureView>>> {
+  ): Promise<Page<SettlementFailureResponseDoc>> {
     const where: FindOptionsWhere<SettlementFailure> = {};
     if (status) where.status = status;
     if (cursor !== undefined) {

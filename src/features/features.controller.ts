@@ -35,8 +35,8 @@ export class FeaturesController {
   @FEATURE_ID
   @ApiSuccess({ description: 'The feature.', type: FeatureResponseDoc, example: FEATURE_EXAMPLE })
   @ApiErrors(...ADMIN_ROUTE_ERRORS, 'feature_not_found')
-  async get(@Param('feature_endpoint_id') id: string) {
-    return this.features.view(await this.features.find(id));
+  get(@Param('feature_endpoint_id') id: string) {
+    return this.features.get(id);
   }
 
   @Patch(':feature_endpoint_id')

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, MoreThan } from 'typeorm';
-import { formatScaled, toScaled } from '../common/decimal';
+import { toScaled } from '../common/decimal';
 import { isUniqueViolation } from '../common/database-errors';
 import { Money } from '../common/money';
 import { DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
@@ -9,8 +9,10 @@ import { APP_CONFIG } from '../config/config.module';
 import type { AppConfig } from '../config/configuration';
 import { PricingCatalog } from '../pricing/pricing-catalog';
 import { CreateFeatureDto, UpdateFeatureDto } from './dto/feature.dto';
+import type { FeatureResponseDoc } from './dto/feature-responses.dto';
 import { Feature } from './feature.entity';
 import { featureExists, featureNotFound } from './features.errors';
+import { featureView } from './features.views';
 
 @Injectable()
 export class FeaturesService {
@@ -20,27 +22,11 @@ export class FeaturesService {
     private readonly catalog: PricingCatalog,
   ) {}
 
-  view(f: Feature) {
-    return {
-      feature_endpoint_id: f.featureEndpointId,
-      name: f.name,
-      min_holding_credits: f.minHoldingCredits.toString(),
-      hold_ttl_seconds: this.holdTtlSeconds(f),
-      hold_ttl_is_default: f.holdTtlSeconds === null,
-      profit_margin: f.profitMargin === null ? null : formatScaled(f.profitMargin),
-      fixed_cost: f.fixedCost === null ? null : f.fixedCost.toString(),
-      allowed_plans: f.allowedPlans,
-      active: f.active,
-      created_at: f.createdAt.toISOString(),
-      updated_at: f.updatedAt.toISOString(),
-    };
+  private view(f: Feature): FeatureResponseDoc {
+    return featureView(f, this.config.holdTtlSeconds);
   }
 
-  holdTtlSeconds(f: Pick<Feature, 'holdTtlSeconds'>): number {
-    return f.holdTtlSeconds ?? this.config.holdTtlSeconds;
-  }
-
-  async create(dto: CreateFeatureDto) {
+  async create(dto: CreateFeatureDto): Promise<FeatureResponseDoc> {
     const repo = this.dataSource.getRepository(Feature);
     try {
       await repo.insert({
@@ -61,7 +47,7 @@ export class FeaturesService {
     return this.view(await this.find(dto.feature_endpoint_id));
   }
 
-  async list(cursor: string | undefined, limit = DEFAULT_PAGE_SIZE): Promise<Page<ReturnType<FeaturesService['view']>>> {
+  async list(cursor: string | undefined, limit = DEFAULT_PAGE_SIZE): Promise<Page<FeatureResponseDoc>> {
     const rows = await this.dataSource.getRepository(Feature).find({
       where: cursor ? { featureEndpointId: MoreThan(cursor) } : {},
       order: { featureEndpointId: 'ASC' },
@@ -75,13 +61,17 @@ export class FeaturesService {
     );
   }
 
+  async get(id: string): Promise<FeatureResponseDoc> {
+    return this.view(await this.find(id));
+  }
+
   async find(id: string): Promise<Feature> {
     const feature = await this.dataSource.getRepository(Feature).findOneBy({ featureEndpointId: id });
     if (!feature) throw featureNotFound(id);
     return feature;
   }
 
-  async update(id: string, dto: UpdateFeatureDto) {
+  async update(id: string, dto: UpdateFeatureDto): Promise<FeatureResponseDoc> {
     const feature = await this.find(id);
     const patch: Partial<Feature> = {};
     if (dto.name != null) patch.name = dto.name;

@@ -1,20 +1,11 @@
 import { Controller, Get, Inject, Optional } from '@nestjs/common';
 import { HealthCheck, HealthCheckService, HealthIndicatorFunction, TypeOrmHealthIndicator } from '@nestjs/terminus';
-import { ApiOkResponse, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
+import { ApiServiceUnavailableResponse, ApiTags, getSchemaPath } from '@nestjs/swagger';
 import { Public } from '../common/api-key.guard';
-import { ApiPublicOperation } from '../common/openapi';
+import { ApiPublicOperation, ApiSuccess, FailureEnvelopeDoc } from '../common/openapi';
+import { LIVE_EXAMPLE, LiveResponseDoc, READY_EXAMPLE, ReadyResponseDoc } from './dto/health-responses.dto';
 import { BROKER_HEALTH } from './broker-health';
 import type { BrokerHealth } from './broker-health';
-
-const READY_EXAMPLE = {
-  success: true,
-  data: {
-    status: 'ok',
-    info: { database: { status: 'up' }, broker: { status: 'up' } },
-    error: {},
-    details: { database: { status: 'up' }, broker: { status: 'up' } },
-  },
-};
 
 @ApiTags('health')
 @Public()
@@ -29,20 +20,28 @@ export class HealthController {
   /** The process is up and serving HTTP. */
   @Get('live')
   @ApiPublicOperation('Liveness: the process serves HTTP', 'No key needed.')
-  @ApiOkResponse({ description: 'Alive.', schema: { type: 'object' }, example: { success: true, data: { status: 'ok' } } })
-  live() {
+  @ApiSuccess({ description: 'Alive.', type: LiveResponseDoc, example: LIVE_EXAMPLE })
+  live(): LiveResponseDoc {
     return { status: 'ok' };
   }
 
   /** Ready for traffic: the database answers and, when RABBITMQ_URL is set, the broker is connected. */
   @Get('ready')
-  @HealthCheck()
+  // Documented below, not by terminus (see health-responses.dto.ts); the answer is never cached.
+  @HealthCheck({ noCache: true, swaggerDocumentation: false })
   @ApiPublicOperation('Readiness: the database (and the broker, when configured) answer', 'No key needed.')
-  @ApiOkResponse({ description: 'Ready.', schema: { type: 'object' }, example: READY_EXAMPLE })
+  @ApiSuccess({ description: 'Ready.', type: ReadyResponseDoc, example: READY_EXAMPLE })
   @ApiServiceUnavailableResponse({
     description: 'A dependency is down (`data.status`: `unavailable`).',
-    schema: { type: 'object' },
-    example: { success: false, data: { status: 'unavailable', message: 'A dependency is down; retry shortly.' } },
+    schema: { $ref: getSchemaPath(FailureEnvelopeDoc) },
+    example: {
+      success: false,
+      data: {
+        status: 'unavailable',
+        message: 'A dependency of the service is unavailable; retry shortly.',
+        details: { database: { status: 'up' }, broker: { status: 'down', message: 'not connected to RabbitMQ' } },
+      },
+    },
   })
   ready() {
     const checks: HealthIndicatorFunction[] = [() => this.db.pingCheck('database', { timeout: 2000 })];

@@ -15,7 +15,8 @@ import {
   QuoteResponseDoc,
 } from './dto/pricing-responses.dto';
 import { QuoteDto } from './dto/usage.dto';
-import { PricingService, quoteView } from './pricing.service';
+import { PricingService } from './pricing.service';
+import { quoteView } from './pricing.views';
 
 const AI_MODEL = ApiParam({ name: 'ai_model', description: 'The model name.', example: 'gpt-4o' });
 

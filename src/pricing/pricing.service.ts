@@ -1,30 +1,20 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, EntityManager, MoreThan } from 'typeorm';
-import { formatScaled, toScaled } from '../common/decimal';
+import { toScaled } from '../common/decimal';
 import { isUniqueViolation } from '../common/database-errors';
 import { DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
 import { AiModel, ModelPriceVersion } from './ai-model.entity';
 import { CreateModelPriceDto, PricingSettingsDto, UpdateModelPriceDto } from './dto/pricing.dto';
+import type { ModelPriceResponseDoc, ModelPriceSummaryDoc, PricingSettingsResponseDoc } from './dto/pricing-responses.dto';
 import type { UsageDto } from './dto/usage.dto';
 import { PricingSettings, Quote } from './pricing-engine';
 import { PricingCatalog } from './pricing-catalog';
 import { PricingSettingsRow } from './pricing-settings.entity';
 import { modelExists, modelNotFound } from './pricing.errors';
+import { modelPriceSummaryView, modelPriceView, pricingSettingsView } from './pricing.views';
 
-const nullableScaled = (v: bigint | null) => (v === null ? null : formatScaled(v));
 const optionalScaled = (v: string | number | null | undefined) => (v == null ? null : toScaled(v));
-
-function modelView(m: AiModel | ModelPriceVersion) {
-  return {
-    ai_model: m.aiModel,
-    version: m.version,
-    input_price_per_million: formatScaled(m.inputPricePerMillion),
-    output_price_per_million: formatScaled(m.outputPricePerMillion),
-    cached_input_price_per_million: nullableScaled(m.cachedInputPricePerMillion),
-    profit_margin: nullableScaled(m.profitMargin),
-  };
-}
 
 @Injectable()
 export class PricingService {
@@ -33,7 +23,7 @@ export class PricingService {
     private readonly catalog: PricingCatalog,
   ) {}
 
-  async createModel(dto: CreateModelPriceDto) {
+  async createModel(dto: CreateModelPriceDto): Promise<ModelPriceResponseDoc> {
     const prices = {
       inputPricePerMillion: toScaled(dto.input_price_per_million),
       outputPricePerMillion: toScaled(dto.output_price_per_million),
@@ -53,29 +43,25 @@ export class PricingService {
     return this.getModel(dto.ai_model);
   }
 
-  async listModels(cursor: string | undefined, limit = DEFAULT_PAGE_SIZE): Promise<Page<ReturnType<typeof modelView>>> {
+  async listModels(cursor: string | undefined, limit = DEFAULT_PAGE_SIZE): Promise<Page<ModelPriceSummaryDoc>> {
     const rows = await this.dataSource.getRepository(AiModel).find({
       where: cursor ? { aiModel: MoreThan(cursor) } : {},
       order: { aiModel: 'ASC' },
       take: limit + 1,
     });
-    return toPage(rows, limit, (m) => m.aiModel, modelView);
+    return toPage(rows, limit, (m) => m.aiModel, modelPriceSummaryView);
   }
 
   /** The current price and every earlier one, newest first. */
-  async getModel(aiModel: string) {
+  async getModel(aiModel: string): Promise<ModelPriceResponseDoc> {
     const model = await this.dataSource.getRepository(AiModel).findOneBy({ aiModel });
     if (!model) throw modelNotFound(aiModel);
     const history = await this.dataSource.getRepository(ModelPriceVersion).find({ where: { aiModel }, order: { version: 'DESC' } });
-    return {
-      ...modelView(model),
-      updated_at: model.updatedAt.toISOString(),
-      history: history.map((v) => ({ ...modelView(v), valid_from: v.validFrom.toISOString() })),
-    };
+    return modelPriceView(model, history);
   }
 
   /** A price change is a new version; the old one stays in model_price_versions. */
-  async updateModel(aiModel: string, dto: UpdateModelPriceDto) {
+  async updateModel(aiModel: string, dto: UpdateModelPriceDto): Promise<ModelPriceResponseDoc> {
     await this.dataSource.transaction(async (manager) => {
       const repo = manager.getRepository(AiModel);
       const current = await repo.findOne({ where: { aiModel }, lock: { mode: 'pessimistic_write' } });
@@ -104,12 +90,11 @@ export class PricingService {
     return this.getModel(aiModel);
   }
 
-  async getSettings() {
-    const s = await this.loadSettings(this.dataSource.manager);
-    return settingsView(s);
+  async getSettings(): Promise<PricingSettingsResponseDoc> {
+    return pricingSettingsView(await this.loadSettings(this.dataSource.manager));
   }
 
-  async putSettings(dto: PricingSettingsDto) {
+  async putSettings(dto: PricingSettingsDto): Promise<PricingSettingsResponseDoc> {
     const patch: Partial<PricingSettingsRow> = {};
     if (dto.credits_per_usd != null) patch.creditsPerUsd = toScaled(dto.credits_per_usd);
     if (dto.default_profit_margin != null) patch.defaultProfitMargin = toScaled(dto.default_profit_margin);
@@ -127,16 +112,4 @@ export class PricingService {
     const row = await manager.getRepository(PricingSettingsRow).findOneByOrFail({ id: 1 });
     return { creditsPerUsd: row.creditsPerUsd, defaultProfitMargin: row.defaultProfitMargin, updatedAt: row.updatedAt };
   }
-}
-
-function settingsView(s: PricingSettings & { updatedAt: Date }) {
-  return {
-    credits_per_usd: formatScaled(s.creditsPerUsd),
-    default_profit_margin: formatScaled(s.defaultProfitMargin),
-    updated_at: s.updatedAt.toISOString(),
-  };
-}
-
-export function quoteView(featureEndpointId: string, q: Quote) {
-  return { status: 'quoted', feature_endpoint_id: featureEndpointId, credits_charged: q.creditsCharged.toString(), usages: q.usages };
 }

@@ -2,14 +2,31 @@ import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { Money } from '../common/money';
+import type { MismatchDoc, ReconciliationResponseDoc } from './dto/wallet-responses.dto';
 
-export interface Mismatch {
+/** A wallet whose books disagree, as answered. */
+export type Mismatch = MismatchDoc;
+
+/** What the check reads for a wallet: numeric columns as pg returns them (text). */
+interface MismatchRow {
   user_id: string;
   balance: string;
+  held: string;
   ledger_sum: string;
   last_balance_after: string | null;
-  held: string;
   live_holds: string;
+}
+
+/** The API's picture of a mismatch (STYLE.md §7), typed as its documentation class. */
+export function mismatchView(r: MismatchRow): MismatchDoc {
+  return {
+    user_id: r.user_id,
+    balance: Money.fromDb(r.balance).toString(),
+    ledger_sum: Money.fromDb(r.ledger_sum).toString(),
+    last_balance_after: r.last_balance_after === null ? null : Money.fromDb(r.last_balance_after).toString(),
+    held: Money.fromDb(r.held).toString(),
+    live_holds: Money.fromDb(r.live_holds).toString(),
+  };
 }
 
 /**
@@ -21,19 +38,12 @@ export interface Mismatch {
 export class ReconciliationService {
   constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
 
-  async run(): Promise<{ wallets_checked: number; mismatches: Mismatch[] }> {
+  async run(): Promise<ReconciliationResponseDoc> {
     return this.dataSource.transaction('REPEATABLE READ', async (manager) => {
       // Compared in SQL, exactly (numeric), so only mismatches cross the wire: a million wallets
       // must not become a million rows in the service's memory.
       const [{ n }]: { n: string }[] = await manager.query(`SELECT count(*)::text AS n FROM wallets`);
-      const rows: {
-        user_id: string;
-        balance: string;
-        held: string;
-        ledger_sum: string;
-        last_balance_after: string | null;
-        live_holds: string;
-      }[] = await manager.query(
+      const rows: MismatchRow[] = await manager.query(
         `SELECT * FROM (
              SELECT w.user_id, w.balance, w.held,
                     COALESCE(l.total, 0) AS ledger_sum,
@@ -48,15 +58,7 @@ export class ReconciliationService {
            ORDER BY user_id LIMIT $1`,
         [MAX_MISMATCHES],
       );
-      const mismatches = rows.map((r) => ({
-        user_id: r.user_id,
-        balance: Money.fromDb(r.balance).toString(),
-        ledger_sum: Money.fromDb(r.ledger_sum).toString(),
-        last_balance_after: r.last_balance_after === null ? null : Money.fromDb(r.last_balance_after).toString(),
-        held: Money.fromDb(r.held).toString(),
-        live_holds: Money.fromDb(r.live_holds).toString(),
-      }));
-      return { wallets_checked: Number(n), mismatches };
+      return { wallets_checked: Number(n), mismatches: rows.map(mismatchView) };
     });
   }
 }

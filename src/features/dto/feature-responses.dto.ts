@@ -1,8 +1,5 @@
 import { ApiProperty } from '@nestjs/swagger';
-import { KeyDiff, MONEY_ANSWER, NoKeyDrift } from '../../common/openapi';
-import type { FeaturesService } from '../features.service';
-
-type FeatureView = ReturnType<FeaturesService['view']>;
+import { MONEY_ANSWER } from '../../common/openapi';
 
 export const FEATURE_EXAMPLE = {
   feature_endpoint_id: 'ai_chat_v1',
@@ -16,9 +13,9 @@ export const FEATURE_EXAMPLE = {
   active: true,
   created_at: '2026-11-25T10:00:00.000Z',
   updated_at: '2026-11-25T10:00:00.000Z',
-} satisfies FeatureView;
+} satisfies FeatureResponseDoc;
 
-/** Documentation of a feature answer (built by FeaturesService.view). */
+/** A feature as answered; featureView (features.views.ts) builds it, typed as this class. */
 export class FeatureResponseDoc {
   @ApiProperty({ example: 'ai_chat_v1' })
   feature_endpoint_id!: string;
@@ -57,5 +54,3 @@ export class FeatureResponseDoc {
   @ApiProperty({ format: 'date-time', example: '2026-11-25T10:00:00.000Z' })
   updated_at!: string;
 }
-
-type _FeatureDoc = NoKeyDrift<KeyDiff<FeatureView, FeatureResponseDoc>>;

@@ -1,14 +1,11 @@
 import { ApiProperty } from '@nestjs/swagger';
-import { KeyDiff, MONEY_ANSWER, NoKeyDrift } from '../../common/openapi';
-import type { PricedUsage } from '../pricing-engine';
-import type { PricingService, quoteView } from '../pricing.service';
+import { MONEY_ANSWER } from '../../common/openapi';
 import { tokenCount } from './usage.dto';
 
-type ModelView = Awaited<ReturnType<PricingService['getModel']>>;
-type ModelVersionView = ModelView['history'][number];
-type ModelSummaryView = Awaited<ReturnType<PricingService['listModels']>>['items'][number];
-type SettingsView = Awaited<ReturnType<PricingService['getSettings']>>;
-type QuoteView = ReturnType<typeof quoteView>;
+/*
+ * Documentation of the pricing answers. Never instantiated: the views in pricing.views.ts build
+ * the answers and are typed as these classes.
+ */
 
 /** A price as answered: 6 fraction digits (USD per million tokens, or a margin fraction). */
 const PRICE = { ...MONEY_ANSWER } as const;
@@ -53,7 +50,7 @@ const MODEL_VERSION_EXAMPLE = {
   cached_input_price_per_million: '1.250000',
   profit_margin: null,
   valid_from: '2026-11-25T10:00:00.000Z',
-} satisfies ModelVersionView;
+} satisfies ModelPriceVersionDoc;
 
 export const MODEL_PRICE_EXAMPLE = {
   ai_model: 'gpt-4o',
@@ -64,11 +61,11 @@ export const MODEL_PRICE_EXAMPLE = {
   profit_margin: null,
   updated_at: '2026-11-25T10:00:00.000Z',
   history: [MODEL_VERSION_EXAMPLE],
-} satisfies ModelView;
+} satisfies ModelPriceResponseDoc;
 
 export const MODEL_PRICE_SUMMARY_EXAMPLE = (({ history: _history, updated_at: _updated, ...current }) => current)(
   MODEL_PRICE_EXAMPLE,
-) satisfies ModelSummaryView;
+) satisfies ModelPriceSummaryDoc;
 
 /** A model's current price with every earlier one. */
 export class ModelPriceResponseDoc extends ModelPriceSummaryDoc {
@@ -83,7 +80,7 @@ export const PRICING_SETTINGS_EXAMPLE = {
   credits_per_usd: '100.000000',
   default_profit_margin: '0.000000',
   updated_at: '2026-11-25T10:00:00.000Z',
-} satisfies SettingsView;
+} satisfies PricingSettingsResponseDoc;
 
 export class PricingSettingsResponseDoc {
   @ApiProperty({ description: 'Credits per USD of cost.', ...PRICE, example: '100.000000' })
@@ -103,7 +100,7 @@ export const PRICED_USAGE_EXAMPLE = {
   cached_input_tokens: 0,
   cost_usd: '0.006000',
   credits: '0.720000',
-} satisfies PricedUsage;
+} satisfies PricedUsageDoc;
 
 /** One usage as priced: cost_usd and credits before the final rounding of the total. */
 export class PricedUsageDoc {
@@ -131,11 +128,11 @@ export const QUOTE_EXAMPLE = {
   feature_endpoint_id: 'ai_chat_v1',
   credits_charged: '0.720000',
   usages: [PRICED_USAGE_EXAMPLE],
-} satisfies QuoteView;
+} satisfies QuoteResponseDoc;
 
 export class QuoteResponseDoc {
   @ApiProperty({ enum: ['quoted'], example: 'quoted' })
-  status!: string;
+  status!: 'quoted';
 
   @ApiProperty({ example: 'ai_chat_v1' })
   feature_endpoint_id!: string;
@@ -150,10 +147,3 @@ export class QuoteResponseDoc {
   @ApiProperty({ type: [PricedUsageDoc] })
   usages!: PricedUsageDoc[];
 }
-
-type _ModelSummaryDoc = NoKeyDrift<KeyDiff<ModelSummaryView, ModelPriceSummaryDoc>>;
-type _ModelVersionDoc = NoKeyDrift<KeyDiff<ModelVersionView, ModelPriceVersionDoc>>;
-type _ModelPriceDoc = NoKeyDrift<KeyDiff<ModelView, ModelPriceResponseDoc>>;
-type _SettingsDoc = NoKeyDrift<KeyDiff<SettingsView, PricingSettingsResponseDoc>>;
-type _PricedUsageDoc = NoKeyDrift<KeyDiff<PricedUsage, PricedUsageDoc>>;
-type _QuoteDoc = NoKeyDrift<KeyDiff<QuoteView, QuoteResponseDoc>>;

@@ -452,6 +452,12 @@ function settlementView(
 
 /** A settlement's answer read back from its ledger entry (a repeat, or the usage's story). */
 function entrySettlementView(hold: Hold, entry: LedgerEntry, status: SettlementResult['status']): SettlementResult {
-  const charge = { entryId: entry.id, amount: entry.amount, balanceAfter: entry.balanceAfter, heldAfter: entry.heldAfter, late: entry.metadata.late === true };
+  const charge = {
+    entryId: entry.id,
+    amount: entry.amount,
+    balanceAfter: entry.balanceAfter,
+    heldAfter: entry.heldAfter,
+    late: entry.metadata.late === true,
+  };
   return settlementView(hold.usageKey, hold.userId, hold.featureEndpointId, charge, entry.metadata.usages, status);
 }

@@ -97,10 +97,7 @@ export class LedgerService {
    * `ifMissing`, an existing wallet is left alone and undefined returned; otherwise a unique
    * violation on `wallets_pkey` says it exists.
    */
-  async createWallet(
-    manager: EntityManager,
-    w: { userId: string; plan: string; ifMissing?: boolean },
-  ): Promise<Wallet | undefined> {
+  async createWallet(manager: EntityManager, w: { userId: string; plan: string; ifMissing?: boolean }): Promise<Wallet | undefined> {
     const [row] = await queryRows<WalletRow>(
       manager,
       `INSERT INTO wallets (user_id, plan, status, balance, held, version) VALUES ($1, $2, 'active', 0, 0, 1)
@@ -195,7 +192,14 @@ export class LedgerService {
     const index = new Map(charges.map((c, i) => [c.usageKey, i]));
     // Two charges of one key in one statement would both join its one claim: refuse the call.
     if (index.size !== charges.length) throw new Error('settle: usage keys of one call must be distinct');
-    const rows = await queryRows<{ id: string; usage_key: string; amount: string; balance_after: string; held_after: string; late: boolean }>(
+    const rows = await queryRows<{
+      id: string;
+      usage_key: string;
+      amount: string;
+      balance_after: string;
+      held_after: string;
+      late: boolean;
+    }>(
       this.dataSource.manager,
       SETTLE_CHARGES,
       [

@@ -9,6 +9,7 @@ import { CreditsProcessModule } from './credits-process/credits-process.module';
 import { DatabaseModule } from './database/database.module';
 import { FeaturesModule } from './features/features.module';
 import { HealthModule } from './health/health.module';
+import { LedgerModule } from './ledger/ledger.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { PricingModule } from './pricing/pricing.module';
 import { QueueModule } from './queue/queue.module';
@@ -26,6 +27,7 @@ export class AppModule {
         MetricsModule,
         QueueModule.forRoot(config),
         HealthModule,
+        LedgerModule,
         WalletsModule,
         FeaturesModule,
         PricingModule,

@@ -13,7 +13,7 @@ import {
   runPool,
   UsageLine,
 } from './support/catalog';
-import { waitForSettlements, withDb } from './support/faults';
+import { scalar, waitForSettlements, withDb } from './support/faults';
 import { createTestVhost, publish, TestVhost } from './support/rabbit';
 import { ApiResponse, SERVICE_KEY, startTestApp, TestApp } from './support/test-app';
 import { waitFor } from './support/wait';
@@ -97,8 +97,8 @@ function expectFailure(res: ApiResponse, status: number, word: string): void {
 
 type Samples = { name: string; labels: Record<string, string>; value: number }[];
 
-async function scrape(): Promise<Samples> {
-  const res = await t.request('GET', '/metrics', { key: null });
+async function scrape(app: TestApp = t): Promise<Samples> {
+  const res = await app.request('GET', '/metrics', { key: null });
   expect(res.status).toBe(200);
   const samples: Samples = [];
   for (const line of (res.body as string).split('\n')) {
@@ -1042,5 +1042,140 @@ describe('batched queue settlement', () => {
     const figures = expectBatched(before, after, 'settle', 230);
     await expectWrittenTogether('charges', users);
     reportFigures('batching: 200 queue messages', figures);
+  });
+});
+
+describe('a batch whose statement fails', () => {
+  /**
+   * A trigger makes every write of one feature's authorization fail (a stand-in for a bug in the
+   * batch SQL, or one request's data the statement cannot take). Under BATCH_FALLBACK=fail, what
+   * the tests run with, the failure reaches every request of its batch: a bug of the batch
+   * statement cannot hide behind a one-by-one retry that gets the money right. Under `split`,
+   * what production runs with, the batch's requests run alone (each still through the same
+   * statement), only the faulty one fails, and the split is counted.
+   */
+  const BURST = 20;
+  const POISON_AT = 10;
+  let poison: string;
+
+  beforeAll(async () => {
+    poison = uniqueId('poison');
+    const res = await t.request('POST', '/api/features', { body: { feature_endpoint_id: poison, name: poison, min_holding_credits: '5' } });
+    expect(res.status).toBe(201);
+    await withDb(t.db.url, (c) =>
+      c.query(`
+        CREATE FUNCTION test_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW.feature_endpoint_id = '${poison}' THEN RAISE EXCEPTION 'poisoned authorization'; END IF;
+          RETURN NEW;
+        END $$;
+        CREATE TRIGGER test_poison BEFORE INSERT ON holds FOR EACH ROW EXECUTE FUNCTION test_poison();`),
+    );
+  });
+
+  afterAll(async () => {
+    await withDb(t.db.url, (c) => c.query(`DROP TRIGGER IF EXISTS test_poison ON holds; DROP FUNCTION IF EXISTS test_poison()`));
+  });
+
+  const fallbacks = (samples: Samples, kind: 'start' | 'settle') => sample(samples, 'credits_batch_fallbacks_total', { kind });
+  const holdRows = (users: string[]) =>
+    scalar(t.db.url, `SELECT count(*) FROM holds WHERE user_id = ANY($1)`, [users]).then((n) => Number(n));
+
+  /** One start per new wallet, all at once; the one at POISON_AT asks for the poisoned feature. */
+  async function startBurst(app: TestApp) {
+    const users = await createWallets(BURST, '100');
+    await Promise.all(Array.from({ length: BURST }, () => app.request('GET', '/health/live', { key: null })));
+    const answers = await Promise.all(
+      users.map((user_id, i) =>
+        app.request('POST', '/api/credits-process/start', {
+          key: SERVICE_KEY,
+          body: { user_id, feature_endpoint_id: i === POISON_AT ? poison : 'chat' },
+        }),
+      ),
+    );
+    return { users, answers };
+  }
+
+  /** One direct charge per new wallet, all at once; the one at POISON_AT is for the poisoned feature. */
+  async function settleBurst(app: TestApp) {
+    const users = await createWallets(BURST, '100');
+    await Promise.all(Array.from({ length: BURST }, () => app.request('GET', '/health/live', { key: null })));
+    const answers = await Promise.all(
+      users.map((user_id, i) =>
+        app.request('POST', '/api/credits-process/end-multimodel', {
+          key: SERVICE_KEY,
+          body: {
+            user_id,
+            feature_endpoint_id: i === POISON_AT ? poison : 'chat',
+            usages: [{ ai_model: 'gpt-4o', input_tokens: 1_000, output_tokens: 100 }],
+          },
+        }),
+      ),
+    );
+    return { users, answers };
+  }
+
+  it('BATCH_FALLBACK=fail: every request of the failed batch answers the error, nothing of it is written, nothing is retried alone', async () => {
+    for (const [kind, burst] of [
+      ['start', startBurst],
+      ['settle', settleBurst],
+    ] as const) {
+      const before = fallbacks(await scrape(), kind);
+      // A burst whose poisoned request happened to go out alone fails only itself: try again
+      // until it shared its statement (a few bursts at most; batched bursts are the rule here).
+      let shared: Awaited<ReturnType<typeof startBurst>> | undefined;
+      for (let attempt = 0; attempt < 5 && !shared; attempt++) {
+        const b = await burst(t);
+        expectFailure(b.answers[POISON_AT], 500, 'internal_error');
+        if (b.answers.filter((r) => r.status === 500).length > 1) shared = b;
+      }
+      expect({ kind, poisonedSharedABatch: shared !== undefined }).toEqual({ kind, poisonedSharedABatch: true });
+      const failed = shared!.users.filter((_, i) => shared!.answers[i].status !== 200);
+      const ok = shared!.users.filter((_, i) => shared!.answers[i].status === 200);
+      for (const r of shared!.answers) if (r.status !== 200) expectFailure(r, 500, 'internal_error');
+      // The failed requests wrote nothing (no hold, no authorization, no charge); the others one each.
+      expect(await holdRows(failed)).toBe(0);
+      expect(await holdRows(ok)).toBe(ok.length);
+      for (const u of failed) expect(await wallet(u)).toMatchObject({ balance: '100.000000', held: ZERO });
+      expect(fallbacks(await scrape(), kind)).toBe(before);
+    }
+  });
+
+  it('BATCH_FALLBACK=split: the batch runs one by one, only the faulty request fails, the others are answered as alone; counted in credits_batch_fallbacks_total', async () => {
+    const s = await startTestApp({ BATCH_FALLBACK: 'split', HOLD_SWEEP_INTERVAL_MS: '0' }, t.db);
+    try {
+      const scrapeS = () => scrape(s);
+      for (const [kind, burst] of [
+        ['start', startBurst],
+        ['settle', settleBurst],
+      ] as const) {
+        const initial = fallbacks(await scrapeS(), kind);
+        let split: Awaited<ReturnType<typeof startBurst>> | undefined;
+        for (let attempt = 0; attempt < 5 && !split; attempt++) {
+          const before = fallbacks(await scrapeS(), kind);
+          const b = await burst(s);
+          if (fallbacks(await scrapeS(), kind) > before) split = b;
+          // Split or not, only the poisoned request fails.
+          expectFailure(b.answers[POISON_AT], 500, 'internal_error');
+          const others = b.answers.filter((_, i) => i !== POISON_AT);
+          expect(others.map((r) => r.status)).toEqual(others.map(() => 200));
+          expect(await holdRows(b.users)).toBe(BURST - 1);
+        }
+        expect({ kind, counted: split !== undefined }).toEqual({ kind, counted: true });
+        expect(fallbacks(await scrapeS(), kind)).toBeGreaterThan(initial);
+        // Each of the others was written once, exactly as alone.
+        for (const [i, u] of split!.users.entries()) {
+          const w = await wallet(u);
+          if (i === POISON_AT) expect(w).toMatchObject({ balance: '100.000000', held: ZERO });
+          else if (kind === 'start') expect(w).toMatchObject({ balance: '100.000000', held: '5.000000' });
+          else
+            expect(w.balance).toBe(
+              formatMicros(100_000_000n - expectedCharge('chat', [{ ai_model: 'gpt-4o', input_tokens: 1_000, output_tokens: 100 }])),
+            );
+        }
+      }
+    } finally {
+      await s.close();
+    }
   });
 });

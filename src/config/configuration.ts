@@ -16,6 +16,13 @@ export interface AppConfig {
   batchMaxSize: number;
   /** Coalesced statements of one kind running at once (each holds a pooled connection). */
   batchConcurrency: number;
+  /**
+   * What a batch whose statement failed (other than for an unreachable database) does: `split`
+   * runs each of its requests alone, so one request's fault cannot fail its neighbours; `fail`
+   * answers the error to all of them, so a bug in the batch SQL cannot hide behind the retry
+   * (the tests run with it).
+   */
+  batchFallback: BatchFallback;
   rabbitmqUrl: string | undefined;
   /** Prefetch of the settlement consumer's channel. */
   rabbitmqPrefetch: number;
@@ -42,6 +49,8 @@ export interface AppConfig {
    */
   seedDemo: 'auto' | 'on' | 'off';
 }
+
+export type BatchFallback = 'split' | 'fail';
 
 export const DEV_SERVER_KEY = 'dev-server-key';
 export const DEV_ADMIN_KEY = 'dev-admin-key';
@@ -111,6 +120,10 @@ export function loadConfig(env: Env): AppConfig {
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
   }
+  const batchFallback = env.BATCH_FALLBACK?.trim() || 'split';
+  if (batchFallback !== 'split' && batchFallback !== 'fail') {
+    throw new ConfigError(`BATCH_FALLBACK must be split or fail, got "${batchFallback}"`);
+  }
   const seed = env.SEED_DEMO?.trim() ?? '';
   if (seed !== '' && seed !== 'true' && seed !== 'false') throw new ConfigError(`SEED_DEMO must be true or false, got "${seed}"`);
 
@@ -122,6 +135,7 @@ export function loadConfig(env: Env): AppConfig {
     databasePoolSize: intVar(env, 'DATABASE_POOL_SIZE', 20, 1, 200),
     batchMaxSize: intVar(env, 'BATCH_MAX_SIZE', 100, 1, 1000),
     batchConcurrency: intVar(env, 'BATCH_CONCURRENCY', 8, 1, 100),
+    batchFallback,
     rabbitmqUrl: urlVar(env, 'RABBITMQ_URL', ['amqp:', 'amqps:']),
     rabbitmqPrefetch: intVar(env, 'RABBITMQ_PREFETCH', 200, 1, 1000),
     rabbitmqRetryDelaysMs: delaysVar(env, 'RABBITMQ_RETRY_DELAYS_MS', [500, 1000, 2000, 4000, 8000, 15000]),

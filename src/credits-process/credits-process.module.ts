@@ -1,4 +1,5 @@
 import { Module } from '@nestjs/common';
+import { LedgerModule } from '../ledger/ledger.module';
 import { PricingModule } from '../pricing/pricing.module';
 import { WalletsModule } from '../wallets/wallets.module';
 import { CreditsProcessConsumer } from './credits-process.consumer';
@@ -11,7 +12,7 @@ import { SettlementFailuresController } from './settlement-failures.controller';
 import { SettlementFailuresService } from './settlement-failures.service';
 
 @Module({
-  imports: [WalletsModule, PricingModule],
+  imports: [LedgerModule, WalletsModule, PricingModule],
   controllers: [CreditsProcessController, CreditsProcessConsumer, SettlementFailuresController, HoldsController],
   providers: [CreditsProcessService, HoldSweeper, QueueSettlementService, SettlementFailuresService],
   exports: [CreditsProcessService],

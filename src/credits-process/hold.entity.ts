@@ -1,13 +1,11 @@
 import { Column, CreateDateColumn, Entity, PrimaryColumn } from 'typeorm';
 import { Money, moneyColumn } from '../common/money';
-
-export type HoldStatus = 'held' | 'settled' | 'cancelled' | 'expired';
+import type { HoldStatus } from '../ledger/hold-states';
 
 /**
- * One authorization, keyed by its usage_key: a hold placed by /start (held → settled | cancelled |
- * expired, and expired → settled when a late settlement arrives), or a direct charge (created
- * settled, amount 0). Every transition is a conditional UPDATE on `status`, so concurrent callers
- * can never both win.
+ * One authorization, keyed by its usage_key: a hold placed by /start, or a direct charge (created
+ * settled, amount 0). Its states and transitions are named in src/ledger/hold-states.ts; only the
+ * ledger (LedgerService) writes this table, each transition a conditional UPDATE on `status`.
  */
 @Entity('holds')
 export class Hold {

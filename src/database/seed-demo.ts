@@ -3,8 +3,7 @@ import { formatScaled, toScaled } from '../common/decimal';
 import { Money } from '../common/money';
 import { Feature } from '../features/feature.entity';
 import { AiModel, ModelPriceVersion } from '../pricing/ai-model.entity';
-import { Wallet } from '../wallets/wallet.entity';
-import { WalletsService } from '../wallets/wallets.service';
+import { LedgerService } from '../ledger/ledger.service';
 
 /**
  * Demo data for a first run: a few real models, two features and a funded wallet, so the credits
@@ -113,18 +112,12 @@ export async function seedDemo(dataSource: DataSource): Promise<SeededItem[]> {
   }
 
   // As POST /api/wallets does: the wallet row and its 'initial' ledger entry in one transaction,
-  // the balance set by WalletsService.post (so balance = Σ ledger from the start).
-  const wallets = new WalletsService(dataSource);
+  // both written by the ledger (so balance = Σ ledger from the start).
+  const ledger = new LedgerService(dataSource);
   const walletCreated = await dataSource.transaction(async (manager) => {
-    const inserted = await insertIfMissing(manager, Wallet, {
-      userId: DEMO_WALLET.userId,
-      plan: DEMO_WALLET.plan,
-      status: 'active',
-      balance: Money.ZERO,
-      held: Money.ZERO,
-    });
+    const inserted = await ledger.createWallet(manager, { userId: DEMO_WALLET.userId, plan: DEMO_WALLET.plan, ifMissing: true });
     if (!inserted) return false;
-    await wallets.postOrThrow(manager, {
+    await ledger.post(manager, {
       userId: DEMO_WALLET.userId,
       kind: 'initial',
       amount: Money.parse(DEMO_WALLET.initialCredits),

@@ -53,6 +53,18 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  /**
+   * Batches whose statement failed for another reason than an unreachable database and whose
+   * requests were then run one by one (BATCH_FALLBACK=split). Should stay 0: each one is a batch
+   * that a fault of one request, or a bug of the batch SQL, made fail.
+   */
+  readonly batchFallbacks = new Counter({
+    name: 'credits_batch_fallbacks_total',
+    help: 'Batches (start|settle) whose statement failed and whose requests were run one by one',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
   readonly settlementFailures = new Counter({
     name: 'credits_settlement_failures_total',
     help: 'Queued settlements recorded as settlement failures, by status word',

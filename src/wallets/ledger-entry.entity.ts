@@ -4,7 +4,8 @@ import { Money, moneyColumn } from '../common/money';
 export type LedgerEntryKind = 'initial' | 'top_up' | 'adjustment' | 'charge';
 
 /**
- * One change of one wallet's balance. Append-only: a database trigger refuses UPDATE and DELETE.
+ * One change of one wallet's balance, written by the ledger (src/ledger/money-movement.ts) in the
+ * statement that changes the balance. Append-only: a database trigger refuses UPDATE and DELETE.
  * `id` is a bigint identity (a string in JS), which also orders the history and pages it.
  */
 @Entity('ledger_entries')

@@ -4,8 +4,9 @@ import { Money, moneyColumn } from '../common/money';
 export type WalletStatus = 'active' | 'suspended';
 
 /**
- * A user's credits. `balance` changes only together with a ledger entry (WalletsService.post);
- * `held` is the sum of the wallet's live holds. Available credits = balance − held.
+ * A user's credits. `balance` changes only together with a ledger entry, and `held` only with a
+ * hold's transition, both by the ledger (src/ledger/); `held` is the sum of the wallet's live
+ * holds. Available credits = balance − held.
  */
 @Entity('wallets')
 export class Wallet {

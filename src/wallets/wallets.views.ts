@@ -1,8 +1,9 @@
+import type { LedgerEntryResponseDoc, WalletResponseDoc } from './dto/wallet-responses.dto';
 import type { LedgerEntry } from './ledger-entry.entity';
 import type { Wallet } from './wallet.entity';
 
 /** The API's picture of a wallet (API.md §6); an entity change never silently changes it. */
-export function walletView(w: Wallet) {
+export function walletView(w: Wallet): WalletResponseDoc {
   return {
     user_id: w.userId,
     plan: w.plan,
@@ -15,7 +16,7 @@ export function walletView(w: Wallet) {
   };
 }
 
-export function ledgerEntryView(e: LedgerEntry) {
+export function ledgerEntryView(e: LedgerEntry): LedgerEntryResponseDoc {
   return {
     id: e.id,
     user_id: e.userId,
@@ -31,5 +32,6 @@ export function ledgerEntryView(e: LedgerEntry) {
   };
 }
 
-export type WalletView = ReturnType<typeof walletView>;
-export type LedgerEntryView = ReturnType<typeof ledgerEntryView>;
+/** The answer types, under the names the services use (one declaration: the response classes). */
+export type WalletView = WalletResponseDoc;
+export type LedgerEntryView = LedgerEntryResponseDoc;

@@ -24,6 +24,9 @@ export function testEnv(databaseUrl: string, overrides: Record<string, string> =
     ADMIN_API_KEYS: ADMIN_KEY,
     LOG_LEVEL: 'silent',
     PORT: '0',
+    // A batch statement that fails must fail the test, not be retried one by one: the retry would
+    // yield the right money and hide the bug in the batch SQL.
+    BATCH_FALLBACK: 'fail',
     ...overrides,
   };
 }

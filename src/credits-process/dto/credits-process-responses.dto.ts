@@ -2,12 +2,15 @@ import { ApiProperty } from '@nestjs/swagger';
 import { KeyDiff, MONEY_ANSWER, NoKeyDrift } from '../../common/openapi';
 import { PRICED_USAGE_EXAMPLE, PricedUsageDoc } from '../../pricing/dto/pricing-responses.dto';
 import { LEDGER_ENTRY_EXAMPLE, LedgerEntryResponseDoc } from '../../wallets/dto/wallet-responses.dto';
-import type { CreditsProcessService, SettlementResult, StartResult } from '../credits-process.service';
+import type { HoldStatus } from '../../ledger/hold-states';
 import type { QueueSettlementService } from '../queue-settlement.service';
 import type { failureView } from '../settlement-failures.service';
 
-type CancelView = Awaited<ReturnType<CreditsProcessService['cancel']>>;
-type UsageView = Awaited<ReturnType<CreditsProcessService['usage']>>;
+/*
+ * The answers of the credits process, declared once: CreditsProcessService's methods return these
+ * classes' types (its views build plain objects of these shapes), and the decorators document them.
+ */
+
 type FailureView = ReturnType<typeof failureView>;
 type ReplayView = Awaited<ReturnType<QueueSettlementService['replay']>>;
 type DiscardView = Awaited<ReturnType<QueueSettlementService['discard']>>;
@@ -29,11 +32,11 @@ export const START_EXAMPLE = {
   held: '5.000000',
   hold_amount: '5.000000',
   expires_at: '2026-11-25T10:15:00.000Z',
-} satisfies StartResult;
+} satisfies StartResponseDoc;
 
 export class StartResponseDoc {
   @ApiProperty({ enum: ['accessible'], example: 'accessible' })
-  status!: string;
+  status!: 'accessible';
 
   @ApiProperty(USAGE_KEY_PROPERTY)
   usage_key!: string;
@@ -76,7 +79,7 @@ export const SETTLEMENT_EXAMPLE = {
   held: '0.000000',
   late: false,
   usages: [PRICED_USAGE_EXAMPLE],
-} satisfies SettlementResult;
+} satisfies SettlementResponseDoc;
 
 export class SettlementResponseDoc {
   @ApiProperty({
@@ -84,7 +87,7 @@ export class SettlementResponseDoc {
     enum: ['settled', 'already_settled'],
     example: 'settled',
   })
-  status!: string;
+  status!: 'settled' | 'already_settled';
 
   @ApiProperty({ ...USAGE_KEY_PROPERTY, description: 'The hold settled, or the new key of a direct charge.' })
   usage_key!: string;
@@ -117,11 +120,11 @@ export class SettlementResponseDoc {
   usages!: PricedUsageDoc[];
 }
 
-export const CANCEL_EXAMPLE = { status: 'cancelled', usage_key: USAGE_KEY, released: '5.000000' } satisfies CancelView;
+export const CANCEL_EXAMPLE = { status: 'cancelled', usage_key: USAGE_KEY, released: '5.000000' } satisfies CancelResponseDoc;
 
 export class CancelResponseDoc {
   @ApiProperty({ enum: ['cancelled'], example: 'cancelled' })
-  status!: string;
+  status!: 'cancelled';
 
   @ApiProperty(USAGE_KEY_PROPERTY)
   usage_key!: string;
@@ -148,14 +151,14 @@ export const USAGE_EXAMPLE = {
   late: false,
   settlement: SETTLEMENT_EXAMPLE,
   ledger_entries: [{ ...LEDGER_ENTRY_EXAMPLE, amount: '-0.720000', balance_after: '99.280000' }],
-} satisfies UsageView;
+} satisfies UsageResponseDoc;
 
 export class UsageResponseDoc {
   @ApiProperty(USAGE_KEY_PROPERTY)
   usage_key!: string;
 
   @ApiProperty({ enum: ['held', 'settled', 'cancelled', 'expired'], example: 'settled' })
-  status!: string;
+  status!: HoldStatus;
 
   @ApiProperty({ example: 'u1' })
   user_id!: string;
@@ -288,10 +291,6 @@ export class DiscardResponseDoc {
   failure!: SettlementFailureResponseDoc;
 }
 
-type _StartDoc = NoKeyDrift<KeyDiff<StartResult, StartResponseDoc>>;
-type _SettlementDoc = NoKeyDrift<KeyDiff<SettlementResult, SettlementResponseDoc>>;
-type _CancelDoc = NoKeyDrift<KeyDiff<CancelView, CancelResponseDoc>>;
-type _UsageDoc = NoKeyDrift<KeyDiff<UsageView, UsageResponseDoc>>;
 type _FailureDoc = NoKeyDrift<KeyDiff<FailureView, SettlementFailureResponseDoc>>;
 type _ReplayDoc = NoKeyDrift<KeyDiff<ReplayView, ReplayResponseDoc>>;
 type _DiscardDoc = NoKeyDrift<KeyDiff<DiscardView, DiscardResponseDoc>>;

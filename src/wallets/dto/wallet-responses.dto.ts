@@ -1,12 +1,12 @@
 import { ApiProperty } from '@nestjs/swagger';
-import { KeyDiff, MONEY_ANSWER, NoKeyDrift } from '../../common/openapi';
-import type { Mismatch } from '../reconciliation.service';
-import type { TopUpResult } from '../wallets.service';
-import type { LedgerEntryView, WalletView } from '../wallets.views';
+import { MONEY_ANSWER } from '../../common/openapi';
+import type { LedgerEntryKind } from '../ledger-entry.entity';
+import type { WalletStatus } from '../wallet.entity';
 
 /*
- * Documentation of the wallet answers (API.md §6). These classes are never instantiated: the
- * views in wallets.views.ts build the answers, and the NoKeyDrift checks below keep the two in step.
+ * The wallet answers (API.md §6), declared once. These classes are never instantiated: the views
+ * in wallets.views.ts and the services return plain objects typed by them, and the decorators
+ * document them.
  */
 
 export const WALLET_EXAMPLE = {
@@ -18,7 +18,7 @@ export const WALLET_EXAMPLE = {
   credits: '95.000000',
   created_at: '2026-11-25T10:00:00.000Z',
   updated_at: '2026-11-25T10:05:00.000Z',
-} satisfies WalletView;
+} satisfies WalletResponseDoc;
 
 export class WalletResponseDoc {
   @ApiProperty({ example: 'u1' })
@@ -28,7 +28,7 @@ export class WalletResponseDoc {
   plan!: string;
 
   @ApiProperty({ enum: ['active', 'suspended'], example: 'active' })
-  status!: string;
+  status!: WalletStatus;
 
   @ApiProperty({ description: 'Credits on the wallet (may be negative after a settlement).', ...MONEY_ANSWER, example: '100.000000' })
   balance!: string;
@@ -58,7 +58,7 @@ export const LEDGER_ENTRY_EXAMPLE = {
   description: 'usage of ai_chat_v1',
   metadata: { channel: 'http', feature_endpoint_id: 'ai_chat_v1', late: false },
   created_at: '2026-11-25T10:06:00.000Z',
-} satisfies LedgerEntryView;
+} satisfies LedgerEntryResponseDoc;
 
 export class LedgerEntryResponseDoc {
   @ApiProperty({ description: 'Ledger entry id (a bigint as a string); orders the history.', example: '1042' })
@@ -68,7 +68,7 @@ export class LedgerEntryResponseDoc {
   user_id!: string;
 
   @ApiProperty({ enum: ['initial', 'top_up', 'adjustment', 'charge'], example: 'charge' })
-  kind!: string;
+  kind!: LedgerEntryKind;
 
   @ApiProperty({ description: 'Signed: positive credits the wallet, negative debits it.', ...MONEY_ANSWER, example: '-0.123457' })
   amount!: string;
@@ -113,7 +113,7 @@ export const WALLET_CHANGE_EXAMPLE = {
     metadata: {},
   },
   wallet: { ...WALLET_EXAMPLE, balance: '150.000000', credits: '145.000000' },
-} satisfies TopUpResult;
+} satisfies WalletChangeResponseDoc;
 
 export class WalletChangeResponseDoc {
   @ApiProperty({
@@ -121,7 +121,7 @@ export class WalletChangeResponseDoc {
     enum: ['applied', 'already_applied'],
     example: 'applied',
   })
-  status!: string;
+  status!: 'applied' | 'already_applied';
 
   @ApiProperty({ type: () => LedgerEntryResponseDoc })
   transaction!: LedgerEntryResponseDoc;
@@ -161,8 +161,3 @@ export class ReconciliationResponseDoc {
   })
   mismatches!: MismatchDoc[];
 }
-
-type _WalletDoc = NoKeyDrift<KeyDiff<WalletView, WalletResponseDoc>>;
-type _LedgerEntryDoc = NoKeyDrift<KeyDiff<LedgerEntryView, LedgerEntryResponseDoc>>;
-type _WalletChangeDoc = NoKeyDrift<KeyDiff<TopUpResult, WalletChangeResponseDoc>>;
-type _MismatchDoc = NoKeyDrift<KeyDiff<Mismatch, MismatchDoc>>;

@@ -1,0 +1,448 @@
+import { Injectable } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { DataSource, EntityManager } from 'typeorm';
+import { Money } from '../common/money';
+import { queryRows } from '../database/sql';
+import { LedgerEntry, LedgerEntryKind } from '../wallets/ledger-entry.entity';
+import { Wallet, WalletStatus } from '../wallets/wallet.entity';
+import { DIRECT_CHARGE_STATUS, HOLD_TRANSITIONS, LIVE_HOLD_STATUS, sqlStatuses } from './hold-states';
+import { moveMoney } from './money-movement';
+
+/** A start asking for a hold of its feature's min_holding_credits. */
+export interface HoldRequest {
+  userId: string;
+  featureEndpointId: string;
+  /** The new authorization's key (the caller makes it, so it can answer with it). */
+  usageKey: string;
+}
+
+export interface PlacedHold {
+  /** The wallet's balance and held right after this hold (as of its place in the batch). */
+  balance: Money;
+  held: Money;
+  amount: Money;
+  expiresAt: Date;
+}
+
+/** A settlement's charge, priced: what `settle` claims and charges. */
+export interface Charge {
+  /** The hold to claim; for a direct charge, the key of the authorization it creates. */
+  usageKey: string;
+  userId: string;
+  featureEndpointId: string;
+  /** Credits charged (positive): the balance goes down by this much. */
+  credits: Money;
+  /** What the charge's ledger entry records besides its figures (`late` is added by `settle`). */
+  metadata: Record<string, unknown>;
+  /** Without a hold: inserted settled, idempotent per user by `idempotencyKey` when there is one. */
+  direct?: { idempotencyKey: string | null; requestHash: string };
+}
+
+/** The ledger entry a charge wrote. */
+export interface SettledCharge {
+  entryId: string;
+  /** Signed, as in the ledger: the negated credits charged. */
+  amount: Money;
+  balanceAfter: Money;
+  heldAfter: Money;
+  late: boolean;
+}
+
+/** A balance change that is not a charge (charges go through `settle`). */
+export interface Posting {
+  userId: string;
+  kind: Exclude<LedgerEntryKind, 'charge'>;
+  /** Signed change of the balance. */
+  amount: Money;
+  idempotencyKey?: string | null;
+  description?: string | null;
+  metadata?: Record<string, unknown>;
+}
+
+export interface Mismatch {
+  userId: string;
+  balance: Money;
+  ledgerSum: Money;
+  lastBalanceAfter: Money | null;
+  held: Money;
+  liveHolds: Money;
+}
+
+/** More than this many mismatching wallets are not listed (the first ones by user_id are). */
+export const MAX_MISMATCHES = 1000;
+
+const SETTLE = HOLD_TRANSITIONS.settle;
+const CANCEL = HOLD_TRANSITIONS.cancel;
+const EXPIRE = HOLD_TRANSITIONS.expire;
+const WALLET_COLUMNS = 'user_id, plan, status, balance, held, version, created_at, updated_at';
+
+/**
+ * The ledger: the owner of `wallets`, `holds` and `ledger_entries`. Every statement that writes
+ * them is here, one named function each; services decide what to do and call these. The set-based
+ * statements (`placeHolds`, `settle`) serve a batch of one and a batch of a hundred alike, so a
+ * lone request and a batched one cannot be treated differently.
+ *
+ * Each function is ONE statement, atomic by itself. Those taking a manager run in the caller's
+ * transaction when it must commit with other writes; the others commit on their own (and are
+ * retried whole by `queryRows` when PostgreSQL picks them as a deadlock victim).
+ */
+@Injectable()
+export class LedgerService {
+  constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
+
+  // --- wallets -------------------------------------------------------------------------------
+
+  /**
+   * A new wallet with nothing on it (credits come by `post`, in the same transaction). With
+   * `ifMissing`, an existing wallet is left alone and undefined returned; otherwise a unique
+   * violation on `wallets_pkey` says it exists.
+   */
+  async createWallet(manager: EntityManager, w: { userId: string; plan: string; ifMissing?: boolean }): Promise<Wallet | undefined> {
+    const [row] = await queryRows<WalletRow>(
+      manager,
+      `INSERT INTO wallets (user_id, plan, status, balance, held, version) VALUES ($1, $2, 'active', 0, 0, 1)
+       ${w.ifMissing ? 'ON CONFLICT (user_id) DO NOTHING' : ''} RETURNING ${WALLET_COLUMNS}`,
+      [w.userId, w.plan],
+    );
+    return row && walletFromRow(row);
+  }
+
+  /** Plan and/or status (null leaves it as is); undefined when the wallet does not exist. */
+  async updateWalletPlanStatus(
+    manager: EntityManager,
+    userId: string,
+    change: { plan: string | null; status: WalletStatus | null },
+  ): Promise<Wallet | undefined> {
+    const [row] = await queryRows<WalletRow>(
+      manager,
+      `UPDATE wallets SET plan = COALESCE($2, plan), status = COALESCE($3, status), version = version + 1, updated_at = now()
+       WHERE user_id = $1 RETURNING ${WALLET_COLUMNS}`,
+      [userId, change.plan, change.status],
+    );
+    return row && walletFromRow(row);
+  }
+
+  /**
+   * Credits or debits a wallet outside a settlement (initial credits, top-up, adjustment): the
+   * wallet update and its ledger entry in one statement (`moveMoney`). An idempotency key already
+   * used for the wallet is a unique violation on `ledger_entries_idempotency` ("already done").
+   * Undefined when the wallet does not exist.
+   */
+  async post(manager: EntityManager, p: Posting): Promise<{ wallet: Wallet; entry: LedgerEntry } | undefined> {
+    const [row] = await queryRows<WalletRow & LedgerEntryRow>(
+      manager,
+      `WITH postings AS (
+         SELECT 1::bigint AS ord, $1::varchar AS user_id, $2::varchar AS kind, $3::numeric AS amount, 0::numeric AS held_delta,
+                NULL::uuid AS usage_key, $4::varchar AS idempotency_key, $5::varchar AS description, $6::jsonb AS metadata
+       ), ${moveMoney('postings')}
+       SELECT ${WALLET_COLUMNS.split(', ')
+         .map((c) => `m.${c}`)
+         .join(', ')},
+              e.id, e.kind, e.amount, e.balance_after, e.held_after, e.usage_key, e.idempotency_key, e.description, e.metadata,
+              e.created_at AS entry_created_at
+       FROM moved m JOIN entries e ON e.user_id = m.user_id`,
+      [p.userId, p.kind, p.amount.toString(), p.idempotencyKey ?? null, p.description ?? null, JSON.stringify(p.metadata ?? {})],
+      { prepared: true },
+    );
+    return row && { wallet: walletFromRow(row), entry: ledgerEntryFromRow(row) };
+  }
+
+  // --- holds ---------------------------------------------------------------------------------
+
+  /**
+   * Places the holds of the starts that pass every check, in ONE statement: wallet active, feature
+   * active and permitted to the plan, available > 0 and ≥ the hold. The wallets are locked in
+   * user_id order and read as committed under that lock; starts on one wallet are taken in arrival
+   * order, each against what the earlier ones left available (so N starts with room for K place
+   * exactly K); after the first that does not fit, none of that wallet's later starts is placed.
+   * Returns the placed ones by index; a start not placed wrote nothing.
+   */
+  async placeHolds(requests: HoldRequest[], defaultTtlSeconds: number): Promise<Map<number, PlacedHold>> {
+    const rows = await queryRows<{ ord: string; balance: string; held: string; hold_amount: string; expires_at: Date }>(
+      this.dataSource.manager,
+      PLACE_HOLDS,
+      [requests.map((r) => r.userId), requests.map((r) => r.featureEndpointId), requests.map((r) => r.usageKey), defaultTtlSeconds],
+      { prepared: true },
+    );
+    return new Map(
+      rows.map((row) => [
+        Number(row.ord) - 1,
+        {
+          balance: Money.fromDb(row.balance),
+          held: Money.fromDb(row.held),
+          amount: Money.fromDb(row.hold_amount),
+          expiresAt: row.expires_at,
+        },
+      ]),
+    );
+  }
+
+  /**
+   * Claims and charges, in ONE statement, a set of settlements (their usage keys distinct):
+   *  - a charge with a hold claims it (held|expired → settled) under the hold's row lock, holds
+   *    locked in key order, only if user and feature match: of racing settlements of one key, one
+   *    claims it. It releases what the hold still holds (an expired hold was released by the
+   *    sweeper) and is `late` when the hold had lapsed;
+   *  - a direct charge inserts its settled authorization; ON CONFLICT on (user, idempotency key)
+   *    makes a repeat, or a concurrent twin, claim nothing;
+   *  - what was claimed moves money through `moveMoney`: one entry per charge, chained in order.
+   * Returns the entries written by index; a charge with none claimed nothing and wrote nothing.
+   */
+  async settle(charges: Charge[]): Promise<Map<number, SettledCharge>> {
+    const index = new Map(charges.map((c, i) => [c.usageKey, i]));
+    // Two charges of one key in one statement would both join its one claim: refuse the call.
+    if (index.size !== charges.length) throw new Error('settle: usage keys of one call must be distinct');
+    const rows = await queryRows<{
+      id: string;
+      usage_key: string;
+      amount: string;
+      balance_after: string;
+      held_after: string;
+      late: boolean;
+    }>(
+      this.dataSource.manager,
+      SETTLE_CHARGES,
+      [
+        charges.map((c) => c.usageKey),
+        charges.map((c) => c.userId),
+        charges.map((c) => c.featureEndpointId),
+        charges.map((c) => c.credits.negate().toString()),
+        // The metadata go as one JSON array (cheaper to send than a jsonb[] of escaped texts).
+        JSON.stringify(charges.map((c) => c.metadata)),
+        charges.map((c) => c.direct !== undefined),
+        charges.map((c) => c.direct?.idempotencyKey ?? null),
+        charges.map((c) => c.direct?.requestHash ?? null),
+      ],
+      { prepared: true },
+    );
+    return new Map(
+      rows.map((row) => [
+        index.get(row.usage_key)!,
+        {
+          entryId: row.id,
+          amount: Money.fromDb(row.amount),
+          balanceAfter: Money.fromDb(row.balance_after),
+          heldAfter: Money.fromDb(row.held_after),
+          late: row.late,
+        },
+      ]),
+    );
+  }
+
+  /**
+   * Cancels a live hold and releases its amount, in one statement (hold, then wallet: the one lock
+   * order). Undefined when the hold was not live (unknown, settled, cancelled, expired): nothing
+   * was written, and an expired hold keeps its story.
+   */
+  async release(usageKey: string): Promise<{ userId: string; released: Money } | undefined> {
+    const [row] = await queryRows<{ user_id: string; amount: string }>(
+      this.dataSource.manager,
+      `WITH claimed AS (
+         UPDATE holds SET status = '${CANCEL.to}', closed_at = now()
+         WHERE usage_key = $1 AND status IN ${sqlStatuses(CANCEL.from)}
+         RETURNING user_id, amount
+       ), released AS (
+         UPDATE wallets SET held = wallets.held - c.amount, version = wallets.version + 1, updated_at = now()
+         FROM claimed c WHERE wallets.user_id = c.user_id AND c.amount <> 0
+       )
+       SELECT user_id, amount FROM claimed`,
+      [usageKey],
+    );
+    return row && { userId: row.user_id, released: Money.fromDb(row.amount) };
+  }
+
+  /**
+   * Expires holds past their expiry (all wallets', or one's) and releases what they held, in one
+   * statement. Safe with several instances: rows are claimed with SKIP LOCKED and the status
+   * condition, so a hold is released once. Returns how many holds expired.
+   */
+  async expireHolds(userId?: string, limit = 500): Promise<number> {
+    const rows = await queryRows<{ n: string }>(
+      this.dataSource.manager,
+      `WITH expired AS (
+         UPDATE holds SET status = '${EXPIRE.to}', closed_at = now()
+         WHERE usage_key IN (
+           SELECT usage_key FROM holds
+           WHERE status IN ${sqlStatuses(EXPIRE.from)} AND expires_at <= now() AND ($1::varchar IS NULL OR user_id = $1)
+           ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+         RETURNING user_id, amount
+       ), per_wallet AS (
+         SELECT user_id, SUM(amount) AS total, COUNT(*) AS n FROM expired GROUP BY user_id
+       ), locked AS (
+         -- Lock the wallets in one global order so two sweepers can never deadlock on them.
+         SELECT user_id FROM wallets WHERE user_id IN (SELECT user_id FROM per_wallet) ORDER BY user_id FOR UPDATE
+       ), released AS (
+         UPDATE wallets w SET held = w.held - p.total, version = w.version + 1, updated_at = now()
+         FROM per_wallet p JOIN locked l USING (user_id) WHERE w.user_id = p.user_id
+         RETURNING p.n
+       )
+       SELECT COALESCE(SUM(n), 0)::text AS n FROM released`,
+      [userId ?? null, limit],
+    );
+    return Number(rows[0]?.n ?? 0);
+  }
+
+  // --- the books -----------------------------------------------------------------------------
+
+  /**
+   * Checks every wallet: balance = Σ its ledger = the last entry's balance_after, and held = Σ its
+   * live holds. Read in one REPEATABLE READ snapshot so concurrent traffic cannot produce a false
+   * mismatch, and compared in SQL, exactly, so only mismatches cross the wire.
+   */
+  async reconcile(): Promise<{ walletsChecked: number; mismatches: Mismatch[] }> {
+    return this.dataSource.transaction('REPEATABLE READ', async (manager) => {
+      const [{ n }] = await queryRows<{ n: string }>(manager, `SELECT count(*)::text AS n FROM wallets`);
+      const rows = await queryRows<{
+        user_id: string;
+        balance: string;
+        held: string;
+        ledger_sum: string;
+        last_balance_after: string | null;
+        live_holds: string;
+      }>(
+        manager,
+        `SELECT * FROM (
+             SELECT w.user_id, w.balance, w.held,
+                    COALESCE(l.total, 0) AS ledger_sum,
+                    (SELECT e.balance_after FROM ledger_entries e WHERE e.user_id = w.user_id ORDER BY e.id DESC LIMIT 1) AS last_balance_after,
+                    COALESCE(h.total, 0) AS live_holds
+             FROM wallets w
+             LEFT JOIN (SELECT user_id, SUM(amount) AS total FROM ledger_entries GROUP BY user_id) l ON l.user_id = w.user_id
+             LEFT JOIN (SELECT user_id, SUM(amount) AS total FROM holds WHERE status = '${LIVE_HOLD_STATUS}' GROUP BY user_id) h
+               ON h.user_id = w.user_id
+           ) c
+           -- A wallet with no entry yet must have a zero balance.
+           WHERE balance <> ledger_sum OR held <> live_holds OR COALESCE(last_balance_after, 0) <> balance
+           ORDER BY user_id LIMIT $1`,
+        [MAX_MISMATCHES],
+      );
+      return {
+        walletsChecked: Number(n),
+        mismatches: rows.map((r) => ({
+          userId: r.user_id,
+          balance: Money.fromDb(r.balance),
+          ledgerSum: Money.fromDb(r.ledger_sum),
+          lastBalanceAfter: r.last_balance_after === null ? null : Money.fromDb(r.last_balance_after),
+          held: Money.fromDb(r.held),
+          liveHolds: Money.fromDb(r.live_holds),
+        })),
+      };
+    });
+  }
+}
+
+/** `placeHolds`: the statement of every start (see there). */
+const PLACE_HOLDS = `WITH r AS (
+   SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::uuid[]) WITH ORDINALITY AS r(user_id, feature_endpoint_id, usage_key, ord)
+ ), f AS (
+   SELECT feature_endpoint_id, min_holding_credits AS amount, COALESCE(hold_ttl_seconds, $4) AS ttl, allowed_plans
+   FROM features WHERE feature_endpoint_id IN (SELECT feature_endpoint_id FROM r) AND active
+ ), locked AS (
+   SELECT user_id, plan, balance, held FROM wallets
+   WHERE user_id IN (SELECT user_id FROM r) AND status = 'active'
+   ORDER BY user_id FOR UPDATE
+ ), c AS (
+   SELECT r.*, f.amount, f.ttl, l.balance, l.held + sum(f.amount) OVER w - f.amount AS held_before
+   FROM r JOIN f USING (feature_endpoint_id) JOIN locked l USING (user_id)
+   WHERE cardinality(f.allowed_plans) = 0 OR l.plan = ANY (f.allowed_plans)
+   WINDOW w AS (PARTITION BY r.user_id ORDER BY r.ord)
+ ), ok AS (
+   SELECT * FROM (
+     -- A wallet at or below zero is refused even for a hold of 0.
+     SELECT c.*, bool_and(balance - held_before > 0 AND balance - held_before >= amount) OVER (PARTITION BY user_id ORDER BY ord) AS fits FROM c
+   ) x WHERE fits
+ ), w AS (
+   UPDATE wallets SET held = wallets.held + t.amount, version = wallets.version + t.n, updated_at = now()
+   FROM (SELECT user_id, sum(amount) AS amount, count(*)::int AS n FROM ok GROUP BY user_id) t
+   WHERE wallets.user_id = t.user_id
+ ), h AS (
+   INSERT INTO holds (usage_key, user_id, feature_endpoint_id, amount, status, expires_at)
+   SELECT usage_key, user_id, feature_endpoint_id, amount, '${LIVE_HOLD_STATUS}', now() + make_interval(secs => ttl) FROM ok
+   RETURNING usage_key, expires_at
+ )
+ SELECT ok.ord, ok.balance, ok.held_before + ok.amount AS held, ok.amount AS hold_amount, h.expires_at FROM ok JOIN h USING (usage_key)`;
+
+/** `settle`: the statement of every settlement, by hold or direct (see there). */
+const SETTLE_CHARGES = `WITH r AS (
+   SELECT u.*, m.metadata
+   FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::numeric[], $6::bool[], $7::varchar[], $8::varchar[])
+     WITH ORDINALITY AS u(usage_key, user_id, feature_endpoint_id, amount, direct, idempotency_key, request_hash, ord)
+   JOIN jsonb_array_elements($5::jsonb) WITH ORDINALITY AS m(metadata, ord) USING (ord)
+ ), old AS (
+   SELECT usage_key, status, expires_at FROM holds
+   WHERE usage_key IN (SELECT usage_key FROM r WHERE NOT direct)
+   ORDER BY usage_key FOR UPDATE
+ ), claimed AS (
+   -- late: the hold was swept, or is past its expiry and not swept yet.
+   UPDATE holds h SET status = '${SETTLE.to}', closed_at = now(), late = (old.status <> '${LIVE_HOLD_STATUS}' OR old.expires_at < now())
+   FROM old JOIN r USING (usage_key)
+   WHERE h.usage_key = old.usage_key AND NOT r.direct AND old.status IN ${sqlStatuses(SETTLE.from)}
+     AND h.user_id = r.user_id AND h.feature_endpoint_id = r.feature_endpoint_id
+   -- Only a live hold still counts in held: a swept one was released when it expired.
+   RETURNING r.ord, CASE WHEN old.status = '${LIVE_HOLD_STATUS}' THEN -h.amount ELSE 0 END AS held_delta, h.late
+ ), inserted AS (
+   INSERT INTO holds (usage_key, user_id, feature_endpoint_id, amount, status, expires_at, idempotency_key, request_hash, direct, closed_at)
+   SELECT usage_key, user_id, feature_endpoint_id, 0, '${DIRECT_CHARGE_STATUS}', now(), idempotency_key, request_hash, true, now()
+   FROM r WHERE direct AND EXISTS (SELECT 1 FROM wallets w WHERE w.user_id = r.user_id)
+   ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+   RETURNING usage_key, 0::numeric AS held_delta, false AS late
+ ), postings AS (
+   SELECT r.ord, r.user_id, 'charge'::varchar AS kind, r.amount, x.held_delta, r.usage_key, NULL::varchar AS idempotency_key,
+          'usage of ' || r.feature_endpoint_id AS description, r.metadata || jsonb_build_object('late', x.late) AS metadata
+   FROM (SELECT ord, held_delta, late FROM claimed UNION ALL SELECT r.ord, i.held_delta, i.late FROM inserted i JOIN r USING (usage_key)) x
+   JOIN r USING (ord)
+ ), ${moveMoney('postings')}
+ SELECT id, usage_key, amount, balance_after, held_after, (metadata->>'late')::bool AS late FROM entries`;
+
+interface WalletRow {
+  user_id: string;
+  plan: string;
+  status: WalletStatus;
+  balance: string;
+  held: string;
+  version: number;
+  created_at: Date;
+  updated_at: Date;
+}
+
+interface LedgerEntryRow {
+  id: string;
+  kind: LedgerEntryKind;
+  amount: string;
+  balance_after: string;
+  held_after: string;
+  usage_key: string | null;
+  idempotency_key: string | null;
+  description: string | null;
+  metadata: LedgerEntry['metadata'];
+  entry_created_at: Date;
+}
+
+function walletFromRow(row: WalletRow): Wallet {
+  return Object.assign(new Wallet(), {
+    userId: row.user_id,
+    plan: row.plan,
+    status: row.status,
+    balance: Money.fromDb(row.balance),
+    held: Money.fromDb(row.held),
+    version: row.version,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  });
+}
+
+function ledgerEntryFromRow(row: WalletRow & LedgerEntryRow): LedgerEntry {
+  return Object.assign(new LedgerEntry(), {
+    id: row.id,
+    userId: row.user_id,
+    kind: row.kind,
+    amount: Money.fromDb(row.amount),
+    balanceAfter: Money.fromDb(row.balance_after),
+    heldAfter: Money.fromDb(row.held_after),
+    usageKey: row.usage_key,
+    idempotencyKey: row.idempotency_key,
+    description: row.description,
+    metadata: row.metadata,
+    createdAt: row.entry_created_at,
+  });
+}

@@ -402,7 +402,8 @@ describe('upgrade from the schema of 1764000000002', () => {
     const applied = await withDb(db.url, async (c) =>
       (await c.query<{ name: string }>('SELECT name FROM migrations ORDER BY id')).rows.map((r) => r.name),
     );
-    expect(applied.at(-1)).toBe('WideMoneyColumns1764000000003');
+    // Applied by this start (the database was at 1764000000002); later migrations may follow it.
+    expect(applied).toContain('WideMoneyColumns1764000000003');
 
     // No table rewritten, no index rebuilt: the files are the same ones.
     expect(await relfilenodes()).toEqual(before);

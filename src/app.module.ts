@@ -13,6 +13,8 @@ import { MetricsModule } from './metrics/metrics.module';
 import { PricingModule } from './pricing/pricing.module';
 import { QueueModule } from './queue/queue.module';
 import { WalletsModule } from './wallets/wallets.module';
+import { AuditModule } from './audit/audit.module';
+import { KeysModule } from './keys/keys.module';
 
 @Module({})
 export class AppModule {
@@ -26,6 +28,8 @@ export class AppModule {
         MetricsModule,
         QueueModule.forRoot(config),
         HealthModule,
+        AuditModule,
+        KeysModule,
         WalletsModule,
         FeaturesModule,
         PricingModule,

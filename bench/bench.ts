@@ -29,7 +29,7 @@ import { BenchOptions, parseOptions, USAGE } from './options';
 import { queueDrain } from './queue-drain';
 import { measureRoundTrips } from './round-trips';
 import { BenchResults, find, PointKind, PointResult, renderMarkdown, targets } from './report';
-import { checkWallet, quiesce, quote, reconcile, seedCatalogue, seedScale, seedSpecialWallets, seedWallets } from './seed';
+import { checkWallet, issueServiceKey, quiesce, quote, reconcile, seedCatalogue, seedScale, seedSpecialWallets, seedWallets } from './seed';
 import { cpuWindow, CpuWindow, memoryMiB, rssSampler, uptimeLine } from './system';
 import {
   cycleUsages,
@@ -143,6 +143,8 @@ async function main(options: BenchOptions): Promise<number> {
     await seedWallets(db, 1, options.wallets);
     await seedSpecialWallets(db);
     await db.query('ANALYZE');
+    const apiKey = options.dbKey ? await issueServiceKey(service.origin) : undefined;
+    if (apiKey) out('the HTTP load authenticates with a key issued by POST /api/keys (--db-key)');
     out(
       `seeded ${options.wallets.toLocaleString('en-US')} wallets, 1 feature, ${(await db.query('SELECT 1 FROM ai_models')).rowCount} models in ${((performance.now() - t) / 1000).toFixed(1)} s`,
     );
@@ -160,7 +162,7 @@ async function main(options: BenchOptions): Promise<number> {
         out(`round trips: ${r.request}: ${r.roundTrips.toFixed(1)} round trips, ${r.statements.toFixed(1)} statements`);
     }
 
-    const runPoint = pointRunner(options, service, db, databaseUrl, results, profileDir);
+    const runPoint = pointRunner(options, service, db, databaseUrl, results, profileDir, apiKey);
     const top = Math.max(...options.concurrency);
     const random: WalletChoice = { kind: 'random', count: options.wallets };
 
@@ -172,7 +174,7 @@ async function main(options: BenchOptions): Promise<number> {
       out(`warm-up: ${(warmupMs / 1000).toFixed(0)} s of HTTP cycles at c=${top}, not measured`);
       await runWorker(
         'http-load.worker.js',
-        { concurrency: top, warmupMs, durationMs: 1000, wallets: random, origin: service.origin, databaseUrl },
+        { concurrency: top, warmupMs, durationMs: 1000, wallets: random, origin: service.origin, databaseUrl, apiKey },
         () => undefined,
       );
     }
@@ -282,6 +284,7 @@ function pointRunner(
   databaseUrl: string,
   results: BenchResults,
   profileDir: string | undefined,
+  apiKey: string | undefined,
 ) {
   return async (kind: PointKind, concurrency: number, wallets: WalletChoice, profile = false): Promise<PointResult> => {
     const http = !kind.includes('baseline');
@@ -294,7 +297,7 @@ function pointRunner(
     let profileWritten: Promise<string | undefined> | undefined;
     const load = await runWorker(
       http ? 'http-load.worker.js' : 'sql-baseline.worker.js',
-      { concurrency, warmupMs: options.warmupMs, durationMs: options.durationMs, wallets, origin: service.origin, databaseUrl },
+      { concurrency, warmupMs: options.warmupMs, durationMs: options.durationMs, wallets, origin: service.origin, databaseUrl, apiKey },
       (m) => {
         if (m.type === 'measuring') {
           closeCpu = cpuWindow(service.pid);

@@ -9,12 +9,13 @@ import { closedLoop, cycleUsages, FEATURE_ID, LoadOptions, runLoadProcess, SERVI
 
 interface HttpLoadOptions extends LoadOptions {
   origin: string;
+  /** A key issued through the API (`--db-key`); the environment's service key otherwise. */
+  apiKey?: string;
 }
 
-const HEADERS = { 'content-type': 'application/json', 'x-server-api-key': SERVICE_KEY };
-
 runLoadProcess(async (options, send) => {
-  const { origin } = options as HttpLoadOptions;
+  const { origin, apiKey } = options as HttpLoadOptions;
+  const HEADERS = { 'content-type': 'application/json', 'x-server-api-key': apiKey ?? SERVICE_KEY };
   const pool = new Pool(origin, { connections: options.concurrency, pipelining: 1, keepAliveTimeout: 60_000 });
   const post = async (path: string, body: string) => {
     const started = performance.now();

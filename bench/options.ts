@@ -16,6 +16,8 @@ export interface BenchOptions {
   messages: number;
   cpuProf: boolean;
   writeResults: boolean;
+  /** The HTTP load uses a service key issued through POST /api/keys (looked up in the database) instead of SERVER_API_KEYS. */
+  dbKey: boolean;
 }
 
 export const USAGE = `npm run bench -- [flags]
@@ -32,6 +34,7 @@ export const USAGE = `npm run bench -- [flags]
   --messages <n>          queue-drain messages (default 20000; 2000 with --quick)
   --cpu-prof              profile the service during the HTTP cycle at the top concurrency
   --no-write              print only; leave bench/RESULTS.md alone
+  --db-key                the HTTP load authenticates with a key issued by POST /api/keys (a database record) instead of SERVER_API_KEYS
   --help
 `;
 
@@ -55,12 +58,16 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     messages: quick ? 2_000 : 20_000,
     cpuProf: false,
     writeResults: true,
+    dbKey: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = () => argv[++i];
     switch (flag) {
       case '--quick':
+        break;
+      case '--db-key':
+        options.dbKey = true;
         break;
       case '--help':
       case '-h':

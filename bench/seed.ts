@@ -32,6 +32,12 @@ async function admin(origin: string, method: string, path: string, body: unknown
   return JSON.parse(text);
 }
 
+/** A service key issued through the API (`--db-key`): the HTTP load then authenticates with a database record. */
+export async function issueServiceKey(origin: string): Promise<string> {
+  const answer = (await admin(origin, 'POST', '/api/keys', { name: 'bench', scope: 'service' })) as { data: { key: string } };
+  return answer.data.key;
+}
+
 export async function seedCatalogue(origin: string): Promise<void> {
   await admin(origin, 'POST', '/api/features', FEATURE);
   for (const model of MODELS) await admin(origin, 'POST', '/api/pricing/models', model);

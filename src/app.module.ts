@@ -14,6 +14,8 @@ import { MetricsModule } from './metrics/metrics.module';
 import { PricingModule } from './pricing/pricing.module';
 import { QueueModule } from './queue/queue.module';
 import { WalletsModule } from './wallets/wallets.module';
+import { AuditModule } from './audit/audit.module';
+import { KeysModule } from './keys/keys.module';
 
 @Module({})
 export class AppModule {
@@ -28,6 +30,8 @@ export class AppModule {
         QueueModule.forRoot(config),
         HealthModule,
         LedgerModule,
+        AuditModule,
+        KeysModule,
         WalletsModule,
         FeaturesModule,
         PricingModule,

@@ -6,6 +6,8 @@ import { APP_CONFIG } from '../config/config.module';
 import type { AppConfig } from '../config/configuration';
 import { DomainError } from './domain-error';
 import { WindowCounter } from './window-counter';
+import type { Money } from './money';
+import { KeysService } from '../keys/keys.service';
 
 export type KeyScope = 'service' | 'admin';
 
@@ -19,18 +21,33 @@ export const ServiceScope = () => SetMetadata(ACCESS, 'service' satisfies Access
 
 export const API_KEY_HEADER = 'x-server-api-key';
 
-/** What the guard leaves on the request for rate limiting and logs (never the key itself). */
+/** What the guard leaves on the request for rate limiting, scopes, caps and logs (never the key itself). */
 export interface Caller {
   scope: KeyScope;
-  /** Short, non-reversible fingerprint of the key: safe to log and to rate-limit by. */
+  /** Short, non-reversible fingerprint of an environment key, or a key record's id: safe to log and to rate-limit by. */
   keyId: string;
+  /** The key record (API.md §11); null for SERVER_API_KEYS / ADMIN_API_KEYS, which are unrestricted. */
+  recordId: string | null;
+  /** For the audit log: the record's name, or `env key <fingerprint>`. */
+  name: string;
+  /** Empty = every feature. */
+  allowedFeatures: string[];
+  spendCap: { amount: Money; period: 'day' | 'month' } | null;
+}
+
+/** A key record's feature scope (API.md §11): 403 before anything is written. */
+export function assertFeatureAllowed(caller: Caller | undefined, featureEndpointId: string): void {
+  if (!caller || caller.allowedFeatures.length === 0 || caller.allowedFeatures.includes(featureEndpointId)) return;
+  throw new DomainError('feature_not_allowed_for_key', `This API key may not use the feature "${featureEndpointId}".`, {
+    feature_endpoint_id: featureEndpointId,
+  });
 }
 
 const digest = (key: string) => createHash('sha256').update(key).digest();
 
 @Injectable()
 export class ApiKeyGuard implements CanActivate {
-  private readonly keys: { digest: Buffer; scope: KeyScope; keyId: string }[];
+  private readonly keys: { digest: Buffer; caller: Caller }[];
   /** Failed key checks per client address per minute: past the limit keys are not even compared. */
   private readonly authFailures = new WindowCounter(60_000);
   private readonly authFailureLimit: number;
@@ -38,16 +55,19 @@ export class ApiKeyGuard implements CanActivate {
   constructor(
     private readonly reflector: Reflector,
     @Inject(APP_CONFIG) config: AppConfig,
+    private readonly records: KeysService,
   ) {
     const entry = (key: string, scope: KeyScope) => {
       const hash = digest(key);
-      return { digest: hash, scope, keyId: hash.toString('hex').slice(0, 12) };
+      const keyId = hash.toString('hex').slice(0, 12);
+      const caller: Caller = { scope, keyId, recordId: null, name: `env key ${keyId}`, allowedFeatures: [], spendCap: null };
+      return { digest: hash, caller };
     };
     this.keys = [...config.adminApiKeys.map((k) => entry(k, 'admin')), ...config.serverApiKeys.map((k) => entry(k, 'service'))];
     this.authFailureLimit = config.authFailuresPerMinute;
   }
 
-  canActivate(context: ExecutionContext): boolean {
+  canActivate(context: ExecutionContext): boolean | Promise<boolean> {
     if (context.getType() !== 'http') return true;
     const access = this.reflector.getAllAndOverride<Access | undefined>(ACCESS, [context.getHandler(), context.getClass()]);
     if (access === 'public') return true;
@@ -62,11 +82,19 @@ export class ApiKeyGuard implements CanActivate {
       this.authFailures.hit(request.ip);
       throw new DomainError('unauthorized', `The ${API_KEY_HEADER} header is missing.`);
     }
+    // The environment's keys are checked first, in memory; only another secret is looked up.
     const caller = this.identify(presented);
-    if (!caller) {
-      this.authFailures.hit(request.ip);
-      throw new DomainError('unauthorized', `The ${API_KEY_HEADER} header does not hold a known key.`);
-    }
+    if (caller) return this.admit(caller, access, request);
+    return this.records.authenticate(presented).then((record) => {
+      if (!record) {
+        this.authFailures.hit(request.ip);
+        throw new DomainError('unauthorized', `The ${API_KEY_HEADER} header does not hold a known key.`);
+      }
+      return this.admit(record, access, request);
+    });
+  }
+
+  private admit(caller: Caller, access: Access | undefined, request: { caller?: Caller }): boolean {
     if (caller.scope !== 'admin' && access !== 'service') {
       throw new DomainError('forbidden', 'This route needs an admin key.');
     }
@@ -82,7 +110,7 @@ export class ApiKeyGuard implements CanActivate {
     const candidate = digest(presented);
     let found: Caller | undefined;
     for (const key of this.keys) {
-      if (timingSafeEqual(key.digest, candidate) && !found) found = { scope: key.scope, keyId: key.keyId };
+      if (timingSafeEqual(key.digest, candidate) && !found) found = key.caller;
     }
     return found;
   }

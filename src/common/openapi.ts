@@ -153,6 +153,15 @@ const ERROR_EXAMPLES: Record<ErrorCode, { message: string; extra?: Record<string
   request_timeout: { message: 'The request took too long to arrive.' },
   uri_too_long: { message: 'The request URL is too long.' },
   headers_too_large: { message: 'The request headers are too large.' },
+  spend_cap_exceeded: {
+    message: "This key's spend cap of 500.000000 credits per day would be passed: 495.000000 spent, 10.000000 more asked.",
+    extra: { spent: '495.000000', cap: '500.000000', resets_at: '2026-12-03T00:00:00.000Z' },
+  },
+  feature_not_allowed_for_key: {
+    message: 'This API key may not use the feature "image_gen_v1".',
+    extra: { feature_endpoint_id: 'image_gen_v1' },
+  },
+  key_not_found: { message: 'No API key 5d1c8a4e-3b2f-4c6d-9e7f-0a1b2c3d4e5f exists.' },
   insufficient_credits: {
     message: 'Not enough credits: 2.000000 available, 5.000000 required.',
     extra: { credits: '2.000000', required: '5.000000' },

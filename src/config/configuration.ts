@@ -35,6 +35,8 @@ export interface AppConfig {
   holdTtlSeconds: number;
   /** How long an instance may price with cached features/models/settings (0 = always read). */
   pricingCacheTtlMs: number;
+  /** How long an instance trusts a key record it read (a revocation elsewhere is seen within this). */
+  keyCacheTtlMs: number;
   /** How often the sweeper marks expired holds; 0 turns it off. */
   holdSweepIntervalMs: number;
   logLevel: LogLevel;
@@ -144,6 +146,7 @@ export function loadConfig(env: Env): AppConfig {
     usingDevKeys: !serverKeys || !adminKeys,
     holdTtlSeconds: intVar(env, 'HOLD_TTL_SECONDS', 900, 1, 604800),
     pricingCacheTtlMs: intVar(env, 'PRICING_CACHE_TTL_MS', 1000, 0, 600_000),
+    keyCacheTtlMs: intVar(env, 'KEY_CACHE_TTL_MS', 1000, 0, 1000),
     holdSweepIntervalMs: intVar(env, 'HOLD_SWEEP_INTERVAL_MS', 1000, 0, 3_600_000),
     logLevel,
     ratePerSecond: intVar(env, 'RATE_LIMIT_PER_SECOND', 0, 0, 1_000_000),

@@ -5,6 +5,8 @@ import { AiModel, ModelPriceVersion } from '../pricing/ai-model.entity';
 import { PricingSettingsRow } from '../pricing/pricing-settings.entity';
 import { LedgerEntry } from '../wallets/ledger-entry.entity';
 import { Wallet } from '../wallets/wallet.entity';
+import { ApiKey } from '../keys/api-key.entity';
+import { AuditEntry } from '../audit/audit-entry.entity';
 
 /** Every TypeORM entity of the service (listed, not globbed: see database.options.ts). */
 export const ENTITIES: (new () => object)[] = [
@@ -16,4 +18,6 @@ export const ENTITIES: (new () => object)[] = [
   PricingSettingsRow,
   Hold,
   SettlementFailure,
+  ApiKey,
+  AuditEntry,
 ];

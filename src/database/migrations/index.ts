@@ -3,6 +3,7 @@ import { FeaturesAndPricing1764000000001 } from './1764000000001-features-and-pr
 import { HoldsAndSettlementFailures1764000000002 } from './1764000000002-holds-and-settlement-failures';
 import { WideMoneyColumns1764000000003 } from './1764000000003-wide-money-columns';
 import { SettlementFailureClaims1764000000004 } from './1764000000004-settlement-failure-claims';
+import { ApiKeysAndAuditLog1764000000006 } from './1764000000006-api-keys-and-audit-log';
 
 /** Every migration, oldest first (listed, not globbed: see database.options.ts). */
 export const MIGRATIONS: (new () => object)[] = [
@@ -11,4 +12,5 @@ export const MIGRATIONS: (new () => object)[] = [
   HoldsAndSettlementFailures1764000000002,
   WideMoneyColumns1764000000003,
   SettlementFailureClaims1764000000004,
+  ApiKeysAndAuditLog1764000000006,
 ];

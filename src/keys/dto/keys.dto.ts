@@ -1,0 +1,79 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { Type } from 'class-transformer';
+import {
+  ArrayMaxSize,
+  IsArray,
+  IsIn,
+  IsInt,
+  IsISO8601,
+  IsOptional,
+  IsString,
+  Length,
+  Max,
+  Min,
+  ValidateIf,
+  ValidateNested,
+} from 'class-validator';
+import { IsMoney } from '../../common/money.validator';
+import { ApiMoneyField } from '../../common/openapi';
+import type { KeyScope } from '../../common/api-key.guard';
+import type { SpendCapPeriod } from '../api-key.entity';
+
+export class SpendCapDto {
+  @ApiMoneyField({ description: 'Credits the key may spend per period (settled charges plus live holds).', example: '500.000000' })
+  @IsMoney()
+  amount!: string;
+
+  @ApiProperty({ enum: ['day', 'month'], description: 'A UTC calendar day or month.' })
+  @IsIn(['day', 'month'])
+  period!: SpendCapPeriod;
+}
+
+class KeyLimitsDto {
+  @ApiPropertyOptional({ description: 'Features this key may use; empty or absent = all.', type: [String], maxItems: 100 })
+  @IsOptional()
+  @IsArray()
+  @ArrayMaxSize(100)
+  @IsString({ each: true })
+  @Length(1, 128, { each: true })
+  allowed_features?: string[];
+
+  @ApiPropertyOptional({ type: SpendCapDto, nullable: true, description: 'null = no cap.' })
+  @ValidateIf((_o, v) => v !== undefined && v !== null)
+  @ValidateNested()
+  @Type(() => SpendCapDto)
+  spend_cap?: SpendCapDto | null;
+}
+
+export class CreateKeyDto extends KeyLimitsDto {
+  @ApiProperty({ minLength: 1, maxLength: 128, example: 'chat service' })
+  @IsString()
+  @Length(1, 128)
+  name!: string;
+
+  @ApiProperty({ enum: ['service', 'admin'] })
+  @IsIn(['service', 'admin'])
+  scope!: KeyScope;
+
+  @ApiPropertyOptional({ format: 'date-time', description: 'After this instant the key answers 401.' })
+  @IsOptional()
+  @IsISO8601({ strict: true })
+  expires_at?: string;
+}
+
+export class UpdateKeyDto extends KeyLimitsDto {
+  @ApiPropertyOptional({ minLength: 1, maxLength: 128 })
+  @IsOptional()
+  @IsString()
+  @Length(1, 128)
+  name?: string;
+}
+
+export class RotateKeyDto {
+  @ApiPropertyOptional({ type: 'integer', minimum: 0, maximum: 604800, default: 0, description: 'How long the old secret keeps working.' })
+  @IsOptional()
+  @IsInt()
+  @Min(0)
+  @Max(604800)
+  grace_seconds?: number;
+}

@@ -65,6 +65,114 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/audit-log": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The audit log
+         * @description Admin scope. Every admin write, newest first; filter by target, actor, action.
+         */
+        get: operations["AuditController_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List keys
+         * @description Admin scope. No secrets, only prefixes.
+         */
+        get: operations["KeysController_list"];
+        put?: never;
+        /**
+         * Issue a key
+         * @description Admin scope. The answer holds the secret; it is never shown again.
+         */
+        post: operations["KeysController_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/keys/{key_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read a key
+         * @description Admin scope, with what it spent this period.
+         */
+        get: operations["KeysController_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Change a key
+         * @description Admin scope: name, allowed_features, spend_cap. Scope never changes.
+         */
+        patch: operations["KeysController_update"];
+        trace?: never;
+    };
+    "/api/keys/{key_id}/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Revoke a key
+         * @description Admin scope. 401 for it at once on this instance, within a second on the others.
+         */
+        post: operations["KeysController_revoke"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/keys/{key_id}/rotate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rotate a key
+         * @description Admin scope. A new secret; the old one works for grace_seconds more.
+         */
+        post: operations["KeysController_rotate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/wallets": {
         parameters: {
             query?: never;
@@ -74,7 +182,7 @@ export interface paths {
         };
         /**
          * List wallets
-         * @description Admin scope. Ordered by user_id; page with cursor/limit.
+         * @description Admin scope. Ordered by user_id; page with cursor/limit; `user_id_prefix` searches.
          */
         get: operations["WalletsController_list"];
         put?: never;
@@ -464,7 +572,7 @@ export interface paths {
         put?: never;
         /**
          * Replay a settlement failure
-         * @description Admin scope. Runs the stored message through the settlement again (e.g. after adding the missing price). On failure it stays pending with the new reason.
+         * @description Admin scope. Runs the stored message through the settlement again (e.g. after adding the missing price). It charges at most once: the failure is claimed first (a concurrent replay or discard answers 409 conflict), and a direct charge without idempotency_key settles under its AMQP message_id, or else a key of the failure. On a failure it stays pending with the new reason.
          */
         post: operations["SettlementFailuresController_replay"];
         delete?: never;
@@ -484,9 +592,29 @@ export interface paths {
         put?: never;
         /**
          * Discard a settlement failure
-         * @description Admin scope. Marks it resolved without settling; it stays on record.
+         * @description Admin scope. Marks it resolved without settling; it stays on record. Refused (409 conflict) while a replay holds it, or after a replay that stopped without an answer and may have charged: replay it again (it charges at most once).
          */
         post: operations["SettlementFailuresController_discard"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/wallets/{user_id}/holds": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A wallet's live holds
+         * @description Admin scope. Holds still counted in `held`, by usage_key; page with cursor/limit.
+         */
+        get: operations["HoldsController_list"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -574,7 +702,7 @@ export interface components {
              * @example wallet_not_found
              * @enum {string}
              */
-            status: "validation_error" | "unauthorized" | "insufficient_credits" | "forbidden" | "wallet_suspended" | "feature_inactive" | "feature_not_permitted" | "not_found" | "wallet_not_found" | "feature_not_found" | "usage_key_not_found" | "model_not_found" | "settlement_failure_not_found" | "method_not_allowed" | "request_timeout" | "conflict" | "usage_key_mismatch" | "already_settled" | "already_exists" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "unknown_model" | "rate_limited" | "headers_too_large" | "internal_error" | "unavailable";
+            status: "validation_error" | "unauthorized" | "insufficient_credits" | "spend_cap_exceeded" | "forbidden" | "wallet_suspended" | "feature_inactive" | "feature_not_permitted" | "feature_not_allowed_for_key" | "not_found" | "wallet_not_found" | "feature_not_found" | "usage_key_not_found" | "model_not_found" | "settlement_failure_not_found" | "key_not_found" | "method_not_allowed" | "request_timeout" | "conflict" | "usage_key_mismatch" | "already_settled" | "already_exists" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "unknown_model" | "rate_limited" | "headers_too_large" | "internal_error" | "unavailable";
             /**
              * @description One sentence for a person; always present.
              * @example No wallet exists for user "u1".
@@ -625,6 +753,150 @@ export interface components {
              */
             success: false;
             data: components["schemas"]["FailureDataDoc"];
+        };
+        AuditActorDoc: {
+            /**
+             * @description The key record that acted, or `env`.
+             * @example env
+             */
+            key_id: string;
+            /** @example env key 3f2a9c41d0b7 */
+            name: string;
+        };
+        AuditEntryResponseDoc: {
+            /** @example 42 */
+            id: string;
+            /** Format: date-time */
+            at: string;
+            actor: components["schemas"]["AuditActorDoc"];
+            /** @enum {string} */
+            action: "wallet.create" | "wallet.update" | "wallet.top_up" | "wallet.adjust" | "grant.create" | "grant.void" | "feature.create" | "feature.update" | "model.create" | "model.update" | "settings.update" | "key.create" | "key.update" | "key.revoke" | "key.rotate" | "webhook.create" | "webhook.update" | "webhook.delete" | "settlement_failure.replay" | "settlement_failure.discard" | "usage.refund";
+            /** @example demo-user */
+            target: string;
+            request_id: string | null;
+            /** @description What the write changed; secrets never appear. */
+            changes: {
+                [key: string]: unknown;
+            };
+        };
+        SpendCapDto: {
+            /**
+             * @description Credits the key may spend per period (settled charges plus live holds). A decimal string (or a JSON number) with at most 6 fraction digits.
+             * @example 500.000000
+             */
+            amount: string | number;
+            /**
+             * @description A UTC calendar day or month.
+             * @enum {string}
+             */
+            period: "day" | "month";
+        };
+        KeyWithSecretResponseDoc: {
+            /** Format: uuid */
+            key_id: string;
+            /** @example chat service */
+            name: string;
+            /** @enum {string} */
+            scope: "service" | "admin";
+            /**
+             * @description The secret's first characters, to recognise it.
+             * @example ck_s_Q2hhdF
+             */
+            prefix: string;
+            /** @description Empty = every feature. */
+            allowed_features: string[];
+            spend_cap: components["schemas"]["SpendCapDto"] | null;
+            /** Format: date-time */
+            expires_at: string | null;
+            /** Format: date-time */
+            revoked_at: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /** @description The secret, shown in this answer only. Send it as x-server-api-key. */
+            key: string;
+        };
+        CreateKeyDto: {
+            /** @description Features this key may use; empty or absent = all. */
+            allowed_features?: string[];
+            /** @description null = no cap. */
+            spend_cap?: components["schemas"]["SpendCapDto"] | null;
+            /** @example chat service */
+            name: string;
+            /** @enum {string} */
+            scope: "service" | "admin";
+            /**
+             * Format: date-time
+             * @description After this instant the key answers 401.
+             */
+            expires_at?: string;
+        };
+        KeyResponseDoc: {
+            /** Format: uuid */
+            key_id: string;
+            /** @example chat service */
+            name: string;
+            /** @enum {string} */
+            scope: "service" | "admin";
+            /**
+             * @description The secret's first characters, to recognise it.
+             * @example ck_s_Q2hhdF
+             */
+            prefix: string;
+            /** @description Empty = every feature. */
+            allowed_features: string[];
+            spend_cap: components["schemas"]["SpendCapDto"] | null;
+            /** Format: date-time */
+            expires_at: string | null;
+            /** Format: date-time */
+            revoked_at: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        KeyDetailResponseDoc: {
+            /** Format: uuid */
+            key_id: string;
+            /** @example chat service */
+            name: string;
+            /** @enum {string} */
+            scope: "service" | "admin";
+            /**
+             * @description The secret's first characters, to recognise it.
+             * @example ck_s_Q2hhdF
+             */
+            prefix: string;
+            /** @description Empty = every feature. */
+            allowed_features: string[];
+            spend_cap: components["schemas"]["SpendCapDto"] | null;
+            /** Format: date-time */
+            expires_at: string | null;
+            /** Format: date-time */
+            revoked_at: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /** @description With a spend cap: charged this UTC period plus live holds. */
+            spent_this_period?: string | null;
+            /** Format: date-time */
+            period_resets_at?: string | null;
+        };
+        UpdateKeyDto: {
+            /** @description Features this key may use; empty or absent = all. */
+            allowed_features?: string[];
+            /** @description null = no cap. */
+            spend_cap?: components["schemas"]["SpendCapDto"] | null;
+            name?: string;
+        };
+        RotateKeyDto: {
+            /**
+             * @description How long the old secret keeps working.
+             * @default 0
+             */
+            grace_seconds?: number;
         };
         WalletResponseDoc: {
             /** @example u1 */
@@ -1178,10 +1450,10 @@ export interface components {
              */
             output_tokens: number;
             /**
-             * @description The part of input_tokens served from cache (≤ input_tokens; default 0). A JSON integer ("10" is refused).
+             * @description The part of input_tokens served from cache (≤ input_tokens); absent or null = 0. A JSON integer ("10" is refused).
              * @example 0
              */
-            cached_input_tokens?: number;
+            cached_input_tokens?: number | null;
         };
         QuoteDto: {
             /** @description What the work consumed, per model. */
@@ -1348,10 +1620,10 @@ export interface components {
              */
             output_tokens: number;
             /**
-             * @description The part of input_tokens served from cache (≤ input_tokens; default 0). A JSON integer ("10" is refused).
+             * @description The part of input_tokens served from cache (≤ input_tokens); absent or null = 0. A JSON integer ("10" is refused).
              * @example 0
              */
-            cached_input_tokens?: number;
+            cached_input_tokens?: number | null;
         };
         CancelResponseDoc: {
             /**
@@ -1495,6 +1767,29 @@ export interface components {
             status: "discarded";
             failure: components["schemas"]["SettlementFailureResponseDoc"];
         };
+        LiveHoldResponseDoc: {
+            /**
+             * Format: uuid
+             * @example 6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10
+             */
+            usage_key: string;
+            /** @example ai_chat_v1 */
+            feature_endpoint_id: string;
+            /**
+             * @description Credits this hold keeps out of the available credits.
+             * @example 10.000000
+             */
+            hold_amount: string;
+            /**
+             * @description Past expiry, waiting for the sweeper (it still counts in `held` until then).
+             * @example false
+             */
+            expired: boolean;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            expires_at: string;
+        };
     };
     responses: never;
     parameters: never;
@@ -1633,6 +1928,1027 @@ export interface operations {
             };
         };
     };
+    AuditController_list: {
+        parameters: {
+            query?: {
+                /** @description Opaque cursor: a previous page's `next_cursor`. */
+                cursor?: string;
+                /** @description Page size. */
+                limit?: number;
+                /** @description Only rows about this user id, feature, model, key id, failure id or usage key. */
+                target?: string;
+                /** @description Only rows by this key_id, or `env` for the keys of SERVER_API_KEYS / ADMIN_API_KEYS. */
+                actor?: string;
+                action?: "wallet.create" | "wallet.update" | "wallet.top_up" | "wallet.adjust" | "grant.create" | "grant.void" | "feature.create" | "feature.update" | "model.create" | "model.update" | "settings.update" | "key.create" | "key.update" | "key.revoke" | "key.rotate" | "webhook.create" | "webhook.update" | "webhook.delete" | "settlement_failure.replay" | "settlement_failure.discard" | "usage.refund";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of audit rows. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "data": {
+                     *         "items": [
+                     *           {
+                     *             "id": "42",
+                     *             "at": "2026-12-02T10:00:00.000Z",
+                     *             "actor": {
+                     *               "key_id": "env",
+                     *               "name": "env key 3f2a9c41d0b7"
+                     *             },
+                     *             "action": "wallet.top_up",
+                     *             "target": "demo-user",
+                     *             "request_id": "0b7c6a7e-2f0e-4a59-9d0c-1f9e3c1b2a77",
+                     *             "changes": {
+                     *               "amount": "100.000000",
+                     *               "transaction_id": "17"
+                     *             }
+                     *           }
+                     *         ],
+                     *         "next_cursor": null
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            items: components["schemas"]["AuditEntryResponseDoc"][];
+                            /** @description Pass as `cursor` for the next page; null on the last page. */
+                            next_cursor: string | null;
+                        };
+                    };
+                };
+            };
+            /** @description The body, query or a header does not fit the route. `data.status`: `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "validation_error";
+                        };
+                    };
+                };
+            };
+            /** @description `x-server-api-key` is missing or unknown. `data.status`: `unauthorized`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `forbidden`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "forbidden";
+                        };
+                    };
+                };
+            };
+            /** @description Too many requests (RATE_LIMIT_PER_SECOND for a service key, or too many failed keys from this client). `data.status`: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description The database is down; nothing was written. `data.status`: `unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    KeysController_list: {
+        parameters: {
+            query?: {
+                /** @description Opaque cursor: a previous page's `next_cursor`. */
+                cursor?: string;
+                /** @description Page size. */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of keys. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "data": {
+                     *         "items": [
+                     *           {
+                     *             "key_id": "5d1c8a4e-3b2f-4c6d-9e7f-0a1b2c3d4e5f",
+                     *             "name": "chat service",
+                     *             "scope": "service",
+                     *             "prefix": "ck_s_Q2hhdF",
+                     *             "allowed_features": [
+                     *               "ai_chat_v1"
+                     *             ],
+                     *             "spend_cap": {
+                     *               "amount": "500.000000",
+                     *               "period": "day"
+                     *             },
+                     *             "expires_at": null,
+                     *             "revoked_at": null,
+                     *             "created_at": "2026-12-02T10:00:00.000Z",
+                     *             "updated_at": "2026-12-02T10:00:00.000Z"
+                     *           }
+                     *         ],
+                     *         "next_cursor": null
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            items: components["schemas"]["KeyResponseDoc"][];
+                            /** @description Pass as `cursor` for the next page; null on the last page. */
+                            next_cursor: string | null;
+                        };
+                    };
+                };
+            };
+            /** @description The body, query or a header does not fit the route. `data.status`: `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "validation_error";
+                        };
+                    };
+                };
+            };
+            /** @description `x-server-api-key` is missing or unknown. `data.status`: `unauthorized`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `forbidden`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "forbidden";
+                        };
+                    };
+                };
+            };
+            /** @description Too many requests (RATE_LIMIT_PER_SECOND for a service key, or too many failed keys from this client). `data.status`: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description The database is down; nothing was written. `data.status`: `unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    KeysController_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateKeyDto"];
+            };
+        };
+        responses: {
+            /** @description Issued. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "data": {
+                     *         "key_id": "5d1c8a4e-3b2f-4c6d-9e7f-0a1b2c3d4e5f",
+                     *         "name": "chat service",
+                     *         "scope": "service",
+                     *         "prefix": "ck_s_Q2hhdF",
+                     *         "allowed_features": [
+                     *           "ai_chat_v1"
+                     *         ],
+                     *         "spend_cap": {
+                     *           "amount": "500.000000",
+                     *           "period": "day"
+                     *         },
+                     *         "expires_at": null,
+                     *         "revoked_at": null,
+                     *         "created_at": "2026-12-02T10:00:00.000Z",
+                     *         "updated_at": "2026-12-02T10:00:00.000Z",
+                     *         "key": "ck_s_…"
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: components["schemas"]["KeyWithSecretResponseDoc"];
+                    };
+                };
+            };
+            /** @description The body, query or a header does not fit the route. `data.status`: `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "validation_error";
+                        };
+                    };
+                };
+            };
+            /** @description `x-server-api-key` is missing or unknown. `data.status`: `unauthorized`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `forbidden`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "forbidden";
+                        };
+                    };
+                };
+            };
+            /** @description The body is larger than BODY_LIMIT_BYTES. `data.status`: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description The body is not JSON. `data.status`: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description Too many requests (RATE_LIMIT_PER_SECOND for a service key, or too many failed keys from this client). `data.status`: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description The database is down; nothing was written. `data.status`: `unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    KeysController_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "data": {
+                     *         "key_id": "5d1c8a4e-3b2f-4c6d-9e7f-0a1b2c3d4e5f",
+                     *         "name": "chat service",
+                     *         "scope": "service",
+                     *         "prefix": "ck_s_Q2hhdF",
+                     *         "allowed_features": [
+                     *           "ai_chat_v1"
+                     *         ],
+                     *         "spend_cap": {
+                     *           "amount": "500.000000",
+                     *           "period": "day"
+                     *         },
+                     *         "expires_at": null,
+                     *         "revoked_at": null,
+                     *         "created_at": "2026-12-02T10:00:00.000Z",
+                     *         "updated_at": "2026-12-02T10:00:00.000Z",
+                     *         "spent_this_period": "12.500000",
+                     *         "period_resets_at": "2026-12-03T00:00:00.000Z"
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: components["schemas"]["KeyDetailResponseDoc"];
+                    };
+                };
+            };
+            /** @description `x-server-api-key` is missing or unknown. `data.status`: `unauthorized`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `forbidden`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "forbidden";
+                        };
+                    };
+                };
+            };
+            /** @description The thing named does not exist. `data.status`: `key_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "key_not_found";
+                        };
+                    };
+                };
+            };
+            /** @description Too many requests (RATE_LIMIT_PER_SECOND for a service key, or too many failed keys from this client). `data.status`: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description The database is down; nothing was written. `data.status`: `unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    KeysController_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateKeyDto"];
+            };
+        };
+        responses: {
+            /** @description The key. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "data": {
+                     *         "key_id": "5d1c8a4e-3b2f-4c6d-9e7f-0a1b2c3d4e5f",
+                     *         "name": "chat service",
+                     *         "scope": "service",
+                     *         "prefix": "ck_s_Q2hhdF",
+                     *         "allowed_features": [
+                     *           "ai_chat_v1"
+                     *         ],
+                     *         "spend_cap": {
+                     *           "amount": "500.000000",
+                     *           "period": "day"
+                     *         },
+                     *         "expires_at": null,
+                     *         "revoked_at": null,
+                     *         "created_at": "2026-12-02T10:00:00.000Z",
+                     *         "updated_at": "2026-12-02T10:00:00.000Z"
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: components["schemas"]["KeyResponseDoc"];
+                    };
+                };
+            };
+            /** @description The body, query or a header does not fit the route. `data.status`: `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "validation_error";
+                        };
+                    };
+                };
+            };
+            /** @description `x-server-api-key` is missing or unknown. `data.status`: `unauthorized`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `forbidden`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "forbidden";
+                        };
+                    };
+                };
+            };
+            /** @description The thing named does not exist. `data.status`: `key_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "key_not_found";
+                        };
+                    };
+                };
+            };
+            /** @description The current state forbids it. `data.status`: `conflict`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "conflict";
+                        };
+                    };
+                };
+            };
+            /** @description The body is larger than BODY_LIMIT_BYTES. `data.status`: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description The body is not JSON. `data.status`: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description Too many requests (RATE_LIMIT_PER_SECOND for a service key, or too many failed keys from this client). `data.status`: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description The database is down; nothing was written. `data.status`: `unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    KeysController_revoke: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The revoked key. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "data": {
+                     *         "key_id": "5d1c8a4e-3b2f-4c6d-9e7f-0a1b2c3d4e5f",
+                     *         "name": "chat service",
+                     *         "scope": "service",
+                     *         "prefix": "ck_s_Q2hhdF",
+                     *         "allowed_features": [
+                     *           "ai_chat_v1"
+                     *         ],
+                     *         "spend_cap": {
+                     *           "amount": "500.000000",
+                     *           "period": "day"
+                     *         },
+                     *         "expires_at": null,
+                     *         "revoked_at": "2026-12-02T11:00:00.000Z",
+                     *         "created_at": "2026-12-02T10:00:00.000Z",
+                     *         "updated_at": "2026-12-02T10:00:00.000Z"
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: components["schemas"]["KeyResponseDoc"];
+                    };
+                };
+            };
+            /** @description `x-server-api-key` is missing or unknown. `data.status`: `unauthorized`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `forbidden`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "forbidden";
+                        };
+                    };
+                };
+            };
+            /** @description The thing named does not exist. `data.status`: `key_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "key_not_found";
+                        };
+                    };
+                };
+            };
+            /** @description Too many requests (RATE_LIMIT_PER_SECOND for a service key, or too many failed keys from this client). `data.status`: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description The database is down; nothing was written. `data.status`: `unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    KeysController_rotate: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RotateKeyDto"];
+            };
+        };
+        responses: {
+            /** @description The key with its new secret. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "data": {
+                     *         "key_id": "5d1c8a4e-3b2f-4c6d-9e7f-0a1b2c3d4e5f",
+                     *         "name": "chat service",
+                     *         "scope": "service",
+                     *         "prefix": "ck_s_Q2hhdF",
+                     *         "allowed_features": [
+                     *           "ai_chat_v1"
+                     *         ],
+                     *         "spend_cap": {
+                     *           "amount": "500.000000",
+                     *           "period": "day"
+                     *         },
+                     *         "expires_at": null,
+                     *         "revoked_at": null,
+                     *         "created_at": "2026-12-02T10:00:00.000Z",
+                     *         "updated_at": "2026-12-02T10:00:00.000Z",
+                     *         "key": "ck_s_…"
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: components["schemas"]["KeyWithSecretResponseDoc"];
+                    };
+                };
+            };
+            /** @description The body, query or a header does not fit the route. `data.status`: `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "validation_error";
+                        };
+                    };
+                };
+            };
+            /** @description `x-server-api-key` is missing or unknown. `data.status`: `unauthorized`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `forbidden`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "forbidden";
+                        };
+                    };
+                };
+            };
+            /** @description The thing named does not exist. `data.status`: `key_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "key_not_found";
+                        };
+                    };
+                };
+            };
+            /** @description The current state forbids it. `data.status`: `conflict`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "conflict";
+                        };
+                    };
+                };
+            };
+            /** @description The body is larger than BODY_LIMIT_BYTES. `data.status`: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description The body is not JSON. `data.status`: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description Too many requests (RATE_LIMIT_PER_SECOND for a service key, or too many failed keys from this client). `data.status`: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description The database is down; nothing was written. `data.status`: `unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
     WalletsController_list: {
         parameters: {
             query?: {
@@ -1640,6 +2956,8 @@ export interface operations {
                 cursor?: string;
                 /** @description Page size. */
                 limit?: number;
+                /** @description Only wallets whose user_id starts with this text (case-sensitive). */
+                user_id_prefix?: string;
             };
             header?: never;
             path?: never;
@@ -5604,6 +6922,146 @@ export interface operations {
                         data?: {
                             /** @enum {string} */
                             status?: "conflict";
+                        };
+                    };
+                };
+            };
+            /** @description Too many requests (RATE_LIMIT_PER_SECOND for a service key, or too many failed keys from this client). `data.status`: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description The database is down; nothing was written. `data.status`: `unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    HoldsController_list: {
+        parameters: {
+            query?: {
+                /** @description Opaque cursor: a previous page's `next_cursor`. */
+                cursor?: string;
+                /** @description Page size. */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The wallet's user id. */
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of live holds. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "data": {
+                     *         "items": [
+                     *           {
+                     *             "usage_key": "6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10",
+                     *             "feature_endpoint_id": "ai_chat_v1",
+                     *             "hold_amount": "10.000000",
+                     *             "expired": false,
+                     *             "created_at": "2026-11-25T10:00:00.000Z",
+                     *             "expires_at": "2026-11-25T10:15:00.000Z"
+                     *           }
+                     *         ],
+                     *         "next_cursor": null
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            items: components["schemas"]["LiveHoldResponseDoc"][];
+                            /** @description Pass as `cursor` for the next page; null on the last page. */
+                            next_cursor: string | null;
+                        };
+                    };
+                };
+            };
+            /** @description The body, query or a header does not fit the route. `data.status`: `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "validation_error";
+                        };
+                    };
+                };
+            };
+            /** @description `x-server-api-key` is missing or unknown. `data.status`: `unauthorized`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `forbidden`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "forbidden";
+                        };
+                    };
+                };
+            };
+            /** @description The thing named does not exist. `data.status`: `wallet_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "wallet_not_found";
                         };
                     };
                 };

@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { describe, expect, it } from '@jest/globals';
+import { describe, expect, it, jest } from '@jest/globals';
 import { Coalescer } from './coalescer';
 
 /** A batch runner that records each batch and answers when the test says so. */
@@ -111,7 +111,7 @@ describe('Coalescer', () => {
 
   it('refuses a batch size or concurrency below one', () => {
     expect(() => new Coalescer(async () => [], 0, 1)).toThrow(RangeError);
-    expect(() => new Coalescer(async () => [], 1, 0)).toThrow(RangeError);
+    expect(() => new Coalescer(async () => [], 1, 0)).toThrow(new RangeError('maxBatch and maxInFlight must be at least 1'));
   });
 
   it('takes exactly maxBatch items per batch: a batch of one when maxBatch is 1', async () => {
@@ -177,5 +177,34 @@ describe('Coalescer', () => {
       [0, 'request-a'],
       [1, 'request-b'],
     ]);
+  });
+
+  it('wakes up once per turn, and not at all while every slot is busy or nothing waits', async () => {
+    // Each wake-up is a setImmediate on the hot path of every request: spurious ones cost CPU.
+    const r = recorder();
+    const c = new Coalescer(r.run, 10, 1);
+    const wakeUps = jest.spyOn(globalThis, 'setImmediate');
+    try {
+      const first = [1, 2, 3].map((n) => c.submit(n));
+      expect(wakeUps).toHaveBeenCalledTimes(1);
+      await r.started(1);
+      wakeUps.mockClear();
+      const later = [4, 5].map((n) => c.submit(n)); // the only slot is busy
+      expect(wakeUps).not.toHaveBeenCalled();
+      r.gates[0]();
+      await Promise.all(first);
+      expect(wakeUps).toHaveBeenCalledTimes(1); // the slot came free with items waiting
+      await r.started(2);
+      wakeUps.mockClear();
+      r.gates[1]();
+      await Promise.all(later);
+      expect(wakeUps).not.toHaveBeenCalled(); // the slot came free with nothing waiting
+      expect(r.batches).toEqual([
+        [1, 2, 3],
+        [4, 5],
+      ]);
+    } finally {
+      wakeUps.mockRestore();
+    }
   });
 });

@@ -181,7 +181,8 @@ describe('priceUsages: cached input tokens', () => {
     const error = thrown(() => priceUsages([usage('gpt-4o', 10, 0), usage('gpt-4o', 100, 0, 101)], feature(), table(GPT_4O), settings()));
     expect(error.code).toBe('validation_error');
     expect(error.httpStatus).toBe(400);
-    expect(error.details.errors).toEqual([{ field: 'usages.1.cached_input_tokens', message: expect.any(String) }]);
+    expect(error.message).toBe('cached_input_tokens must not exceed input_tokens');
+    expect(error.details.errors).toEqual([{ field: 'usages.1.cached_input_tokens', message: 'must not exceed input_tokens' }]);
   });
 });
 

@@ -1,6 +1,7 @@
 import { Controller, Get, Query } from '@nestjs/common';
+import { Optional } from '../common/validation';
 import { ApiOperation, ApiProperty, ApiPropertyOptional, ApiTags } from '@nestjs/swagger';
-import { IsIn, IsOptional, IsString, Length } from 'class-validator';
+import { IsIn, IsString, Length } from 'class-validator';
 import { ADMIN_ROUTE_ERRORS, ApiErrors, ApiSuccess } from '../common/openapi';
 import { PageQueryDto } from '../common/pagination';
 import { AUDIT_ACTIONS, type AuditAction } from './audit-entry.entity';
@@ -8,19 +9,19 @@ import { AuditService } from './audit.service';
 
 export class AuditQueryDto extends PageQueryDto {
   @ApiPropertyOptional({ description: 'Only rows about this user id, feature, model, key id, failure id or usage key.', maxLength: 256 })
-  @IsOptional()
+  @Optional()
   @IsString()
   @Length(1, 256)
   target?: string;
 
   @ApiPropertyOptional({ description: 'Only rows by this key_id, or `env` for the keys of SERVER_API_KEYS / ADMIN_API_KEYS.' })
-  @IsOptional()
+  @Optional()
   @IsString()
   @Length(1, 64)
   actor?: string;
 
   @ApiPropertyOptional({ enum: AUDIT_ACTIONS })
-  @IsOptional()
+  @Optional()
   @IsIn(AUDIT_ACTIONS)
   action?: AuditAction;
 }

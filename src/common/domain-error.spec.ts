@@ -8,9 +8,11 @@ describe('the error table', () => {
       validation_error: 400,
       unauthorized: 401,
       insufficient_credits: 402,
+      spend_cap_exceeded: 402,
       forbidden: 403,
       wallet_suspended: 403,
       feature_inactive: 403,
+      feature_not_allowed_for_key: 403,
       feature_not_permitted: 403,
       not_found: 404,
       wallet_not_found: 404,
@@ -31,6 +33,7 @@ describe('the error table', () => {
       rate_limited: 429,
       headers_too_large: 431,
       internal_error: 500,
+      key_not_found: 404,
       unavailable: 503,
     });
   });

@@ -114,6 +114,8 @@ describe('Optional()', () => {
       'CreateFeatureDto.profit_margin',
       'CreateModelPriceDto.cached_input_price_per_million',
       'CreateModelPriceDto.profit_margin',
+      // API.md §11: `spend_cap: null` means "no cap" (on create, and to remove one on PATCH).
+      'KeyLimitsDto.spend_cap',
       'UsageDto.cached_input_tokens',
     ]);
   });

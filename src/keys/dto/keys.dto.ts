@@ -1,19 +1,7 @@
+import { Optional } from '../../common/validation';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
-import {
-  ArrayMaxSize,
-  IsArray,
-  IsIn,
-  IsInt,
-  IsISO8601,
-  IsOptional,
-  IsString,
-  Length,
-  Max,
-  Min,
-  ValidateIf,
-  ValidateNested,
-} from 'class-validator';
+import { ArrayMaxSize, IsArray, IsIn, IsInt, IsISO8601, IsString, Length, Max, Min, ValidateNested } from 'class-validator';
 import { IsMoney } from '../../common/money.validator';
 import { ApiMoneyField } from '../../common/openapi';
 import type { KeyScope } from '../../common/api-key.guard';
@@ -31,7 +19,7 @@ export class SpendCapDto {
 
 class KeyLimitsDto {
   @ApiPropertyOptional({ description: 'Features this key may use; empty or absent = all.', type: [String], maxItems: 100 })
-  @IsOptional()
+  @Optional()
   @IsArray()
   @ArrayMaxSize(100)
   @IsString({ each: true })
@@ -39,7 +27,7 @@ class KeyLimitsDto {
   allowed_features?: string[];
 
   @ApiPropertyOptional({ type: SpendCapDto, nullable: true, description: 'null = no cap.' })
-  @ValidateIf((_o, v) => v !== undefined && v !== null)
+  @Optional({ nullable: true })
   @ValidateNested()
   @Type(() => SpendCapDto)
   spend_cap?: SpendCapDto | null;
@@ -56,14 +44,14 @@ export class CreateKeyDto extends KeyLimitsDto {
   scope!: KeyScope;
 
   @ApiPropertyOptional({ format: 'date-time', description: 'After this instant the key answers 401.' })
-  @IsOptional()
+  @Optional()
   @IsISO8601({ strict: true })
   expires_at?: string;
 }
 
 export class UpdateKeyDto extends KeyLimitsDto {
   @ApiPropertyOptional({ minLength: 1, maxLength: 128 })
-  @IsOptional()
+  @Optional()
   @IsString()
   @Length(1, 128)
   name?: string;
@@ -71,7 +59,7 @@ export class UpdateKeyDto extends KeyLimitsDto {
 
 export class RotateKeyDto {
   @ApiPropertyOptional({ type: 'integer', minimum: 0, maximum: 604800, default: 0, description: 'How long the old secret keeps working.' })
-  @IsOptional()
+  @Optional()
   @IsInt()
   @Min(0)
   @Max(604800)

@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import fc from 'fast-check';
 import { withDb } from './support/faults';
+import { createTestVhost, publish, TestVhost } from './support/rabbit';
 import { ADMIN_KEY, SERVICE_KEY, startTestApp, TestApp } from './support/test-app';
+import { waitFor } from './support/wait';
 
 /**
  * A fast-check fuzz of every route of API.md §4–§6. Every request that could write is invalid by
@@ -413,19 +415,17 @@ function request(route: Route): fc.Arbitrary<Fuzzed> {
       .map((t) => ({ body: t, contentType: 'application/json', what: 'malformed JSON' })),
     valid.map((o) => ({ body: toJson(o), contentType: 'text/plain', what: 'text/plain' })),
     valid.map((o) => ({ body: new TextEncoder().encode(toJson(o)), what: 'no content type' })),
-    fc
-      .constantFrom('application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/xml')
-      .chain((ct) =>
-        valid.map((o) => ({
-          body: ct.includes('form-urlencoded')
-            ? new URLSearchParams(
-                Object.entries(o).map(([k, v]): [string, string] => [k, typeof v === 'object' ? toJson(v) : String(v)]),
-              ).toString()
-            : toJson(o),
-          contentType: ct,
-          what: `content type ${ct}`,
-        })),
-      ),
+    fc.constantFrom('application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/xml').chain((ct) =>
+      valid.map((o) => ({
+        body: ct.includes('form-urlencoded')
+          ? new URLSearchParams(
+              Object.entries(o).map(([k, v]): [string, string] => [k, typeof v === 'object' ? toJson(v) : String(v)]),
+            ).toString()
+          : toJson(o),
+        contentType: ct,
+        what: `content type ${ct}`,
+      })),
+    ),
     valid.map((o) => ({
       body: toJson({ ...o, padding: 'p'.repeat(BODY_LIMIT + 10) }),
       contentType: 'application/json',
@@ -547,5 +547,258 @@ describe('hostile input: a fuzz of every route', () => {
     }
     expect(await snapshot(t.db.url)).toEqual(before);
     process.stderr.write(`[figures] hostile-input ${JSON.stringify({ requests, statuses: seen })}\n`);
+  }, 60_000);
+});
+
+// ---- null in every field, and every limit ---------------------------------------------------------
+
+interface SchemaNode {
+  $ref?: string;
+  allOf?: SchemaNode[];
+  properties?: Record<string, SchemaNode>;
+  items?: SchemaNode;
+  required?: string[];
+  nullable?: boolean;
+  type?: string;
+}
+interface BodyField {
+  /** As validation_error names it: `usage_key`, `usages.0.cached_input_tokens`. */
+  path: string;
+  nullable: boolean;
+}
+
+/** The body's fields as the OpenAPI document declares them (DTOs are its source), nested usages included. */
+function bodyFields(doc: { components: { schemas: Record<string, SchemaNode> } }, node: SchemaNode, prefix = ''): BodyField[] {
+  const resolve = (n: SchemaNode): SchemaNode => {
+    if (n.$ref) return resolve(doc.components.schemas[n.$ref.split('/').pop()!]);
+    if (n.allOf) return n.allOf.map(resolve).reduce((a, b) => ({ ...a, ...b, properties: { ...a.properties, ...b.properties } }), {});
+    return n;
+  };
+  const schema = resolve(node);
+  return Object.entries(schema.properties ?? {}).flatMap(([name, raw]) => {
+    const property = { ...resolve(raw), nullable: raw.nullable ?? resolve(raw).nullable };
+    const path = `${prefix}${name}`;
+    const own = { path, nullable: property.nullable === true };
+    const items = property.type === 'array' && property.items ? resolve(property.items) : undefined;
+    return items?.properties ? [own, ...bodyFields(doc, items, `${path}.0.`)] : [own];
+  });
+}
+
+/** Sets `path` (dotted, numeric parts index arrays) to value in a deep copy. */
+function withValue(body: Record<string, unknown>, path: string, value: unknown): Record<string, unknown> {
+  const copy = JSON.parse(JSON.stringify(body)) as Record<string, unknown>;
+  const parts = path.split('.');
+  let at: any = copy;
+  for (const part of parts.slice(0, -1)) at = at[part];
+  at[parts[parts.length - 1]] = value;
+  return copy;
+}
+
+describe('hostile input: null in every field of every route and queue, and values at every limit', () => {
+  const MULTI = 'credits_process_end_multimodel_queue';
+  const LEGACY = 'credits_process_end_queue';
+  let t: TestApp;
+  let vhost: TestVhost;
+  let holdKey = '';
+  let n = 0;
+  const usage = { ai_model: MODEL, input_tokens: 10, output_tokens: 5, cached_input_tokens: 2 };
+  const settlement = () => ({ user_id: WALLET, feature_endpoint_id: FEATURE, usage_key: holdKey, idempotency_key: `k-${++n}` });
+
+  /** A valid body per route, every optional field present: null in any one of them is the only fault. */
+  const VALID: Record<string, () => Record<string, unknown>> = {
+    'POST /api/credits-process/start': () => ({ user_id: WALLET, feature_endpoint_id: FEATURE }),
+    'POST /api/credits-process/end-multimodel': () => ({ ...settlement(), usages: [usage] }),
+    'POST /api/credits-process/end': () => ({ ...settlement(), ...usage }),
+    'POST /api/credits-process/cancel': () => ({ usage_key: holdKey }),
+    'POST /api/pricing/models': () => ({
+      ai_model: `null-model-${++n}`,
+      input_price_per_million: '1',
+      output_price_per_million: '2',
+      cached_input_price_per_million: '0.5',
+      profit_margin: '0.1',
+    }),
+    'PATCH /api/pricing/models/{ai_model}': () => ({
+      input_price_per_million: '1',
+      output_price_per_million: '2',
+      cached_input_price_per_million: '0.5',
+      profit_margin: '0.1',
+    }),
+    'PUT /api/pricing/settings': () => ({ credits_per_usd: '100', default_profit_margin: '0' }),
+    'POST /api/pricing/quote': () => ({ feature_endpoint_id: FEATURE, usages: [usage] }),
+    'POST /api/wallets': () => ({ user_id: `null-wallet-${++n}`, plan: 'pro', initial_credits: '10' }),
+    'PATCH /api/wallets/{user_id}': () => ({ plan: 'pro', status: 'active' }),
+    'POST /api/wallets/{user_id}/top-up': () => ({ amount: '1', idempotency_key: `t-${++n}`, description: 'd' }),
+    'POST /api/wallets/{user_id}/adjust': () => ({ amount: '-1', reason: 'r' }),
+    'POST /api/features': () => ({
+      feature_endpoint_id: `null-feature-${++n}`,
+      name: 'N',
+      min_holding_credits: '1',
+      hold_ttl_seconds: 60,
+      profit_margin: '0.1',
+      fixed_cost: '0.01',
+      allowed_plans: ['free', 'pro'],
+      active: true,
+    }),
+    'PATCH /api/features/{feature_endpoint_id}': () => ({
+      name: 'N',
+      min_holding_credits: '1',
+      hold_ttl_seconds: 60,
+      profit_margin: '0.1',
+      fixed_cost: '0.01',
+      allowed_plans: ['free', 'pro'],
+      active: true,
+    }),
+  };
+  const PARAMS: Record<string, string> = { ai_model: MODEL, user_id: WALLET, feature_endpoint_id: FEATURE };
+  const SERVICE_ROUTES = new Set(['start', 'end-multimodel', 'end', 'cancel', 'quote'].map((r) => r));
+  const keyFor = (path: string) => (SERVICE_ROUTES.has(path.split('/').pop()!) ? SERVICE_KEY : ADMIN_KEY);
+
+  let doc: { paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: SchemaNode }> } }>> } & {
+    components: { schemas: Record<string, SchemaNode> };
+  };
+  const fieldsOf = (route: string): BodyField[] => {
+    const [method, path] = route.split(' ');
+    return bodyFields(doc, doc.paths[path][method.toLowerCase()].requestBody!.content['application/json'].schema);
+  };
+
+  beforeAll(async () => {
+    vhost = await createTestVhost();
+    t = await startTestApp({ RABBITMQ_URL: vhost.url, RABBITMQ_RETRY_DELAYS_MS: '100,200' });
+    await waitFor('the broker to be ready', async () => (await t.request('GET', '/health/ready', { key: null })).status === 200);
+    const ok = async (method: string, path: string, body: unknown, key?: string) => {
+      const res = await t.request(method, path, { body, key });
+      if (res.status >= 300) throw new Error(`${path}: ${res.status} ${JSON.stringify(res.body)}`);
+      return res.body.data;
+    };
+    await ok('POST', '/api/pricing/models', { ai_model: MODEL, input_price_per_million: '2.5', output_price_per_million: '10' });
+    await ok('POST', '/api/features', { feature_endpoint_id: FEATURE, name: 'Fuzz', min_holding_credits: '5' });
+    await ok('POST', '/api/wallets', { user_id: WALLET, initial_credits: '100' });
+    holdKey = (await ok('POST', '/api/credits-process/start', { user_id: WALLET, feature_endpoint_id: FEATURE }, SERVICE_KEY)).usage_key;
+    doc = (await t.request('GET', '/docs-json', { key: null })).body as unknown as typeof doc;
+  }, 60_000);
+  afterAll(async () => {
+    await t?.close();
+    await vhost?.delete();
+  }, 30_000);
+
+  it('covers every route that takes a body, as the OpenAPI document lists them', () => {
+    const withBody = Object.entries(doc.paths).flatMap(([path, ops]) =>
+      Object.entries(ops)
+        .filter(([, op]) => op.requestBody)
+        .map(([method]) => `${method.toUpperCase()} ${path}`),
+    );
+    expect(withBody.sort()).toEqual(Object.keys(VALID).sort());
+    // The fields the contract documents as taking null, and no other (validation.spec pins the DTO side).
+    const nullable = Object.keys(VALID).flatMap((route) =>
+      fieldsOf(route)
+        .filter((f) => f.nullable)
+        .map((f) => `${route} ${f.path}`),
+    );
+    expect(nullable.sort()).toEqual(
+      [
+        'POST /api/credits-process/end cached_input_tokens',
+        'POST /api/credits-process/end-multimodel usages.0.cached_input_tokens',
+        'POST /api/pricing/quote usages.0.cached_input_tokens',
+        'POST /api/pricing/models cached_input_price_per_million',
+        'POST /api/pricing/models profit_margin',
+        'PATCH /api/pricing/models/{ai_model} cached_input_price_per_million',
+        'PATCH /api/pricing/models/{ai_model} profit_margin',
+        'POST /api/features hold_ttl_seconds',
+        'POST /api/features profit_margin',
+        'POST /api/features fixed_cost',
+        'PATCH /api/features/{feature_endpoint_id} hold_ttl_seconds',
+        'PATCH /api/features/{feature_endpoint_id} profit_margin',
+        'PATCH /api/features/{feature_endpoint_id} fixed_cost',
+      ].sort(),
+    );
+  });
+
+  it('refuses null in every field that is not nullable, on HTTP and on both queues: 400 / a settlement failure, nothing written', async () => {
+    const before = await snapshot(t.db.url);
+    const wrong: string[] = [];
+    let sent = 0;
+    for (const route of Object.keys(VALID)) {
+      const [method, template] = route.split(' ');
+      const path = template.replace(/\{(\w+)\}/g, (_m, name: string) => encodeURIComponent(PARAMS[name]));
+      for (const field of fieldsOf(route).filter((f) => !f.nullable)) {
+        sent++;
+        const res = await t.request(method, path, { body: withValue(VALID[route](), field.path, null), key: keyFor(path) });
+        const named = (res.body.data?.errors ?? []).some((e: { field: string }) => e.field === field.path);
+        if (res.status !== 400 || res.body.data?.status !== 'validation_error' || !named)
+          wrong.push(`${route} ${field.path}=null → ${res.status} ${JSON.stringify(res.body).slice(0, 200)}`);
+      }
+    }
+    expect(wrong).toEqual([]);
+    expect(sent).toBeGreaterThan(40);
+    expect(await snapshot(t.db.url)).toEqual(before);
+
+    // The queues: the same bodies, each null recorded whole as a validation failure, and acknowledged.
+    const messages = [
+      ...fieldsOf('POST /api/credits-process/end-multimodel')
+        .filter((f) => !f.nullable)
+        .map((f) => ({ queue: MULTI, field: f.path, body: withValue(VALID['POST /api/credits-process/end-multimodel'](), f.path, null) })),
+      ...fieldsOf('POST /api/credits-process/end')
+        .filter((f) => !f.nullable)
+        .map((f) => ({ queue: LEGACY, field: f.path, body: withValue(VALID['POST /api/credits-process/end'](), f.path, null) })),
+    ];
+    for (const m of messages) await publish(vhost.url, m.queue, [m.body]);
+    const failures = await waitFor('every null message to be recorded', async () => {
+      const items = (await t.request('GET', '/api/settlement-failures?limit=200')).body.data.items as {
+        queue: string;
+        payload: string;
+        error_status: string;
+      }[];
+      return items.length >= messages.length && items;
+    });
+    expect(failures).toHaveLength(messages.length);
+    for (const m of messages) {
+      const failure = failures.find((f) => f.queue === m.queue && JSON.stringify(JSON.parse(f.payload)) === JSON.stringify(m.body));
+      expect({ field: m.field, queue: m.queue, error_status: failure?.error_status }).toEqual({
+        field: m.field,
+        queue: m.queue,
+        error_status: 'validation_error',
+      });
+    }
+    const after = await snapshot(t.db.url);
+    expect({ ...after, settlement_failures: '' }).toEqual({ ...before, settlement_failures: '' });
+  }, 60_000);
+
+  async function newHold(): Promise<string> {
+    const res = await t.request('POST', '/api/credits-process/start', {
+      key: SERVICE_KEY,
+      body: VALID['POST /api/credits-process/start'](),
+    });
+    expect(res.status).toBe(200);
+    return res.body.data.usage_key as string;
+  }
+
+  it('accepts null where it means "unset", on HTTP and on the queue', async () => {
+    const accepted: string[] = [];
+    for (const route of Object.keys(VALID)) {
+      const [method, template] = route.split(' ');
+      const path = template.replace(/\{(\w+)\}/g, (_m, name: string) => encodeURIComponent(PARAMS[name]));
+      for (const field of fieldsOf(route).filter((f) => f.nullable)) {
+        if (route.includes('/end')) holdKey = await newHold();
+        const res = await t.request(method, path, { body: withValue(VALID[route](), field.path, null), key: keyFor(path) });
+        if (res.status >= 300) accepted.push(`${route} ${field.path}=null → ${res.status} ${JSON.stringify(res.body).slice(0, 200)}`);
+      }
+    }
+    expect(accepted).toEqual([]);
+    // A nullable field really unsets: the feature's margin and fixed cost are gone, its TTL is the default.
+    const cleared = await t.request('PATCH', `/api/features/${FEATURE}`, {
+      body: { hold_ttl_seconds: null, profit_margin: null, fixed_cost: null },
+    });
+    expect(cleared.status).toBe(200);
+    expect(cleared.body.data).toMatchObject({ profit_margin: null, fixed_cost: null, hold_ttl_is_default: true });
+    // And on the queue: a usage with cached_input_tokens null settles as 0 cached tokens.
+    holdKey = await newHold();
+    await publish(vhost.url, MULTI, [
+      { user_id: WALLET, feature_endpoint_id: FEATURE, usage_key: holdKey, usages: [{ ...usage, cached_input_tokens: null }] },
+    ]);
+    const settled = await waitFor('the queued settlement', async () => {
+      const u = (await t.request('GET', `/api/credits-process/usages/${holdKey}`)).body.data;
+      return u.status === 'settled' && u;
+    });
+    expect(settled.settlement.usages[0].cached_input_tokens).toBe(0);
   }, 60_000);
 });

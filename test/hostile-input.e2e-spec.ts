@@ -58,9 +58,17 @@ const anyJson = fc.jsonValue({ maxDepth: 3 });
 /** Always refused for a required string of 1..max characters. */
 const badRequiredString = (max: number) =>
   fc.oneof(fc.constant(''), fc.constant('x'.repeat(max + 1)), tenKb, wrongType, fc.constant(undefined));
-/** Always refused for an optional string of 1..max characters (null and absent are allowed there). */
+/** Always refused for an optional string of 1..max characters (absent is allowed; null is not: it means nothing there). */
 const badOptionalString = (max: number) =>
-  fc.oneof(fc.constant(''), fc.constant('y'.repeat(max + 1)), tenKb, fc.integer(), fc.boolean(), fc.array(fc.string(), { maxLength: 2 }));
+  fc.oneof(
+    fc.constant(''),
+    fc.constant('y'.repeat(max + 1)),
+    tenKb,
+    fc.integer(),
+    fc.boolean(),
+    fc.array(fc.string(), { maxLength: 2 }),
+    fc.constant(null),
+  );
 /** Always refused for a token count (a JSON integer 0..1e9; note JSON's 1e3 IS the integer 1000). */
 const badTokens = fc.oneof(
   fc.constantFrom(
@@ -84,8 +92,9 @@ const badTokens = fc.oneof(
 );
 const badRequiredTokens = fc.oneof(badTokens, fc.constant(null), fc.constant(undefined));
 /** Always refused for an amount (decimal string or JSON number, ≤ 6 decimals, no exponent). */
-const badAmount = (opts: { negativeAllowed?: boolean } = {}) =>
+const badAmount = (opts: { negativeAllowed?: boolean; nullable?: boolean } = {}) =>
   fc.oneof(
+    ...(opts.nullable ? [] : [fc.constant(null)]),
     fc.constantFrom(
       '1.1234567',
       1.1234567,
@@ -111,8 +120,7 @@ const badAmount = (opts: { negativeAllowed?: boolean } = {}) =>
     fc.array(fc.integer(), { maxLength: 2 }),
     fc.dictionary(fc.string(), fc.integer(), { maxKeys: 2 }),
   );
-const badRequiredAmount = (opts: { negativeAllowed?: boolean } = {}) =>
-  fc.oneof(badAmount(opts), fc.constant(null), fc.constant(undefined));
+const badRequiredAmount = (opts: { negativeAllowed?: boolean } = {}) => fc.oneof(badAmount(opts), fc.constant(undefined));
 
 const goodUsage = fc.record({
   ai_model: fc.oneof(fc.constant(MODEL), unicode),
@@ -123,7 +131,7 @@ const badUsage = fc.oneof(
   goodUsage.chain((u) =>
     fc.record({ k: fc.constantFrom('input_tokens', 'output_tokens'), v: badRequiredTokens }).map(({ k, v }) => ({ ...u, [k]: v })),
   ),
-  goodUsage.chain((u) => badTokens.map((v) => ({ ...u, cached_input_tokens: v }))),
+  goodUsage.chain((u) => badTokens.map((v) => ({ ...u, cached_input_tokens: v }))), // null is allowed there (= 0)
   goodUsage.chain((u) => badRequiredString(128).map((v) => ({ ...u, ai_model: v }))),
   fc.oneof(fc.string(), fc.integer(), fc.constant(null), fc.array(fc.integer(), { maxLength: 2 })),
 );
@@ -232,8 +240,8 @@ function routes(hold: () => string): Route[] {
         ai_model: id(128),
         input_price_per_million: { ok: fc.constant('1.5'), bad: badRequiredAmount() },
         output_price_per_million: { ok: fc.constant(2), bad: badRequiredAmount() },
-        cached_input_price_per_million: { ok: fc.constant(undefined), bad: badAmount() },
-        profit_margin: { ok: fc.constant('0.1'), bad: badAmount() },
+        cached_input_price_per_million: { ok: fc.constantFrom(undefined, null), bad: badAmount({ nullable: true }) },
+        profit_margin: { ok: fc.constantFrom('0.1', null), bad: badAmount({ nullable: true }) },
       },
     },
     { method: 'GET', path: '/api/pricing/models', writes: false },
@@ -246,7 +254,7 @@ function routes(hold: () => string): Route[] {
       fields: {
         input_price_per_million: { ok: fc.constant('3'), bad: badAmount() },
         output_price_per_million: { ok: fc.constant(undefined), bad: badAmount() },
-        profit_margin: { ok: fc.constant(null), bad: badAmount() },
+        profit_margin: { ok: fc.constant(null), bad: badAmount({ nullable: true }) },
       },
     },
     { method: 'GET', path: '/api/pricing/settings', writes: false },
@@ -289,7 +297,10 @@ function routes(hold: () => string): Route[] {
       params: { user: fc.constant(WALLET) },
       fields: {
         plan: { ok: fc.constant('pro'), bad: badOptionalString(64) },
-        status: { ok: fc.constant('suspended'), bad: fc.oneof(fc.constantFrom('deleted', 'ACTIVE', ''), fc.integer(), fc.boolean()) },
+        status: {
+          ok: fc.constant('suspended'),
+          bad: fc.oneof(fc.constantFrom('deleted', 'ACTIVE', '', null), fc.integer(), fc.boolean()),
+        },
       },
     },
     {
@@ -322,19 +333,24 @@ function routes(hold: () => string): Route[] {
         feature_endpoint_id: id(128),
         name: { ok: fc.constant('Fuzz'), bad: badRequiredString(200) },
         min_holding_credits: { ok: fc.constant('1'), bad: badRequiredAmount() },
-        hold_ttl_seconds: { ok: fc.constant(60), bad: fc.constantFrom(0, 604_801, 1.5, '60', '1e3', raw('1e400'), raw('1e6'), true) },
-        profit_margin: { ok: fc.constant(undefined), bad: fc.oneof(badAmount(), fc.constant('101')) },
-        fixed_cost: { ok: fc.constant(undefined), bad: badAmount() },
+        hold_ttl_seconds: {
+          ok: fc.constantFrom(60, null),
+          bad: fc.constantFrom(0, 604_801, 1.5, '60', '1e3', raw('1e400'), raw('1e6'), true),
+        },
+        profit_margin: { ok: fc.constantFrom(undefined, null), bad: fc.oneof(badAmount({ nullable: true }), fc.constant('100.000001')) },
+        fixed_cost: { ok: fc.constantFrom(undefined, null), bad: badAmount({ nullable: true }) },
         allowed_plans: {
           ok: fc.constant([]),
           bad: fc.oneof(
             fc.constant('free'),
+            fc.constant(null),
+            fc.constant([null]),
             fc.constant([1]),
             fc.constant(['']),
             fc.constant(Array.from({ length: 101 }, (_, i) => `p${i}`)),
           ),
         },
-        active: { ok: fc.constant(true), bad: fc.constantFrom('true', 1, 'yes') },
+        active: { ok: fc.constant(true), bad: fc.constantFrom('true', 1, 'yes', null) },
       },
     },
     { method: 'GET', path: '/api/features', writes: false },
@@ -347,7 +363,7 @@ function routes(hold: () => string): Route[] {
       fields: {
         name: { ok: fc.constant('Renamed'), bad: badOptionalString(200) },
         min_holding_credits: { ok: fc.constant('3'), bad: badAmount() },
-        active: { ok: fc.constant(false), bad: fc.constantFrom('false', 0) },
+        active: { ok: fc.constant(false), bad: fc.constantFrom('false', 0, null) },
       },
     },
     { method: 'GET', path: '/api/settlement-failures', writes: false },
@@ -761,6 +777,143 @@ describe('hostile input: null in every field of every route and queue, and value
     }
     const after = await snapshot(t.db.url);
     expect({ ...after, settlement_failures: '' }).toEqual({ ...before, settlement_failures: '' });
+  }, 60_000);
+
+  it('takes every value at its limit and refuses the next one: lengths, amounts, 6 vs 7 decimals, tokens, usages, TTL, page size', async () => {
+    const id = () => `limit-${++n}`;
+    const wallet = async () => {
+      const userId = id();
+      expect((await t.request('POST', '/api/wallets', { body: { user_id: userId, plan: 'free', initial_credits: '100' } })).status).toBe(
+        201,
+      );
+      return userId;
+    };
+    const w = await wallet();
+    const m = (k: number) => Array.from({ length: k }, () => ({ ai_model: MODEL, input_tokens: 1, output_tokens: 1 }));
+    const MAX = '1000000000000'; // MAX_REQUEST_CREDITS
+    // [method, path, body, accepted?]
+    const cases: [string, string, unknown, boolean][] = [
+      ['POST', '/api/wallets', { user_id: 'u'.repeat(128), plan: 'p'.repeat(64), initial_credits: `${MAX}.000000` }, true],
+      ['POST', '/api/wallets', { user_id: 'u'.repeat(129) }, false],
+      ['POST', '/api/wallets', { user_id: id(), plan: 'p'.repeat(65) }, false],
+      ['POST', '/api/wallets', { user_id: id(), initial_credits: `${MAX}.000001` }, false],
+      ['POST', '/api/wallets', { user_id: id(), initial_credits: '0.000001' }, true],
+      ['POST', '/api/wallets', { user_id: id(), initial_credits: 0.000001 }, true],
+      ['POST', '/api/wallets', { user_id: id(), initial_credits: '0.0000001' }, false],
+      ['POST', '/api/wallets', { user_id: id(), initial_credits: 0.0000001 }, false],
+      ['POST', `/api/wallets/${w}/top-up`, { amount: MAX, idempotency_key: 'k'.repeat(128), description: 'd'.repeat(500) }, true],
+      ['POST', `/api/wallets/${w}/top-up`, { amount: `${MAX}.000001` }, false],
+      ['POST', `/api/wallets/${w}/top-up`, { amount: '1', idempotency_key: 'k'.repeat(129) }, false],
+      ['POST', `/api/wallets/${w}/top-up`, { amount: '1', description: 'd'.repeat(501) }, false],
+      ['POST', `/api/wallets/${w}/adjust`, { amount: `-${MAX}`, reason: 'r'.repeat(500) }, true],
+      ['POST', `/api/wallets/${w}/adjust`, { amount: `-${MAX}.000001`, reason: 'r' }, false],
+      ['POST', `/api/wallets/${w}/adjust`, { amount: '-0.0000001', reason: 'r' }, false],
+      ['POST', `/api/wallets/${w}/adjust`, { amount: '1', reason: 'r'.repeat(501) }, false],
+      [
+        'POST',
+        '/api/pricing/models',
+        {
+          ai_model: 'm'.repeat(128),
+          input_price_per_million: '1000000',
+          output_price_per_million: '1000000.000000',
+          cached_input_price_per_million: '1000000',
+          profit_margin: '100',
+        },
+        true,
+      ],
+      ['POST', '/api/pricing/models', { ai_model: id(), input_price_per_million: '1000000.000001', output_price_per_million: '1' }, false],
+      [
+        'POST',
+        '/api/pricing/models',
+        { ai_model: id(), input_price_per_million: '1', output_price_per_million: '1', profit_margin: '100.000001' },
+        false,
+      ],
+      ['POST', '/api/pricing/models', { ai_model: id(), input_price_per_million: '1.1234567', output_price_per_million: '1' }, false],
+      [
+        'POST',
+        '/api/features',
+        {
+          feature_endpoint_id: 'f'.repeat(128),
+          name: 'n'.repeat(200),
+          min_holding_credits: MAX,
+          hold_ttl_seconds: 604_800,
+          profit_margin: '100',
+          fixed_cost: MAX,
+          allowed_plans: Array.from({ length: 100 }, (_, i) => `${i}`.padEnd(64, 'p')),
+        },
+        true,
+      ],
+      ['POST', '/api/features', { feature_endpoint_id: id(), name: 'n'.repeat(201), min_holding_credits: '1' }, false],
+      ['POST', '/api/features', { feature_endpoint_id: id(), name: 'n', min_holding_credits: '1', hold_ttl_seconds: 604_801 }, false],
+      ['POST', '/api/features', { feature_endpoint_id: id(), name: 'n', min_holding_credits: '1', allowed_plans: ['p'.repeat(65)] }, false],
+      [
+        'POST',
+        '/api/features',
+        { feature_endpoint_id: id(), name: 'n', min_holding_credits: '1', allowed_plans: m(101).map((_, i) => `p${i}`) },
+        false,
+      ],
+      ['POST', '/api/features', { feature_endpoint_id: id(), name: 'n', min_holding_credits: '1', fixed_cost: '0.0000001' }, false],
+      ['PUT', '/api/pricing/settings', { credits_per_usd: '1000000000', default_profit_margin: '100' }, true],
+      ['PUT', '/api/pricing/settings', { credits_per_usd: '1000000000.000001' }, false],
+      ['PUT', '/api/pricing/settings', { credits_per_usd: '100', default_profit_margin: '0' }, true],
+      [
+        'POST',
+        '/api/credits-process/end-multimodel',
+        {
+          user_id: w,
+          feature_endpoint_id: FEATURE,
+          idempotency_key: 'i'.repeat(128),
+          usages: [{ ai_model: MODEL, input_tokens: 1_000_000_000, output_tokens: 1_000_000_000, cached_input_tokens: 1_000_000_000 }],
+        },
+        true,
+      ],
+      ['POST', '/api/credits-process/end-multimodel', { user_id: w, feature_endpoint_id: FEATURE, usages: m(100) }, true],
+      ['POST', '/api/credits-process/end-multimodel', { user_id: w, feature_endpoint_id: FEATURE, usages: m(101) }, false],
+      [
+        'POST',
+        '/api/credits-process/end-multimodel',
+        { user_id: w, feature_endpoint_id: FEATURE, idempotency_key: 'i'.repeat(129), usages: m(1) },
+        false,
+      ],
+      [
+        'POST',
+        '/api/credits-process/end-multimodel',
+        { user_id: w, feature_endpoint_id: FEATURE, usage_key: 'k'.repeat(65), usages: m(1) },
+        false,
+      ],
+      [
+        'POST',
+        '/api/credits-process/end',
+        { user_id: w, feature_endpoint_id: FEATURE, ai_model: MODEL, input_tokens: 1_000_000_001, output_tokens: 0 },
+        false,
+      ],
+      [
+        'POST',
+        '/api/credits-process/end',
+        { user_id: w, feature_endpoint_id: FEATURE, ai_model: MODEL, input_tokens: 0, output_tokens: 1_000_000_000 },
+        true,
+      ],
+      [
+        'POST',
+        '/api/pricing/quote',
+        { feature_endpoint_id: FEATURE, usages: [{ ai_model: MODEL, input_tokens: 1_000_000_000, output_tokens: 1_000_000_000 }] },
+        true,
+      ],
+      ['GET', `/api/wallets/${w}/transactions?limit=200&usage_key=${'k'.repeat(64)}`, undefined, true],
+      ['GET', `/api/wallets/${w}/transactions?limit=201`, undefined, false],
+      ['GET', `/api/wallets/${w}/transactions?usage_key=${'k'.repeat(65)}`, undefined, false],
+      ['GET', `/api/wallets?cursor=${'1'.repeat(201)}`, undefined, false],
+    ];
+    const wrong: string[] = [];
+    for (const [method, path, body, accepted] of cases) {
+      const res = await t.request(method, path, { body, key: keyFor(path) });
+      const ok = accepted ? res.status < 300 : res.status === 400 && res.body.data?.status === 'validation_error';
+      if (!ok)
+        wrong.push(
+          `${method} ${path.slice(0, 80)} ${JSON.stringify(body)?.slice(0, 160)} → ${res.status} ${JSON.stringify(res.body).slice(0, 200)}`,
+        );
+    }
+    expect(wrong).toEqual([]);
   }, 60_000);
 
   async function newHold(): Promise<string> {

@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import fc from 'fast-check';
 import { withDb } from './support/faults';
+import { createTestVhost, publish, TestVhost } from './support/rabbit';
 import { ADMIN_KEY, SERVICE_KEY, startTestApp, TestApp } from './support/test-app';
+import { waitFor } from './support/wait';
 
 /**
  * A fast-check fuzz of every route of API.md §4–§6. Every request that could write is invalid by
@@ -56,9 +58,17 @@ const anyJson = fc.jsonValue({ maxDepth: 3 });
 /** Always refused for a required string of 1..max characters. */
 const badRequiredString = (max: number) =>
   fc.oneof(fc.constant(''), fc.constant('x'.repeat(max + 1)), tenKb, wrongType, fc.constant(undefined));
-/** Always refused for an optional string of 1..max characters (null and absent are allowed there). */
+/** Always refused for an optional string of 1..max characters (absent is allowed; null is not: it means nothing there). */
 const badOptionalString = (max: number) =>
-  fc.oneof(fc.constant(''), fc.constant('y'.repeat(max + 1)), tenKb, fc.integer(), fc.boolean(), fc.array(fc.string(), { maxLength: 2 }));
+  fc.oneof(
+    fc.constant(''),
+    fc.constant('y'.repeat(max + 1)),
+    tenKb,
+    fc.integer(),
+    fc.boolean(),
+    fc.array(fc.string(), { maxLength: 2 }),
+    fc.constant(null),
+  );
 /** Always refused for a token count (a JSON integer 0..1e9; note JSON's 1e3 IS the integer 1000). */
 const badTokens = fc.oneof(
   fc.constantFrom(
@@ -82,8 +92,9 @@ const badTokens = fc.oneof(
 );
 const badRequiredTokens = fc.oneof(badTokens, fc.constant(null), fc.constant(undefined));
 /** Always refused for an amount (decimal string or JSON number, ≤ 6 decimals, no exponent). */
-const badAmount = (opts: { negativeAllowed?: boolean } = {}) =>
+const badAmount = (opts: { negativeAllowed?: boolean; nullable?: boolean } = {}) =>
   fc.oneof(
+    ...(opts.nullable ? [] : [fc.constant(null)]),
     fc.constantFrom(
       '1.1234567',
       1.1234567,
@@ -109,8 +120,7 @@ const badAmount = (opts: { negativeAllowed?: boolean } = {}) =>
     fc.array(fc.integer(), { maxLength: 2 }),
     fc.dictionary(fc.string(), fc.integer(), { maxKeys: 2 }),
   );
-const badRequiredAmount = (opts: { negativeAllowed?: boolean } = {}) =>
-  fc.oneof(badAmount(opts), fc.constant(null), fc.constant(undefined));
+const badRequiredAmount = (opts: { negativeAllowed?: boolean } = {}) => fc.oneof(badAmount(opts), fc.constant(undefined));
 
 const goodUsage = fc.record({
   ai_model: fc.oneof(fc.constant(MODEL), unicode),
@@ -121,7 +131,7 @@ const badUsage = fc.oneof(
   goodUsage.chain((u) =>
     fc.record({ k: fc.constantFrom('input_tokens', 'output_tokens'), v: badRequiredTokens }).map(({ k, v }) => ({ ...u, [k]: v })),
   ),
-  goodUsage.chain((u) => badTokens.map((v) => ({ ...u, cached_input_tokens: v }))),
+  goodUsage.chain((u) => badTokens.map((v) => ({ ...u, cached_input_tokens: v }))), // null is allowed there (= 0)
   goodUsage.chain((u) => badRequiredString(128).map((v) => ({ ...u, ai_model: v }))),
   fc.oneof(fc.string(), fc.integer(), fc.constant(null), fc.array(fc.integer(), { maxLength: 2 })),
 );
@@ -230,8 +240,8 @@ function routes(hold: () => string): Route[] {
         ai_model: id(128),
         input_price_per_million: { ok: fc.constant('1.5'), bad: badRequiredAmount() },
         output_price_per_million: { ok: fc.constant(2), bad: badRequiredAmount() },
-        cached_input_price_per_million: { ok: fc.constant(undefined), bad: badAmount() },
-        profit_margin: { ok: fc.constant('0.1'), bad: badAmount() },
+        cached_input_price_per_million: { ok: fc.constantFrom(undefined, null), bad: badAmount({ nullable: true }) },
+        profit_margin: { ok: fc.constantFrom('0.1', null), bad: badAmount({ nullable: true }) },
       },
     },
     { method: 'GET', path: '/api/pricing/models', writes: false },
@@ -244,7 +254,7 @@ function routes(hold: () => string): Route[] {
       fields: {
         input_price_per_million: { ok: fc.constant('3'), bad: badAmount() },
         output_price_per_million: { ok: fc.constant(undefined), bad: badAmount() },
-        profit_margin: { ok: fc.constant(null), bad: badAmount() },
+        profit_margin: { ok: fc.constant(null), bad: badAmount({ nullable: true }) },
       },
     },
     { method: 'GET', path: '/api/pricing/settings', writes: false },
@@ -287,7 +297,10 @@ function routes(hold: () => string): Route[] {
       params: { user: fc.constant(WALLET) },
       fields: {
         plan: { ok: fc.constant('pro'), bad: badOptionalString(64) },
-        status: { ok: fc.constant('suspended'), bad: fc.oneof(fc.constantFrom('deleted', 'ACTIVE', ''), fc.integer(), fc.boolean()) },
+        status: {
+          ok: fc.constant('suspended'),
+          bad: fc.oneof(fc.constantFrom('deleted', 'ACTIVE', '', null), fc.integer(), fc.boolean()),
+        },
       },
     },
     {
@@ -320,19 +333,24 @@ function routes(hold: () => string): Route[] {
         feature_endpoint_id: id(128),
         name: { ok: fc.constant('Fuzz'), bad: badRequiredString(200) },
         min_holding_credits: { ok: fc.constant('1'), bad: badRequiredAmount() },
-        hold_ttl_seconds: { ok: fc.constant(60), bad: fc.constantFrom(0, 604_801, 1.5, '60', '1e3', raw('1e400'), raw('1e6'), true) },
-        profit_margin: { ok: fc.constant(undefined), bad: fc.oneof(badAmount(), fc.constant('101')) },
-        fixed_cost: { ok: fc.constant(undefined), bad: badAmount() },
+        hold_ttl_seconds: {
+          ok: fc.constantFrom(60, null),
+          bad: fc.constantFrom(0, 604_801, 1.5, '60', '1e3', raw('1e400'), raw('1e6'), true),
+        },
+        profit_margin: { ok: fc.constantFrom(undefined, null), bad: fc.oneof(badAmount({ nullable: true }), fc.constant('100.000001')) },
+        fixed_cost: { ok: fc.constantFrom(undefined, null), bad: badAmount({ nullable: true }) },
         allowed_plans: {
           ok: fc.constant([]),
           bad: fc.oneof(
             fc.constant('free'),
+            fc.constant(null),
+            fc.constant([null]),
             fc.constant([1]),
             fc.constant(['']),
             fc.constant(Array.from({ length: 101 }, (_, i) => `p${i}`)),
           ),
         },
-        active: { ok: fc.constant(true), bad: fc.constantFrom('true', 1, 'yes') },
+        active: { ok: fc.constant(true), bad: fc.constantFrom('true', 1, 'yes', null) },
       },
     },
     { method: 'GET', path: '/api/features', writes: false },
@@ -345,7 +363,7 @@ function routes(hold: () => string): Route[] {
       fields: {
         name: { ok: fc.constant('Renamed'), bad: badOptionalString(200) },
         min_holding_credits: { ok: fc.constant('3'), bad: badAmount() },
-        active: { ok: fc.constant(false), bad: fc.constantFrom('false', 0) },
+        active: { ok: fc.constant(false), bad: fc.constantFrom('false', 0, null) },
       },
     },
     { method: 'GET', path: '/api/settlement-failures', writes: false },
@@ -545,5 +563,395 @@ describe('hostile input: a fuzz of every route', () => {
     }
     expect(await snapshot(t.db.url)).toEqual(before);
     process.stderr.write(`[figures] hostile-input ${JSON.stringify({ requests, statuses: seen })}\n`);
+  }, 60_000);
+});
+
+// ---- null in every field, and every limit ---------------------------------------------------------
+
+interface SchemaNode {
+  $ref?: string;
+  allOf?: SchemaNode[];
+  properties?: Record<string, SchemaNode>;
+  items?: SchemaNode;
+  required?: string[];
+  nullable?: boolean;
+  type?: string;
+}
+interface BodyField {
+  /** As validation_error names it: `usage_key`, `usages.0.cached_input_tokens`. */
+  path: string;
+  nullable: boolean;
+}
+
+/** The body's fields as the OpenAPI document declares them (DTOs are its source), nested usages included. */
+function bodyFields(doc: { components: { schemas: Record<string, SchemaNode> } }, node: SchemaNode, prefix = ''): BodyField[] {
+  const resolve = (n: SchemaNode): SchemaNode => {
+    if (n.$ref) return resolve(doc.components.schemas[n.$ref.split('/').pop()!]);
+    if (n.allOf) return n.allOf.map(resolve).reduce((a, b) => ({ ...a, ...b, properties: { ...a.properties, ...b.properties } }), {});
+    return n;
+  };
+  const schema = resolve(node);
+  return Object.entries(schema.properties ?? {}).flatMap(([name, raw]) => {
+    const property = { ...resolve(raw), nullable: raw.nullable ?? resolve(raw).nullable };
+    const path = `${prefix}${name}`;
+    const own = { path, nullable: property.nullable === true };
+    const items = property.type === 'array' && property.items ? resolve(property.items) : undefined;
+    return items?.properties ? [own, ...bodyFields(doc, items, `${path}.0.`)] : [own];
+  });
+}
+
+/** Sets `path` (dotted, numeric parts index arrays) to value in a deep copy. */
+function withValue(body: Record<string, unknown>, path: string, value: unknown): Record<string, unknown> {
+  const copy = JSON.parse(JSON.stringify(body)) as Record<string, unknown>;
+  const parts = path.split('.');
+  let at: any = copy;
+  for (const part of parts.slice(0, -1)) at = at[part];
+  at[parts[parts.length - 1]] = value;
+  return copy;
+}
+
+describe('hostile input: null in every field of every route and queue, and values at every limit', () => {
+  const MULTI = 'credits_process_end_multimodel_queue';
+  const LEGACY = 'credits_process_end_queue';
+  let t: TestApp;
+  let vhost: TestVhost;
+  let holdKey = '';
+  let n = 0;
+  const usage = { ai_model: MODEL, input_tokens: 10, output_tokens: 5, cached_input_tokens: 2 };
+  const settlement = () => ({ user_id: WALLET, feature_endpoint_id: FEATURE, usage_key: holdKey, idempotency_key: `k-${++n}` });
+
+  /** A valid body per route, every optional field present: null in any one of them is the only fault. */
+  const VALID: Record<string, () => Record<string, unknown>> = {
+    'POST /api/credits-process/start': () => ({ user_id: WALLET, feature_endpoint_id: FEATURE }),
+    'POST /api/credits-process/end-multimodel': () => ({ ...settlement(), usages: [usage] }),
+    'POST /api/credits-process/end': () => ({ ...settlement(), ...usage }),
+    'POST /api/credits-process/cancel': () => ({ usage_key: holdKey }),
+    'POST /api/pricing/models': () => ({
+      ai_model: `null-model-${++n}`,
+      input_price_per_million: '1',
+      output_price_per_million: '2',
+      cached_input_price_per_million: '0.5',
+      profit_margin: '0.1',
+    }),
+    'PATCH /api/pricing/models/{ai_model}': () => ({
+      input_price_per_million: '1',
+      output_price_per_million: '2',
+      cached_input_price_per_million: '0.5',
+      profit_margin: '0.1',
+    }),
+    'PUT /api/pricing/settings': () => ({ credits_per_usd: '100', default_profit_margin: '0' }),
+    'POST /api/pricing/quote': () => ({ feature_endpoint_id: FEATURE, usages: [usage] }),
+    'POST /api/wallets': () => ({ user_id: `null-wallet-${++n}`, plan: 'pro', initial_credits: '10' }),
+    'PATCH /api/wallets/{user_id}': () => ({ plan: 'pro', status: 'active' }),
+    'POST /api/wallets/{user_id}/top-up': () => ({ amount: '1', idempotency_key: `t-${++n}`, description: 'd' }),
+    'POST /api/wallets/{user_id}/adjust': () => ({ amount: '-1', reason: 'r' }),
+    'POST /api/features': () => ({
+      feature_endpoint_id: `null-feature-${++n}`,
+      name: 'N',
+      min_holding_credits: '1',
+      hold_ttl_seconds: 60,
+      profit_margin: '0.1',
+      fixed_cost: '0.01',
+      allowed_plans: ['free', 'pro'],
+      active: true,
+    }),
+    'PATCH /api/features/{feature_endpoint_id}': () => ({
+      name: 'N',
+      min_holding_credits: '1',
+      hold_ttl_seconds: 60,
+      profit_margin: '0.1',
+      fixed_cost: '0.01',
+      allowed_plans: ['free', 'pro'],
+      active: true,
+    }),
+  };
+  const PARAMS: Record<string, string> = { ai_model: MODEL, user_id: WALLET, feature_endpoint_id: FEATURE };
+  const SERVICE_ROUTES = new Set(['start', 'end-multimodel', 'end', 'cancel', 'quote'].map((r) => r));
+  const keyFor = (path: string) => (SERVICE_ROUTES.has(path.split('/').pop()!) ? SERVICE_KEY : ADMIN_KEY);
+
+  let doc: { paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: SchemaNode }> } }>> } & {
+    components: { schemas: Record<string, SchemaNode> };
+  };
+  const fieldsOf = (route: string): BodyField[] => {
+    const [method, path] = route.split(' ');
+    return bodyFields(doc, doc.paths[path][method.toLowerCase()].requestBody!.content['application/json'].schema);
+  };
+
+  beforeAll(async () => {
+    vhost = await createTestVhost();
+    t = await startTestApp({ RABBITMQ_URL: vhost.url, RABBITMQ_RETRY_DELAYS_MS: '100,200' });
+    await waitFor('the broker to be ready', async () => (await t.request('GET', '/health/ready', { key: null })).status === 200);
+    const ok = async (method: string, path: string, body: unknown, key?: string) => {
+      const res = await t.request(method, path, { body, key });
+      if (res.status >= 300) throw new Error(`${path}: ${res.status} ${JSON.stringify(res.body)}`);
+      return res.body.data;
+    };
+    await ok('POST', '/api/pricing/models', { ai_model: MODEL, input_price_per_million: '2.5', output_price_per_million: '10' });
+    await ok('POST', '/api/features', { feature_endpoint_id: FEATURE, name: 'Fuzz', min_holding_credits: '5' });
+    await ok('POST', '/api/wallets', { user_id: WALLET, initial_credits: '100' });
+    holdKey = (await ok('POST', '/api/credits-process/start', { user_id: WALLET, feature_endpoint_id: FEATURE }, SERVICE_KEY)).usage_key;
+    doc = (await t.request('GET', '/docs-json', { key: null })).body as unknown as typeof doc;
+  }, 60_000);
+  afterAll(async () => {
+    await t?.close();
+    await vhost?.delete();
+  }, 30_000);
+
+  it('covers every route that takes a body, as the OpenAPI document lists them', () => {
+    const withBody = Object.entries(doc.paths).flatMap(([path, ops]) =>
+      Object.entries(ops)
+        .filter(([, op]) => op.requestBody)
+        .map(([method]) => `${method.toUpperCase()} ${path}`),
+    );
+    expect(withBody.sort()).toEqual(Object.keys(VALID).sort());
+    // The fields the contract documents as taking null, and no other (validation.spec pins the DTO side).
+    const nullable = Object.keys(VALID).flatMap((route) =>
+      fieldsOf(route)
+        .filter((f) => f.nullable)
+        .map((f) => `${route} ${f.path}`),
+    );
+    expect(nullable.sort()).toEqual(
+      [
+        'POST /api/credits-process/end cached_input_tokens',
+        'POST /api/credits-process/end-multimodel usages.0.cached_input_tokens',
+        'POST /api/pricing/quote usages.0.cached_input_tokens',
+        'POST /api/pricing/models cached_input_price_per_million',
+        'POST /api/pricing/models profit_margin',
+        'PATCH /api/pricing/models/{ai_model} cached_input_price_per_million',
+        'PATCH /api/pricing/models/{ai_model} profit_margin',
+        'POST /api/features hold_ttl_seconds',
+        'POST /api/features profit_margin',
+        'POST /api/features fixed_cost',
+        'PATCH /api/features/{feature_endpoint_id} hold_ttl_seconds',
+        'PATCH /api/features/{feature_endpoint_id} profit_margin',
+        'PATCH /api/features/{feature_endpoint_id} fixed_cost',
+      ].sort(),
+    );
+  });
+
+  it('refuses null in every field that is not nullable, on HTTP and on both queues: 400 / a settlement failure, nothing written', async () => {
+    const before = await snapshot(t.db.url);
+    const wrong: string[] = [];
+    let sent = 0;
+    for (const route of Object.keys(VALID)) {
+      const [method, template] = route.split(' ');
+      const path = template.replace(/\{(\w+)\}/g, (_m, name: string) => encodeURIComponent(PARAMS[name]));
+      for (const field of fieldsOf(route).filter((f) => !f.nullable)) {
+        sent++;
+        const res = await t.request(method, path, { body: withValue(VALID[route](), field.path, null), key: keyFor(path) });
+        const named = (res.body.data?.errors ?? []).some((e: { field: string }) => e.field === field.path);
+        if (res.status !== 400 || res.body.data?.status !== 'validation_error' || !named)
+          wrong.push(`${route} ${field.path}=null → ${res.status} ${JSON.stringify(res.body).slice(0, 200)}`);
+      }
+    }
+    expect(wrong).toEqual([]);
+    expect(sent).toBeGreaterThan(40);
+    expect(await snapshot(t.db.url)).toEqual(before);
+
+    // The queues: the same bodies, each null recorded whole as a validation failure, and acknowledged.
+    const messages = [
+      ...fieldsOf('POST /api/credits-process/end-multimodel')
+        .filter((f) => !f.nullable)
+        .map((f) => ({ queue: MULTI, field: f.path, body: withValue(VALID['POST /api/credits-process/end-multimodel'](), f.path, null) })),
+      ...fieldsOf('POST /api/credits-process/end')
+        .filter((f) => !f.nullable)
+        .map((f) => ({ queue: LEGACY, field: f.path, body: withValue(VALID['POST /api/credits-process/end'](), f.path, null) })),
+    ];
+    for (const m of messages) await publish(vhost.url, m.queue, [m.body]);
+    const failures = await waitFor('every null message to be recorded', async () => {
+      const items = (await t.request('GET', '/api/settlement-failures?limit=200')).body.data.items as {
+        queue: string;
+        payload: string;
+        error_status: string;
+      }[];
+      return items.length >= messages.length && items;
+    });
+    expect(failures).toHaveLength(messages.length);
+    for (const m of messages) {
+      const failure = failures.find((f) => f.queue === m.queue && JSON.stringify(JSON.parse(f.payload)) === JSON.stringify(m.body));
+      expect({ field: m.field, queue: m.queue, error_status: failure?.error_status }).toEqual({
+        field: m.field,
+        queue: m.queue,
+        error_status: 'validation_error',
+      });
+    }
+    const after = await snapshot(t.db.url);
+    expect({ ...after, settlement_failures: '' }).toEqual({ ...before, settlement_failures: '' });
+  }, 60_000);
+
+  it('takes every value at its limit and refuses the next one: lengths, amounts, 6 vs 7 decimals, tokens, usages, TTL, page size', async () => {
+    const id = () => `limit-${++n}`;
+    const wallet = async () => {
+      const userId = id();
+      expect((await t.request('POST', '/api/wallets', { body: { user_id: userId, plan: 'free', initial_credits: '100' } })).status).toBe(
+        201,
+      );
+      return userId;
+    };
+    const w = await wallet();
+    const m = (k: number) => Array.from({ length: k }, () => ({ ai_model: MODEL, input_tokens: 1, output_tokens: 1 }));
+    const MAX = '1000000000000'; // MAX_REQUEST_CREDITS
+    // [method, path, body, accepted?]
+    const cases: [string, string, unknown, boolean][] = [
+      ['POST', '/api/wallets', { user_id: 'u'.repeat(128), plan: 'p'.repeat(64), initial_credits: `${MAX}.000000` }, true],
+      ['POST', '/api/wallets', { user_id: 'u'.repeat(129) }, false],
+      ['POST', '/api/wallets', { user_id: id(), plan: 'p'.repeat(65) }, false],
+      ['POST', '/api/wallets', { user_id: id(), initial_credits: `${MAX}.000001` }, false],
+      ['POST', '/api/wallets', { user_id: id(), initial_credits: '0.000001' }, true],
+      ['POST', '/api/wallets', { user_id: id(), initial_credits: 0.000001 }, true],
+      ['POST', '/api/wallets', { user_id: id(), initial_credits: '0.0000001' }, false],
+      ['POST', '/api/wallets', { user_id: id(), initial_credits: 0.0000001 }, false],
+      ['POST', `/api/wallets/${w}/top-up`, { amount: MAX, idempotency_key: 'k'.repeat(128), description: 'd'.repeat(500) }, true],
+      ['POST', `/api/wallets/${w}/top-up`, { amount: `${MAX}.000001` }, false],
+      ['POST', `/api/wallets/${w}/top-up`, { amount: '1', idempotency_key: 'k'.repeat(129) }, false],
+      ['POST', `/api/wallets/${w}/top-up`, { amount: '1', description: 'd'.repeat(501) }, false],
+      ['POST', `/api/wallets/${w}/adjust`, { amount: `-${MAX}`, reason: 'r'.repeat(500) }, true],
+      ['POST', `/api/wallets/${w}/adjust`, { amount: `-${MAX}.000001`, reason: 'r' }, false],
+      ['POST', `/api/wallets/${w}/adjust`, { amount: '-0.0000001', reason: 'r' }, false],
+      ['POST', `/api/wallets/${w}/adjust`, { amount: '1', reason: 'r'.repeat(501) }, false],
+      [
+        'POST',
+        '/api/pricing/models',
+        {
+          ai_model: 'm'.repeat(128),
+          input_price_per_million: '1000000',
+          output_price_per_million: '1000000.000000',
+          cached_input_price_per_million: '1000000',
+          profit_margin: '100',
+        },
+        true,
+      ],
+      ['POST', '/api/pricing/models', { ai_model: id(), input_price_per_million: '1000000.000001', output_price_per_million: '1' }, false],
+      [
+        'POST',
+        '/api/pricing/models',
+        { ai_model: id(), input_price_per_million: '1', output_price_per_million: '1', profit_margin: '100.000001' },
+        false,
+      ],
+      ['POST', '/api/pricing/models', { ai_model: id(), input_price_per_million: '1.1234567', output_price_per_million: '1' }, false],
+      [
+        'POST',
+        '/api/features',
+        {
+          feature_endpoint_id: 'f'.repeat(128),
+          name: 'n'.repeat(200),
+          min_holding_credits: MAX,
+          hold_ttl_seconds: 604_800,
+          profit_margin: '100',
+          fixed_cost: MAX,
+          allowed_plans: Array.from({ length: 100 }, (_, i) => `${i}`.padEnd(64, 'p')),
+        },
+        true,
+      ],
+      ['POST', '/api/features', { feature_endpoint_id: id(), name: 'n'.repeat(201), min_holding_credits: '1' }, false],
+      ['POST', '/api/features', { feature_endpoint_id: id(), name: 'n', min_holding_credits: '1', hold_ttl_seconds: 604_801 }, false],
+      ['POST', '/api/features', { feature_endpoint_id: id(), name: 'n', min_holding_credits: '1', allowed_plans: ['p'.repeat(65)] }, false],
+      [
+        'POST',
+        '/api/features',
+        { feature_endpoint_id: id(), name: 'n', min_holding_credits: '1', allowed_plans: m(101).map((_, i) => `p${i}`) },
+        false,
+      ],
+      ['POST', '/api/features', { feature_endpoint_id: id(), name: 'n', min_holding_credits: '1', fixed_cost: '0.0000001' }, false],
+      ['PUT', '/api/pricing/settings', { credits_per_usd: '1000000000', default_profit_margin: '100' }, true],
+      ['PUT', '/api/pricing/settings', { credits_per_usd: '1000000000.000001' }, false],
+      ['PUT', '/api/pricing/settings', { credits_per_usd: '100', default_profit_margin: '0' }, true],
+      [
+        'POST',
+        '/api/credits-process/end-multimodel',
+        {
+          user_id: w,
+          feature_endpoint_id: FEATURE,
+          idempotency_key: 'i'.repeat(128),
+          usages: [{ ai_model: MODEL, input_tokens: 1_000_000_000, output_tokens: 1_000_000_000, cached_input_tokens: 1_000_000_000 }],
+        },
+        true,
+      ],
+      ['POST', '/api/credits-process/end-multimodel', { user_id: w, feature_endpoint_id: FEATURE, usages: m(100) }, true],
+      ['POST', '/api/credits-process/end-multimodel', { user_id: w, feature_endpoint_id: FEATURE, usages: m(101) }, false],
+      [
+        'POST',
+        '/api/credits-process/end-multimodel',
+        { user_id: w, feature_endpoint_id: FEATURE, idempotency_key: 'i'.repeat(129), usages: m(1) },
+        false,
+      ],
+      [
+        'POST',
+        '/api/credits-process/end-multimodel',
+        { user_id: w, feature_endpoint_id: FEATURE, usage_key: 'k'.repeat(65), usages: m(1) },
+        false,
+      ],
+      [
+        'POST',
+        '/api/credits-process/end',
+        { user_id: w, feature_endpoint_id: FEATURE, ai_model: MODEL, input_tokens: 1_000_000_001, output_tokens: 0 },
+        false,
+      ],
+      [
+        'POST',
+        '/api/credits-process/end',
+        { user_id: w, feature_endpoint_id: FEATURE, ai_model: MODEL, input_tokens: 0, output_tokens: 1_000_000_000 },
+        true,
+      ],
+      [
+        'POST',
+        '/api/pricing/quote',
+        { feature_endpoint_id: FEATURE, usages: [{ ai_model: MODEL, input_tokens: 1_000_000_000, output_tokens: 1_000_000_000 }] },
+        true,
+      ],
+      ['GET', `/api/wallets/${w}/transactions?limit=200&usage_key=${'k'.repeat(64)}`, undefined, true],
+      ['GET', `/api/wallets/${w}/transactions?limit=201`, undefined, false],
+      ['GET', `/api/wallets/${w}/transactions?usage_key=${'k'.repeat(65)}`, undefined, false],
+      ['GET', `/api/wallets?cursor=${'1'.repeat(201)}`, undefined, false],
+    ];
+    const wrong: string[] = [];
+    for (const [method, path, body, accepted] of cases) {
+      const res = await t.request(method, path, { body, key: keyFor(path) });
+      const ok = accepted ? res.status < 300 : res.status === 400 && res.body.data?.status === 'validation_error';
+      if (!ok)
+        wrong.push(
+          `${method} ${path.slice(0, 80)} ${JSON.stringify(body)?.slice(0, 160)} → ${res.status} ${JSON.stringify(res.body).slice(0, 200)}`,
+        );
+    }
+    expect(wrong).toEqual([]);
+  }, 60_000);
+
+  async function newHold(): Promise<string> {
+    const res = await t.request('POST', '/api/credits-process/start', {
+      key: SERVICE_KEY,
+      body: VALID['POST /api/credits-process/start'](),
+    });
+    expect(res.status).toBe(200);
+    return res.body.data.usage_key as string;
+  }
+
+  it('accepts null where it means "unset", on HTTP and on the queue', async () => {
+    const accepted: string[] = [];
+    for (const route of Object.keys(VALID)) {
+      const [method, template] = route.split(' ');
+      const path = template.replace(/\{(\w+)\}/g, (_m, name: string) => encodeURIComponent(PARAMS[name]));
+      for (const field of fieldsOf(route).filter((f) => f.nullable)) {
+        if (route.includes('/end')) holdKey = await newHold();
+        const res = await t.request(method, path, { body: withValue(VALID[route](), field.path, null), key: keyFor(path) });
+        if (res.status >= 300) accepted.push(`${route} ${field.path}=null → ${res.status} ${JSON.stringify(res.body).slice(0, 200)}`);
+      }
+    }
+    expect(accepted).toEqual([]);
+    // A nullable field really unsets: the feature's margin and fixed cost are gone, its TTL is the default.
+    const cleared = await t.request('PATCH', `/api/features/${FEATURE}`, {
+      body: { hold_ttl_seconds: null, profit_margin: null, fixed_cost: null },
+    });
+    expect(cleared.status).toBe(200);
+    expect(cleared.body.data).toMatchObject({ profit_margin: null, fixed_cost: null, hold_ttl_is_default: true });
+    // And on the queue: a usage with cached_input_tokens null settles as 0 cached tokens.
+    holdKey = await newHold();
+    await publish(vhost.url, MULTI, [
+      { user_id: WALLET, feature_endpoint_id: FEATURE, usage_key: holdKey, usages: [{ ...usage, cached_input_tokens: null }] },
+    ]);
+    const settled = await waitFor('the queued settlement', async () => {
+      const u = (await t.request('GET', `/api/credits-process/usages/${holdKey}`)).body.data;
+      return u.status === 'settled' && u;
+    });
+    expect(settled.settlement.usages[0].cached_input_tokens).toBe(0);
   }, 60_000);
 });

@@ -1,4 +1,4 @@
-import { Ajv, type SchemaObject, type ValidateFunction } from 'ajv';
+import { _, Ajv, type KeywordCxt, type SchemaObject, type ValidateFunction } from 'ajv';
 import { defaultMetadataStorage } from 'class-transformer/cjs/storage.js';
 import { TransformationType } from 'class-transformer';
 import { getMetadataStorage, ValidationTypes } from 'class-validator';
@@ -21,8 +21,8 @@ import { IS_NOT_NULL, sentNonNullValue, type FastBodyParser } from './validation
  *
  * Exact or stricter, decorator by decorator:
  *  - @IsString → type string (a String object, which class-validator takes, is left to it);
- *  - @Length/@MinLength/@MaxLength → minLength/maxLength, counted like validator's isLength only
- *    without U+FE0E/U+FE0F (it discounts a variation selector, ajv does not): those are refused;
+ *  - @Length/@MinLength/@MaxLength → maxUnits/minUnits, lengths in UTF-16 code units (see below):
+ *    stricter for the max, exact for a min of 0 or 1, not generated for a larger min;
  *  - @Matches(re) → pattern, only for a RegExp whose flags are exactly "u" (ajv compiles with "u");
  *  - @IsInt/@Min/@Max/@IsBoolean/@IsIn(primitives) → integer/minimum/maximum/boolean/enum;
  *  - @IsArray/@ArrayMinSize/@ArrayMaxSize → array/minItems/maxItems; `each: true` → items;
@@ -52,15 +52,44 @@ interface FieldPlan {
 
 interface ClassPlan {
   cls: Cls;
-  /** Null-prototype: a body key such as "toString" must not find Object.prototype's. */
-  fields: Record<string, FieldPlan | undefined>;
+  /** A Map, not an object: a body key such as "toString" must not find Object.prototype's. */
+  fields: Map<string, FieldPlan>;
 }
 
 const storage = getMetadataStorage();
-const ajv = new Ajv({ strict: true, allErrors: false, coerceTypes: false, useDefaults: false, removeAdditional: false });
+// messages: false — a refused body goes to class-validator, which words the error: ajv's words are never read.
+const ajv = new Ajv({
+  strict: true,
+  allowUnionTypes: true,
+  allErrors: false,
+  messages: false,
+  coerceTypes: false,
+  useDefaults: false,
+  removeAdditional: false,
+});
 
-/** A variation selector: validator's isLength discounts it, JSON Schema's minLength does not. */
-const NO_VARIATION_SELECTOR: SchemaObject = { not: { pattern: '[\\uFE0E\\uFE0F]' } };
+/*
+ * String lengths in UTF-16 code units (`value.length`), by two keywords of ours. JSON Schema's
+ * minLength/maxLength count code points, in a loop over the string, which cost more than the rest of
+ * the schema together; validator's isLength counts code points less variation selectors. For every
+ * string, units ≥ isLength's count, so "units ≤ max" is stricter than @Length's max, and a
+ * non-empty string has an isLength of at least 1, so "units ≥ 1" is exactly @Length's min of 1 (a
+ * min above 1 is not generated). The differential test and an exhaustive check in its spec hold this.
+ */
+ajv.addKeyword({
+  keyword: 'maxUnits',
+  type: 'string',
+  schemaType: 'number',
+  code: (cxt: KeywordCxt) => cxt.fail(_`${cxt.data}.length > ${cxt.schema as number}`),
+});
+ajv.addKeyword({
+  keyword: 'minUnits',
+  type: 'string',
+  schemaType: 'number',
+  code: (cxt: KeywordCxt) => cxt.fail(_`${cxt.data}.length < ${cxt.schema as number}`),
+});
+/** Any JSON value but null. */
+const NOT_NULL: SchemaObject = { type: ['string', 'number', 'boolean', 'array', 'object'] };
 const JS_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
 function constraintName(meta: ValidationMetadata): string {
@@ -73,21 +102,21 @@ const isPrimitive = (value: unknown) => value === null || ['string', 'number', '
 /** One decorator's rule as JSON Schema, exactly or stricter; `false` when it cannot be said. */
 function ruleSchema(meta: ValidationMetadata, name: string, definitions: Record<string, Json>, hasArray: boolean): Json {
   const c = meta.constraints ?? [];
-  const lengths = (minLength?: number, maxLength?: number): SchemaObject => ({
-    type: 'string',
-    ...(typeof minLength === 'number' && minLength > 0 ? { minLength } : {}),
-    ...(typeof maxLength === 'number' ? { maxLength } : {}),
-    ...NO_VARIATION_SELECTOR,
-  });
+  const lengths = (min: unknown, max: unknown): Json => {
+    if (min !== undefined && (typeof min !== 'number' || min > 1)) return false;
+    if (max !== undefined && typeof max !== 'number') return false;
+    return { type: 'string', ...(min === 1 ? { minUnits: 1 } : {}), ...(max === undefined ? {} : { maxUnits: max }) };
+  };
+  // (a @Matches and a @Length on one field are two allOf members: two `pattern`s would never collide)
   switch (name) {
     case 'isString':
       return { type: 'string' };
     case 'isLength':
-      return lengths(c[0] as number, c[1] as number | undefined);
+      return lengths(c[0] === 0 ? undefined : c[0], c[1]);
     case 'minLength':
-      return lengths(c[0] as number);
+      return lengths(c[0] === 0 ? undefined : c[0], undefined);
     case 'maxLength':
-      return lengths(undefined, c[0] as number);
+      return lengths(undefined, c[0]);
     case 'matches': {
       const [pattern, modifiers] = c as [unknown, unknown];
       return pattern instanceof RegExp && pattern.flags === 'u' && modifiers === undefined
@@ -111,7 +140,7 @@ function ruleSchema(meta: ValidationMetadata, name: string, definitions: Record<
     case 'arrayMaxSize':
       return typeof c[0] === 'number' ? { type: 'array', maxItems: c[0] } : false;
     case IS_NOT_NULL:
-      return { not: { type: 'null' } };
+      return NOT_NULL;
     case ValidationTypes.WHITELIST: // @Allow: anything
       return true;
     case ValidationTypes.NESTED_VALIDATION: {
@@ -200,15 +229,15 @@ function classSchema(cls: Cls, definitions: Record<string, Json>): SchemaObject 
 function classPlan(cls: Cls, plans = new Map<Cls, ClassPlan>()): ClassPlan {
   const known = plans.get(cls);
   if (known) return known;
-  const plan: ClassPlan = { cls, fields: Object.create(null) as ClassPlan['fields'] };
+  const plan: ClassPlan = { cls, fields: new Map() };
   plans.set(cls, plan);
   for (const [property, metas] of byProperty(cls)) {
     const nestedMeta = metas.find((m) => m.type === ValidationTypes.NESTED_VALIDATION);
     const nested = nestedMeta && nestedClass(nestedMeta);
-    plan.fields[property] = {
+    plan.fields.set(property, {
       nested: nested ? classPlan(nested, plans) : undefined,
       array: metas.some((m) => constraintName(m) === 'isArray'),
-    };
+    });
   }
   return plan;
 }
@@ -228,7 +257,7 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 function build(plan: ClassPlan, body: Record<string, unknown>): object | undefined {
   const dto = new plan.cls() as Record<string, unknown>;
   for (const key in body) {
-    const field = plan.fields[key];
+    const field = plan.fields.get(key);
     if (field === undefined) {
       if (JS_KEYS.has(key)) return undefined;
       continue; // the whitelist strips it

@@ -75,7 +75,12 @@ export class EndMultiModelDto extends IntersectionType(SettlementTarget, UsagesF
 export class EndSingleModelDto extends IntersectionType(SettlementTarget, UsageDto) {}
 
 // The hot routes' bodies skip class-validator when the parser generated from the decorators above
-// proves them valid (common/fast-parse.ts): a rule is written once, here. FIGURES
+// proves them valid (common/fast-parse.ts): a rule is written once, here. bench/validation.ts,
+// through the global pipe, bodies per CPU-second (node 20, shared 2-core machine, December 2026):
+// /end-multimodel with 1 usage 1.24 M generated vs 0.9–1.5 M for the hand checkers it replaced vs
+// 42 k for class-validator alone (≈ 0.8 µs vs 24 µs a body); /start 2.9–3.9 M vs 3.7–5.4 M vs 148 k;
+// 3 usages 0.82–0.88 M vs 1.16–1.19 M vs 23 k. The generated parser costs ≈ 0.1–0.4 µs more than
+// the hand checkers did, a fraction of a percent of a request; class-validator costs 30–40× more.
 registerFastBodyParser(StartProcessDto, compileFastParser(StartProcessDto));
 registerFastBodyParser(EndMultiModelDto, compileFastParser(EndMultiModelDto));
 registerFastBodyParser(EndSingleModelDto, compileFastParser(EndSingleModelDto));

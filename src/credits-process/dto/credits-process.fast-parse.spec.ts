@@ -3,7 +3,7 @@ import type { ArgumentMetadata } from '@nestjs/common';
 import { createValidationPipe, fastParseBody, Optional, validateBody } from '../../common/validation';
 import { DomainError } from '../../common/domain-error';
 import { MAX_TOKENS, MAX_USAGES, UsageDto } from '../../pricing/dto/usage.dto';
-import { Matches } from 'class-validator';
+import { length, Matches } from 'class-validator';
 import { fastSchemaOf } from '../../common/fast-parse';
 import { IsMoney } from '../../common/money.validator';
 import { ID_PATTERN } from '../../wallets/dto/wallet.dto';
@@ -420,8 +420,8 @@ describe('fast checkers on typical bodies', () => {
     ['a count as a string', { user_id: 'u1', feature_endpoint_id: 'f', usages: [{ ...usage, input_tokens: '10' }] }],
     ['a usage that is not a plain object', { user_id: 'u1', feature_endpoint_id: 'f', usages: [Object.assign(new UsageDto(), usage)] }],
     ['a string holding U+0000', { user_id: 'u\u0000', feature_endpoint_id: 'f', usages: [usage] }],
-    // validator's isLength does not count a variation selector, JSON Schema's maxLength does.
-    ['a variation selector', { user_id: 'u1', feature_endpoint_id: 'f', usage_key: 'k\ufe0f', usages: [usage] }],
+    // Valid (isLength counts 64), but 128 code units: the generated length rule is stricter.
+    ['a usage_key of 64 astral characters', { user_id: 'u1', feature_endpoint_id: 'f', usage_key: '😀'.repeat(64), usages: [usage] }],
     ['a String object', { user_id: new String('u1'), feature_endpoint_id: 'f', usages: [usage] }],
     ['an undefined optional field', { user_id: 'u1', feature_endpoint_id: 'f', usage_key: undefined, usages: [usage] }],
     [
@@ -447,12 +447,8 @@ describe('fast checkers on typical bodies', () => {
 });
 
 describe('the generated schema', () => {
-  const lengths = (minLength: number, maxLength: number) => ({
-    type: 'string',
-    minLength,
-    maxLength,
-    not: { pattern: '[\\uFE0E\\uFE0F]' },
-  });
+  const NOT_NULL = { type: ['string', 'number', 'boolean', 'array', 'object'] };
+  const lengths = (min: number, max: number) => ({ type: 'string', minUnits: min, maxUnits: max });
   const count = { allOf: [{ type: 'number', maximum: MAX_TOKENS }, { type: 'number', minimum: 0 }, { type: 'integer' }] };
 
   it('says what the decorators say, one allOf member per decorator (so a changed rule shows up here)', () => {
@@ -475,7 +471,7 @@ describe('the generated schema', () => {
     };
     const root = definitions.EndMultiModelDto;
     expect(root.required).toEqual(['user_id', 'feature_endpoint_id', 'usages']);
-    expect(root.properties.usage_key).toEqual({ allOf: [lengths(1, 64), { type: 'string' }, { not: { type: 'null' } }] });
+    expect(root.properties.usage_key).toEqual({ allOf: [lengths(1, 64), { type: 'string' }, NOT_NULL] });
     expect(root.properties.usages).toEqual({
       allOf: [
         { type: 'array', items: { $ref: '#/definitions/UsageDto' } },
@@ -489,6 +485,22 @@ describe('the generated schema', () => {
     expect(definitions.UsageDto.properties.cached_input_tokens).toEqual({ anyOf: [{ type: 'null' }, count] });
   });
 
+  it('counts lengths in code units, never laxer than @Length (exhaustive over surrogates and variation selectors)', () => {
+    const alphabet = ['a', ' ', '\ufe0f', '\ufe0e', '\ud83d', '\ude00'];
+    let strings = [''];
+    let checked = 0;
+    for (let size = 1; size <= 6; size++) {
+      strings = strings.flatMap((prefix) => alphabet.map((c) => prefix + c));
+      for (const text of strings)
+        for (const max of [1, 2, 3, 4]) {
+          checked++;
+          // minUnits 1 + maxUnits max (what @Length(1, max) generates) accepts ⇒ class-validator accepts.
+          if (text.length >= 1 && text.length <= max) expect({ text, max, ok: length(text, 1, max) }).toEqual({ text, max, ok: true });
+        }
+    }
+    expect(checked).toBeGreaterThan(200_000);
+  });
+
   it('turns a decorator it cannot translate exactly into false: the class-validator path decides', () => {
     class Custom {
       @Optional()
@@ -499,6 +511,6 @@ describe('the generated schema', () => {
       name!: string;
     }
     const { definitions } = fastSchemaOf(Custom) as { definitions: Record<string, { properties: Record<string, unknown> }> };
-    expect(definitions.Custom.properties).toEqual({ amount: { allOf: [false, { not: { type: 'null' } }] }, name: { allOf: [false] } });
+    expect(definitions.Custom.properties).toEqual({ amount: { allOf: [false, NOT_NULL] }, name: { allOf: [false] } });
   });
 });

@@ -14,13 +14,13 @@ function flatten(errors: ValidationError[], prefix = ''): FieldError[] {
 }
 
 /**
- * A hand-written check of one DTO for the hot routes, where class-validator and class-transformer
- * cost ~8–10 % of the service's CPU per request (metadata look-ups, the validation executor,
+ * A fast check of one DTO for the hot routes, where class-validator and class-transformer cost
+ * ~8–10 % of the service's CPU per request (metadata look-ups, the validation executor,
  * plainToInstance). It returns the instance the class-validator path would return (whitelisted,
  * uncoerced, same classes, same key order) ONLY when it can prove the body valid, and `undefined`
  * for anything else — the class-validator path then runs unchanged, so it alone words every error.
- * It may refuse a valid body; it must never accept one class-validator refuses. Each checker is
- * held to that by a differential test against the class-validator path.
+ * It may refuse a valid body; it must never accept one class-validator refuses. The ones in use are
+ * generated from the DTO's decorators (common/fast-parse.ts) and held to that by a differential test.
  */
 export type FastBodyParser<T extends object> = (body: object, cls: new () => T) => T | undefined;
 

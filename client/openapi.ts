@@ -787,6 +787,7 @@ export interface components {
             amount: string | number;
             /**
              * @description A UTC calendar day or month.
+             * @example day
              * @enum {string}
              */
             period: "day" | "month";
@@ -818,17 +819,32 @@ export interface components {
             key: string;
         };
         CreateKeyDto: {
-            /** @description Features this key may use; empty or absent = all. */
+            /**
+             * @description Features this key may use; empty or absent = all.
+             * @example [
+             *       "ai_chat_v1"
+             *     ]
+             */
             allowed_features?: string[];
-            /** @description null = no cap. */
+            /**
+             * @description null = no cap.
+             * @example {
+             *       "amount": "500.000000",
+             *       "period": "day"
+             *     }
+             */
             spend_cap?: components["schemas"]["SpendCapDto"] | null;
             /** @example chat service */
             name: string;
-            /** @enum {string} */
+            /**
+             * @example service
+             * @enum {string}
+             */
             scope: "service" | "admin";
             /**
              * Format: date-time
              * @description After this instant the key answers 401.
+             * @example 2027-01-01T00:00:00Z
              */
             expires_at?: string;
         };
@@ -885,16 +901,29 @@ export interface components {
             period_resets_at?: string | null;
         };
         UpdateKeyDto: {
-            /** @description Features this key may use; empty or absent = all. */
+            /**
+             * @description Features this key may use; empty or absent = all.
+             * @example [
+             *       "ai_chat_v1"
+             *     ]
+             */
             allowed_features?: string[];
-            /** @description null = no cap. */
+            /**
+             * @description null = no cap.
+             * @example {
+             *       "amount": "500.000000",
+             *       "period": "day"
+             *     }
+             */
             spend_cap?: components["schemas"]["SpendCapDto"] | null;
+            /** @example chat service */
             name?: string;
         };
         RotateKeyDto: {
             /**
              * @description How long the old secret keeps working.
              * @default 0
+             * @example 3600
              */
             grace_seconds?: number;
         };

@@ -655,6 +655,15 @@ describe('hostile input: null in every field of every route and queue, and value
       allowed_plans: ['free', 'pro'],
       active: true,
     }),
+    'POST /api/keys': () => ({
+      name: 'K',
+      scope: 'service',
+      allowed_features: [FEATURE],
+      spend_cap: { amount: '10', period: 'day' },
+      expires_at: new Date(Date.now() + 86_400_000).toISOString(),
+    }),
+    'PATCH /api/keys/{key_id}': () => ({ name: 'K', allowed_features: [FEATURE], spend_cap: { amount: '10', period: 'month' } }),
+    'POST /api/keys/{key_id}/rotate': () => ({ grace_seconds: 0 }),
     'PATCH /api/features/{feature_endpoint_id}': () => ({
       name: 'N',
       min_holding_credits: '1',
@@ -665,7 +674,7 @@ describe('hostile input: null in every field of every route and queue, and value
       active: true,
     }),
   };
-  const PARAMS: Record<string, string> = { ai_model: MODEL, user_id: WALLET, feature_endpoint_id: FEATURE };
+  const PARAMS: Record<string, string> = { ai_model: MODEL, user_id: WALLET, feature_endpoint_id: FEATURE, key_id: '' };
   const SERVICE_ROUTES = new Set(['start', 'end-multimodel', 'end', 'cancel', 'quote'].map((r) => r));
   const keyFor = (path: string) => (SERVICE_ROUTES.has(path.split('/').pop()!) ? SERVICE_KEY : ADMIN_KEY);
 
@@ -690,6 +699,7 @@ describe('hostile input: null in every field of every route and queue, and value
     await ok('POST', '/api/features', { feature_endpoint_id: FEATURE, name: 'Fuzz', min_holding_credits: '5' });
     await ok('POST', '/api/wallets', { user_id: WALLET, initial_credits: '100' });
     holdKey = (await ok('POST', '/api/credits-process/start', { user_id: WALLET, feature_endpoint_id: FEATURE }, SERVICE_KEY)).usage_key;
+    PARAMS.key_id = (await ok('POST', '/api/keys', { name: 'fuzz', scope: 'service' })).key_id;
     doc = (await t.request('GET', '/docs-json', { key: null })).body as unknown as typeof doc;
   }, 60_000);
   afterAll(async () => {
@@ -725,6 +735,9 @@ describe('hostile input: null in every field of every route and queue, and value
         'PATCH /api/features/{feature_endpoint_id} hold_ttl_seconds',
         'PATCH /api/features/{feature_endpoint_id} profit_margin',
         'PATCH /api/features/{feature_endpoint_id} fixed_cost',
+        // null = no spend cap (API.md §11)
+        'POST /api/keys spend_cap',
+        'PATCH /api/keys/{key_id} spend_cap',
       ].sort(),
     );
   });

@@ -406,7 +406,9 @@ describe('upgrade from the schema of 1764000000002', () => {
     expect(applied).toContain('WideMoneyColumns1764000000003');
 
     // No table rewritten, no index rebuilt: the files are the same ones.
-    expect(await relfilenodes()).toEqual(before);
+    // Every relation that existed before keeps its file (later migrations add tables of their own).
+    const after = await relfilenodes();
+    expect(Object.fromEntries(Object.keys(before).map((name) => [name, after[name]]))).toEqual(before);
     const types = await withDb(db.url, async (c) =>
       Object.fromEntries(
         (

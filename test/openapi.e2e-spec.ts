@@ -200,6 +200,25 @@ describe('the OpenAPI document', () => {
     await call('POST', '/api/settlement-failures/999999/discard');
     await call('GET', '/api/settlement-failures');
 
+    // The console's read routes.
+    await call('GET', '/api/wallets?user_id_prefix=oa-');
+    await call('GET', '/api/wallets/oa-1/holds');
+    await call('GET', '/api/wallets/none-such/holds');
+
+    // Keys as records and the audit log.
+    const key = await call('POST', '/api/keys', {
+      body: { name: 'oa key', scope: 'service', allowed_features: ['chat'], spend_cap: { amount: '10', period: 'day' } },
+    });
+    const keyId = key.body.data.key_id as string;
+    await call('POST', '/api/keys', { body: { name: 'oa key', scope: 'root' } });
+    await call('GET', '/api/keys');
+    await call('GET', `/api/keys/${keyId}`);
+    await call('GET', '/api/keys/00000000-0000-4000-8000-000000000000');
+    await call('PATCH', `/api/keys/${keyId}`, { body: { spend_cap: null } });
+    await call('POST', `/api/keys/${keyId}/rotate`, { body: { grace_seconds: 60 } });
+    await call('POST', `/api/keys/${keyId}/revoke`);
+    await call('GET', '/api/audit-log?limit=5');
+
     await call('GET', '/api/reconciliation');
     await call('GET', '/health/live', { key: null });
     await call('GET', '/health/ready', { key: null });

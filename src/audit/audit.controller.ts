@@ -8,19 +8,26 @@ import { AUDIT_ACTIONS, type AuditAction } from './audit-entry.entity';
 import { AuditService } from './audit.service';
 
 export class AuditQueryDto extends PageQueryDto {
-  @ApiPropertyOptional({ description: 'Only rows about this user id, feature, model, key id, failure id or usage key.', maxLength: 256 })
+  @ApiPropertyOptional({
+    description: 'Only rows about this user id, feature, model, key id, failure id or usage key.',
+    maxLength: 256,
+    example: 'demo-user',
+  })
   @Optional()
   @IsString()
   @Length(1, 256)
   target?: string;
 
-  @ApiPropertyOptional({ description: 'Only rows by this key_id, or `env` for the keys of SERVER_API_KEYS / ADMIN_API_KEYS.' })
+  @ApiPropertyOptional({
+    description: 'Only rows by this key_id, or `env` for the keys of SERVER_API_KEYS / ADMIN_API_KEYS.',
+    example: 'env',
+  })
   @Optional()
   @IsString()
   @Length(1, 64)
   actor?: string;
 
-  @ApiPropertyOptional({ enum: AUDIT_ACTIONS })
+  @ApiPropertyOptional({ enum: AUDIT_ACTIONS, example: 'wallet.top_up' })
   @Optional()
   @IsIn(AUDIT_ACTIONS)
   action?: AuditAction;

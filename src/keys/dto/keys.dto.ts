@@ -12,13 +12,18 @@ export class SpendCapDto {
   @IsMoney()
   amount!: string;
 
-  @ApiProperty({ enum: ['day', 'month'], description: 'A UTC calendar day or month.' })
+  @ApiProperty({ enum: ['day', 'month'], description: 'A UTC calendar day or month.', example: 'day' })
   @IsIn(['day', 'month'])
   period!: SpendCapPeriod;
 }
 
 class KeyLimitsDto {
-  @ApiPropertyOptional({ description: 'Features this key may use; empty or absent = all.', type: [String], maxItems: 100 })
+  @ApiPropertyOptional({
+    description: 'Features this key may use; empty or absent = all.',
+    type: [String],
+    maxItems: 100,
+    example: ['ai_chat_v1'],
+  })
   @Optional()
   @IsArray()
   @ArrayMaxSize(100)
@@ -26,7 +31,12 @@ class KeyLimitsDto {
   @Length(1, 128, { each: true })
   allowed_features?: string[];
 
-  @ApiPropertyOptional({ type: SpendCapDto, nullable: true, description: 'null = no cap.' })
+  @ApiPropertyOptional({
+    type: SpendCapDto,
+    nullable: true,
+    description: 'null = no cap.',
+    example: { amount: '500.000000', period: 'day' },
+  })
   @Optional({ nullable: true })
   @ValidateNested()
   @Type(() => SpendCapDto)
@@ -39,18 +49,18 @@ export class CreateKeyDto extends KeyLimitsDto {
   @Length(1, 128)
   name!: string;
 
-  @ApiProperty({ enum: ['service', 'admin'] })
+  @ApiProperty({ enum: ['service', 'admin'], example: 'service' })
   @IsIn(['service', 'admin'])
   scope!: KeyScope;
 
-  @ApiPropertyOptional({ format: 'date-time', description: 'After this instant the key answers 401.' })
+  @ApiPropertyOptional({ format: 'date-time', description: 'After this instant the key answers 401.', example: '2027-01-01T00:00:00Z' })
   @Optional()
   @IsISO8601({ strict: true })
   expires_at?: string;
 }
 
 export class UpdateKeyDto extends KeyLimitsDto {
-  @ApiPropertyOptional({ minLength: 1, maxLength: 128 })
+  @ApiPropertyOptional({ minLength: 1, maxLength: 128, example: 'chat service' })
   @Optional()
   @IsString()
   @Length(1, 128)
@@ -58,7 +68,14 @@ export class UpdateKeyDto extends KeyLimitsDto {
 }
 
 export class RotateKeyDto {
-  @ApiPropertyOptional({ type: 'integer', minimum: 0, maximum: 604800, default: 0, description: 'How long the old secret keeps working.' })
+  @ApiPropertyOptional({
+    type: 'integer',
+    minimum: 0,
+    maximum: 604800,
+    default: 0,
+    description: 'How long the old secret keeps working.',
+    example: 3600,
+  })
   @Optional()
   @IsInt()
   @Min(0)

@@ -1,3 +1,5 @@
+import type { components } from '../../client/openapi';
+
 /**
  * The console talks to the service's public API only, same origin, with the admin key the operator
  * typed. The key lives in this tab's sessionStorage: never in a URL, a cookie or a log.
@@ -54,47 +56,15 @@ export interface Page<T> {
   next_cursor: string | null;
 }
 
-export interface Wallet {
-  user_id: string;
-  plan: string;
-  status: string;
-  balance: string;
-  held: string;
-  credits: string;
-  created_at: string;
-  updated_at: string;
-}
-
-export interface LedgerEntry {
-  id: string;
-  kind: string;
-  amount: string;
-  balance_after: string;
-  held_after: string;
-  usage_key: string | null;
-  description: string | null;
-  created_at: string;
-}
-
-export interface Hold {
-  usage_key: string;
-  feature_endpoint_id: string;
-  hold_amount: string;
-  created_at: string;
-  expires_at: string;
-}
-
-export interface SettlementFailure {
-  id: string;
-  queue: string;
-  payload: string;
-  payload_encoding: string;
-  error_status: string;
-  reason: string;
-  status: 'pending' | 'replayed' | 'discarded';
-  attempts: number;
-  created_at: string;
-  resolved_at: string | null;
-}
+/** The answers' shapes, generated from the service's OpenAPI document (client/openapi.ts): declared once. */
+type Schemas = components['schemas'];
+export type Wallet = Schemas['WalletResponseDoc'];
+export type LedgerEntry = Schemas['LedgerEntryResponseDoc'];
+export type Hold = Schemas['LiveHoldResponseDoc'];
+export type SettlementFailure = Schemas['SettlementFailureResponseDoc'];
+export type Mismatch = Schemas['MismatchDoc'];
+export type ModelPrice = Schemas['ModelPriceSummaryDoc'];
+export type Feature = Schemas['FeatureResponseDoc'];
+export type PricingSettings = Schemas['PricingSettingsResponseDoc'];
 
 export const enc = encodeURIComponent;

@@ -1,26 +1,5 @@
-import { api, type Page } from '../api';
+import { api, type Feature, type ModelPrice, type Page, type PricingSettings } from '../api';
 import { Empty, ErrorNote, Money, Time, useLoad } from '../ui';
-
-interface ModelPrice {
-  ai_model: string;
-  version: number;
-  input_price_per_million: string;
-  output_price_per_million: string;
-  cached_input_price_per_million: string | null;
-  profit_margin: string | null;
-}
-
-interface Feature {
-  feature_endpoint_id: string;
-  name: string;
-  min_holding_credits: string;
-  hold_ttl_seconds: number;
-  profit_margin: string | null;
-  fixed_cost: string | null;
-  allowed_plans: string[];
-  active: boolean;
-  updated_at: string;
-}
 
 /** Margins are fractions ("0.2" = 20 %): shown as a percentage by moving the decimal point in the text. */
 function percent(fraction: string): string {
@@ -33,10 +12,7 @@ function percent(fraction: string): string {
 
 /** The price table (current versions), the pricing settings and the feature catalogue. */
 export function PricingView() {
-  const settings = useLoad(
-    () => api<{ credits_per_usd: string; default_profit_margin: string; updated_at: string }>('GET', '/api/pricing/settings'),
-    [],
-  );
+  const settings = useLoad(() => api<PricingSettings>('GET', '/api/pricing/settings'), []);
   const models = useLoad(() => api<Page<ModelPrice>>('GET', '/api/pricing/models?limit=200'), []);
   const features = useLoad(() => api<Page<Feature>>('GET', '/api/features?limit=200'), []);
   return (

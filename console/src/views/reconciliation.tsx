@@ -1,14 +1,5 @@
-import { api } from '../api';
+import { api, type Mismatch } from '../api';
 import { Empty, ErrorNote, Loading, Money, useLoad } from '../ui';
-
-interface Mismatch {
-  user_id: string;
-  balance: string;
-  ledger_sum: string;
-  last_balance_after: string | null;
-  held: string;
-  live_holds: string;
-}
 
 /** The books checked in SQL: balance = Σ ledger = last balance_after, held = Σ live holds. */
 export function ReconciliationView() {

@@ -1,4 +1,5 @@
 import type { components } from '../../client/openapi';
+import type { LedgerEntry, Wallet } from '../../client/credits.types';
 
 /**
  * The console talks to the service's public API only, same origin, with the admin key the operator
@@ -56,10 +57,12 @@ export interface Page<T> {
   next_cursor: string | null;
 }
 
-/** The answers' shapes, generated from the service's OpenAPI document (client/openapi.ts): declared once. */
+/**
+ * The answers' shapes, generated from the service's OpenAPI document (client/openapi.ts): declared
+ * once. The partner client already names the shared ones; the operator-only ones are read here.
+ */
 type Schemas = components['schemas'];
-export type Wallet = Schemas['WalletResponseDoc'];
-export type LedgerEntry = Schemas['LedgerEntryResponseDoc'];
+export type { LedgerEntry, Wallet };
 export type Hold = Schemas['LiveHoldResponseDoc'];
 export type SettlementFailure = Schemas['SettlementFailureResponseDoc'];
 export type Mismatch = Schemas['MismatchDoc'];

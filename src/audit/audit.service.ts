@@ -27,6 +27,21 @@ export function withoutSecrets(value: unknown): unknown {
   return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, SECRET_FIELDS.test(k) ? '[redacted]' : withoutSecrets(v)]));
 }
 
+/**
+ * The fields that differ between two views of a thing, before and after: an update's `changes`.
+ * `updated_at` is not a change of its own.
+ */
+export function changedFields<T extends object>(before: T, after: T): { before: Partial<T>; after: Partial<T> } {
+  const b: Partial<T> = {};
+  const a: Partial<T> = {};
+  for (const k of Object.keys(after) as (keyof T)[]) {
+    if (k === 'updated_at' || JSON.stringify(before[k]) === JSON.stringify(after[k])) continue;
+    b[k] = before[k];
+    a[k] = after[k];
+  }
+  return { before: b, after: a };
+}
+
 export function auditView(e: AuditEntry): AuditView {
   return {
     id: e.id,

@@ -1,4 +1,4 @@
-import { CanActivate, ExecutionContext, Inject, Injectable, SetMetadata } from '@nestjs/common';
+import { CanActivate, createParamDecorator, ExecutionContext, Inject, Injectable, SetMetadata } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -35,9 +35,23 @@ export interface Caller {
   spendCap: { amount: Money; period: 'day' | 'month' } | null;
 }
 
-/** A key record's feature scope (API.md §11): 403 before anything is written. */
+/** The request's caller, as a controller parameter (undefined only on public routes). */
+export const CurrentCaller = createParamDecorator(
+  (_: unknown, context: ExecutionContext) => context.switchToHttp().getRequest<{ caller?: Caller }>().caller,
+);
+
+/** Whether a caller is scoped to some features (a key record with allowed_features): only then is anything checked. */
+export function isFeatureScoped(caller: Caller | undefined): caller is Caller {
+  return caller !== undefined && caller.allowedFeatures.length > 0;
+}
+
+/**
+ * A key record's feature scope (API.md §11): 403 before anything is written. An unrestricted
+ * caller (environment keys, records without allowed_features, the queue's `undefined`) costs one
+ * length check; a scoped one a search of its short list. Never a round trip.
+ */
 export function assertFeatureAllowed(caller: Caller | undefined, featureEndpointId: string): void {
-  if (!caller || caller.allowedFeatures.length === 0 || caller.allowedFeatures.includes(featureEndpointId)) return;
+  if (!isFeatureScoped(caller) || caller.allowedFeatures.includes(featureEndpointId)) return;
   throw new DomainError('feature_not_allowed_for_key', `This API key may not use the feature "${featureEndpointId}".`, {
     feature_endpoint_id: featureEndpointId,
   });

@@ -1,6 +1,6 @@
 import { Body, Controller, Get, Headers, HttpCode, Param, Post } from '@nestjs/common';
 import { ApiHeader, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
-import { ServiceScope } from '../common/api-key.guard';
+import { type Caller, CurrentCaller, ServiceScope } from '../common/api-key.guard';
 import { validationError } from '../common/domain-error';
 import { bindLogFields } from '../common/logging';
 import { API_ROUTE_ERRORS, ApiErrors, ApiSuccess, BODY_ERRORS } from '../common/openapi';
@@ -38,6 +38,7 @@ const SETTLEMENT_ERRORS = [
   'usage_key_mismatch',
   'conflict',
   'unknown_model',
+  'feature_not_allowed_for_key',
 ] as const;
 
 const SETTLEMENT_SUCCESS = {
@@ -77,10 +78,11 @@ export class CreditsProcessController {
     'feature_inactive',
     'feature_not_permitted',
     'insufficient_credits',
+    'feature_not_allowed_for_key',
   )
-  async start(@Body() dto: StartProcessDto) {
+  async start(@Body() dto: StartProcessDto, @CurrentCaller() caller: Caller) {
     bindLogFields({ user_id: dto.user_id, feature_endpoint_id: dto.feature_endpoint_id });
-    const result = await this.creditsProcess.start(dto.user_id, dto.feature_endpoint_id);
+    const result = await this.creditsProcess.start(dto.user_id, dto.feature_endpoint_id, caller);
     bindLogFields({ usage_key: result.usage_key });
     return result;
   }
@@ -96,8 +98,8 @@ export class CreditsProcessController {
   @IDEMPOTENCY_HEADER
   @ApiSuccess(SETTLEMENT_SUCCESS)
   @ApiErrors(...SETTLEMENT_ERRORS)
-  endMultiModel(@Body() dto: EndMultiModelDto, @Headers('idempotency-key') idempotencyKey?: string) {
-    return this.settle(withHeaderKey(dto, idempotencyKey));
+  endMultiModel(@Body() dto: EndMultiModelDto, @CurrentCaller() caller: Caller, @Headers('idempotency-key') idempotencyKey?: string) {
+    return this.settle(withHeaderKey(dto, idempotencyKey), caller);
   }
 
   @Post('end')
@@ -109,18 +111,18 @@ export class CreditsProcessController {
   @IDEMPOTENCY_HEADER
   @ApiSuccess(SETTLEMENT_SUCCESS)
   @ApiErrors(...SETTLEMENT_ERRORS)
-  end(@Body() dto: EndSingleModelDto, @Headers('idempotency-key') idempotencyKey?: string) {
-    return this.settle(withHeaderKey(toMultiModel(dto), idempotencyKey));
+  end(@Body() dto: EndSingleModelDto, @CurrentCaller() caller: Caller, @Headers('idempotency-key') idempotencyKey?: string) {
+    return this.settle(withHeaderKey(toMultiModel(dto), idempotencyKey), caller);
   }
 
   @Post('cancel')
   @HttpCode(200)
   @ApiOperation({ summary: 'Release a hold without a charge', description: 'Repeating it is harmless; a settled key is refused.' })
   @ApiSuccess({ description: 'Cancelled.', type: CancelResponseDoc, example: CANCEL_EXAMPLE })
-  @ApiErrors(...API_ROUTE_ERRORS, ...BODY_ERRORS, 'usage_key_not_found', 'already_settled')
-  cancel(@Body() dto: CancelDto) {
+  @ApiErrors(...API_ROUTE_ERRORS, ...BODY_ERRORS, 'usage_key_not_found', 'already_settled', 'feature_not_allowed_for_key')
+  cancel(@Body() dto: CancelDto, @CurrentCaller() caller: Caller) {
     bindLogFields({ usage_key: dto.usage_key.toLowerCase() });
-    return this.creditsProcess.cancel(dto.usage_key);
+    return this.creditsProcess.cancel(dto.usage_key, caller);
   }
 
   @Get('usages/:usage_key')
@@ -130,17 +132,17 @@ export class CreditsProcessController {
   })
   @ApiParam({ name: 'usage_key', description: 'From /start or a settlement answer.', example: START_EXAMPLE.usage_key })
   @ApiSuccess({ description: 'The authorization.', type: UsageResponseDoc, example: USAGE_EXAMPLE })
-  @ApiErrors(...API_ROUTE_ERRORS, 'usage_key_not_found')
-  usage(@Param('usage_key') usageKey: string) {
+  @ApiErrors(...API_ROUTE_ERRORS, 'usage_key_not_found', 'feature_not_allowed_for_key')
+  usage(@Param('usage_key') usageKey: string, @CurrentCaller() caller: Caller) {
     bindLogFields({ usage_key: usageKey.toLowerCase() });
-    return this.creditsProcess.usage(usageKey);
+    return this.creditsProcess.usage(usageKey, caller);
   }
 
-  private async settle(dto: EndMultiModelDto): Promise<SettlementResult> {
+  private async settle(dto: EndMultiModelDto, caller: Caller): Promise<SettlementResult> {
     // Lower-cased as the service stores and logs it (usage keys are UUIDs).
     const usageKey = dto.usage_key?.toLowerCase();
     bindLogFields({ user_id: dto.user_id, feature_endpoint_id: dto.feature_endpoint_id, ...(usageKey ? { usage_key: usageKey } : {}) });
-    const result = await this.creditsProcess.settle(dto, 'http');
+    const result = await this.creditsProcess.settle(dto, 'http', caller);
     // A direct charge gets its usage_key only now.
     bindLogFields({ ...(usageKey ? {} : { usage_key: result.usage_key }), outcome: result.status });
     return result;

@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { createHash, randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
+import { assertFeatureAllowed, type Caller, isFeatureScoped } from '../common/api-key.guard';
 import { Coalescer } from '../common/coalescer';
 import { isDatabaseUnavailable } from '../common/database-errors';
 import { DomainError } from '../common/domain-error';
@@ -106,8 +107,10 @@ export class CreditsProcessService {
    * row, so N concurrent starts with room for K give exactly K. Only when it places nothing do we
    * look at why (and answer in the contract's check order).
    */
-  async start(userId: string, featureEndpointId: string): Promise<StartResult> {
+  async start(userId: string, featureEndpointId: string, caller?: Caller): Promise<StartResult> {
     try {
+      // A key scoped to other features: 403 before anything is written (the body names the feature).
+      assertFeatureAllowed(caller, featureEndpointId);
       const result = await this.starts.submit({ userId, featureEndpointId });
       this.metrics.starts.inc({ outcome: 'accessible' });
       return result;
@@ -213,7 +216,19 @@ export class CreditsProcessService {
    * key — `explain` answers with the first settlement's figures (read back from its ledger entry,
    * charging nothing) or the reason it cannot settle.
    */
-  async settle(dto: EndMultiModelDto, channel: Channel): Promise<SettlementResult> {
+  async settle(dto: EndMultiModelDto, channel: Channel, caller?: Caller): Promise<SettlementResult> {
+    // The body's feature is checked against the key's scope; the hold's own feature must equal it
+    // (the settle statement claims only a hold of that user and feature: usage_key_mismatch
+    // otherwise), so a scoped key never settles another feature's hold, and no read is added.
+    // Queue messages carry no key (caller undefined): nothing to check.
+    if (caller) {
+      try {
+        assertFeatureAllowed(caller, dto.feature_endpoint_id);
+      } catch (error) {
+        this.metrics.settlements.inc({ channel, outcome: 'failed' });
+        throw error;
+      }
+    }
     const result = await this.settlements.submit({ dto: normalize(dto), channel });
     // Logged here, in the caller's own context (its request_id), not inside the shared batch.
     if (result.status === 'settled') {
@@ -336,9 +351,16 @@ export class CreditsProcessService {
   }
 
   /** Releases a live hold without a charge. Repeating it is harmless; a settled key is a 409. */
-  async cancel(rawUsageKey: string): Promise<CancelResponseDoc> {
+  async cancel(rawUsageKey: string, caller?: Caller): Promise<CancelResponseDoc> {
     const usageKey = rawUsageKey.toLowerCase();
     if (!isUuid(usageKey)) throw usageKeyNotFound(rawUsageKey);
+    // The body names no feature: a scoped key reads the hold's (its feature never changes) before
+    // releasing. Unrestricted keys skip the read.
+    if (isFeatureScoped(caller)) {
+      const hold = await this.dataSource.getRepository(Hold).findOne({ select: { featureEndpointId: true }, where: { usageKey } });
+      if (!hold) throw usageKeyNotFound(usageKey);
+      assertFeatureAllowed(caller, hold.featureEndpointId);
+    }
     const released = await this.ledger.release(usageKey);
     if (released) return { status: 'cancelled', usage_key: usageKey, released: released.released.toString() };
     // Already cancelled, or expired (its credits were released then; it keeps its expired story).
@@ -349,9 +371,10 @@ export class CreditsProcessService {
   }
 
   /** The authorization's whole story: status, hold, expiry, settlement and its ledger entries. */
-  async usage(usageKey: string): Promise<UsageResponseDoc> {
+  async usage(usageKey: string, caller?: Caller): Promise<UsageResponseDoc> {
     const hold = isUuid(usageKey) ? await this.dataSource.getRepository(Hold).findOneBy({ usageKey }) : null;
     if (!hold) throw usageKeyNotFound(usageKey);
+    assertFeatureAllowed(caller, hold.featureEndpointId);
     const entries = await this.dataSource.getRepository(LedgerEntry).find({ where: { usageKey }, order: { id: 'ASC' } });
     // Past its expiry and not swept yet: it is expired already, whatever the row says.
     const expired = hold.status === LIVE_HOLD_STATUS && hold.expiresAt.getTime() <= Date.now();

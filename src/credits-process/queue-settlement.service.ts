@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Injectable, Logger } from '@nestjs/common';
+import type { Actor } from '../audit/actor';
 import { DomainError, queuePolicyOf } from '../common/domain-error';
 import { validateBody } from '../common/validation';
 import { END_QUEUE } from '../queue/queue.constants';
@@ -60,7 +61,7 @@ export class QueueSettlementService {
    * is keyed (see `replayKey`), so even a replay that takes over a crashed one charges at most
    * once. On a failure it can never fix it stays pending with the new reason.
    */
-  async replay(id: string) {
+  async replay(id: string, actor: Actor) {
     const failure = await this.failures.claim(id);
     const content = decodePayload(failure);
     let payload: unknown;
@@ -73,7 +74,7 @@ export class QueueSettlementService {
     try {
       const dto = await this.parse(failure.queue, unwrapEnvelope(payload), parsed);
       const result = await this.creditsProcess.settle(keyed(dto, replayKey(failure)), 'queue');
-      return { status: 'replayed' as const, settlement: result, failure: await this.failures.markReplayed(failure, { ...result }) };
+      return { status: 'replayed' as const, settlement: result, failure: await this.failures.markReplayed(failure, { ...result }, actor) };
     } catch (error) {
       // A `record` failure charged nothing: the failure is free again. Any other may have
       // committed before it failed: the claim stays (no discard), expired for a replay at once.
@@ -83,8 +84,8 @@ export class QueueSettlementService {
     }
   }
 
-  async discard(id: string) {
-    return { status: 'discarded' as const, failure: await this.failures.discard(id) };
+  async discard(id: string, actor: Actor) {
+    return { status: 'discarded' as const, failure: await this.failures.discard(id, actor) };
   }
 
   /** The same DTOs and rules as the HTTP routes of the same names. */

@@ -1,3 +1,4 @@
+import { type Actor, CurrentActor } from '../audit/actor';
 import { Controller, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
 import { ApiOperation, ApiParam, ApiPropertyOptional, ApiTags } from '@nestjs/swagger';
 import { IsIn } from 'class-validator';
@@ -71,8 +72,8 @@ export class SettlementFailuresController {
     'usage_key_mismatch',
     'unknown_model',
   )
-  replay(@Param('id') id: string) {
-    return this.queueSettlement.replay(id);
+  replay(@Param('id') id: string, @CurrentActor() actor: Actor) {
+    return this.queueSettlement.replay(id, actor);
   }
 
   @Post(':id/discard')
@@ -85,7 +86,7 @@ export class SettlementFailuresController {
   @FAILURE_ID
   @ApiSuccess({ description: 'Discarded.', type: DiscardResponseDoc, example: DISCARD_EXAMPLE })
   @ApiErrors(...ADMIN_ROUTE_ERRORS, 'settlement_failure_not_found', 'conflict')
-  discard(@Param('id') id: string) {
-    return this.queueSettlement.discard(id);
+  discard(@Param('id') id: string, @CurrentActor() actor: Actor) {
+    return this.queueSettlement.discard(id, actor);
   }
 }

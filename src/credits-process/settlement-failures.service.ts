@@ -1,6 +1,8 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, FindOptionsWhere, MoreThan } from 'typeorm';
+import type { Actor } from '../audit/actor';
+import { AuditService } from '../audit/audit.service';
 import { DomainError } from '../common/domain-error';
 import { DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
 import { queryRows } from '../database/sql';
@@ -76,6 +78,7 @@ export class SettlementFailuresService {
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly metrics: MetricsService,
+    private readonly audit: AuditService,
   ) {}
 
   async record(queue: string, content: Buffer, error: DomainError, messageId?: string): Promise<SettlementFailure> {
@@ -142,8 +145,8 @@ export class SettlementFailuresService {
    * after the timeout matches nothing: the replay that took it over resolves it (and, keyed the
    * same, charged nothing more).
    */
-  async markReplayed(claimed: ClaimedFailure, resolution: Record<string, unknown>) {
-    return this.close(claimed.id, 'replayed', resolution, claimed.claimedAt, beingReplayed);
+  async markReplayed(claimed: ClaimedFailure, resolution: Record<string, unknown>, actor: Actor) {
+    return this.close(claimed.id, 'replayed', resolution, claimed.claimedAt, beingReplayed, actor);
   }
 
   /**
@@ -152,8 +155,8 @@ export class SettlementFailuresService {
    * the same conditional UPDATE that claims for a replay decides, so a discard racing a replay
    * either wins before it (and the replay charges nothing) or is refused.
    */
-  async discard(id: string) {
-    return this.close(id, 'discarded', { discarded: true }, null, discardRefused);
+  async discard(id: string, actor: Actor) {
+    return this.close(id, 'discarded', { discarded: true }, null, discardRefused, actor);
   }
 
   private async close(
@@ -162,17 +165,28 @@ export class SettlementFailuresService {
     resolution: Record<string, unknown>,
     claimedAt: Date | null,
     claimedError: (id: string, failure: SettlementFailure) => DomainError,
+    actor: Actor,
   ) {
-    const [row] = validId(id)
-      ? await queryRows<{ id: string }>(
-          this.dataSource.manager,
-          `UPDATE settlement_failures SET status = $2, resolution = $3::jsonb, resolved_at = now(), claimed_at = NULL
-           WHERE id = $1 AND status = 'pending' AND claimed_at IS NOT DISTINCT FROM $4::timestamptz
-           RETURNING id`,
-          [id, status, JSON.stringify(resolution), claimedAt],
-        )
-      : [];
-    if (row) return failureView(await this.find(id));
+    // The status change and its audit row (API.md §12) commit together; a refused close writes neither.
+    const closed = validId(id)
+      ? await this.dataSource.transaction(async (manager) => {
+          const [row] = await queryRows<{ id: string; error_status: string }>(
+            manager,
+            `UPDATE settlement_failures SET status = $2, resolution = $3::jsonb, resolved_at = now(), claimed_at = NULL
+             WHERE id = $1 AND status = 'pending' AND claimed_at IS NOT DISTINCT FROM $4::timestamptz
+             RETURNING id, error_status`,
+            [id, status, JSON.stringify(resolution), claimedAt],
+          );
+          if (!row) return false;
+          await this.audit.append(manager, actor, status === 'replayed' ? 'settlement_failure.replay' : 'settlement_failure.discard', id, {
+            before: { status: 'pending' },
+            after: { status, resolution },
+            error_status: row.error_status,
+          });
+          return true;
+        })
+      : false;
+    if (closed) return failureView(await this.find(id));
     throw await this.whyNotFree(id, claimedError);
   }
 

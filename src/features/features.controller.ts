@@ -1,5 +1,6 @@
 import { Body, Controller, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
 import { ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
+import { type Actor, CurrentActor } from '../audit/actor';
 import { ADMIN_ROUTE_ERRORS, ApiErrors, ApiSuccess, BODY_ERRORS } from '../common/openapi';
 import { PageQueryDto } from '../common/pagination';
 import { CreateFeatureDto, UpdateFeatureDto } from './dto/feature.dto';
@@ -18,8 +19,8 @@ export class FeaturesController {
   @ApiOperation({ summary: 'Add a feature to the catalogue', description: 'Admin scope.' })
   @ApiSuccess({ status: 201, description: 'Created.', type: FeatureResponseDoc, example: FEATURE_EXAMPLE })
   @ApiErrors(...ADMIN_ROUTE_ERRORS, ...BODY_ERRORS, 'already_exists')
-  create(@Body() dto: CreateFeatureDto) {
-    return this.features.create(dto);
+  create(@Body() dto: CreateFeatureDto, @CurrentActor() actor: Actor) {
+    return this.features.create(dto, actor);
   }
 
   @Get()
@@ -47,7 +48,7 @@ export class FeaturesController {
   @FEATURE_ID
   @ApiSuccess({ description: 'The feature after the change.', type: FeatureResponseDoc, example: { ...FEATURE_EXAMPLE, active: false } })
   @ApiErrors(...ADMIN_ROUTE_ERRORS, ...BODY_ERRORS, 'feature_not_found')
-  update(@Param('feature_endpoint_id') id: string, @Body() dto: UpdateFeatureDto) {
-    return this.features.update(id, dto);
+  update(@Param('feature_endpoint_id') id: string, @Body() dto: UpdateFeatureDto, @CurrentActor() actor: Actor) {
+    return this.features.update(id, dto, actor);
   }
 }

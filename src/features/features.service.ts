@@ -1,6 +1,8 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, MoreThan } from 'typeorm';
+import type { Actor } from '../audit/actor';
+import { AuditService, changedFields } from '../audit/audit.service';
 import { toScaled } from '../common/decimal';
 import { isUniqueViolation } from '../common/database-errors';
 import { Money } from '../common/money';
@@ -20,16 +22,20 @@ export class FeaturesService {
     @InjectDataSource() private readonly dataSource: DataSource,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly catalog: PricingCatalog,
+    private readonly audit: AuditService,
   ) {}
 
   private view(f: Feature): FeatureResponseDoc {
     return featureView(f, this.config.holdTtlSeconds);
   }
 
-  async create(dto: CreateFeatureDto): Promise<FeatureResponseDoc> {
-    const repo = this.dataSource.getRepository(Feature);
+  /** The feature and its audit row (API.md §12) commit together; a 409 writes neither. */
+  async create(dto: CreateFeatureDto, actor: Actor): Promise<FeatureResponseDoc> {
+    let created: FeatureResponseDoc;
     try {
-      await repo.insert({
+      created = await this.dataSource.transaction(async (manager) => {
+        const repo = manager.getRepository(Feature);
+        await repo.insert({
         featureEndpointId: dto.feature_endpoint_id,
         name: dto.name,
         minHoldingCredits: Money.parse(dto.min_holding_credits),
@@ -38,13 +44,17 @@ export class FeaturesService {
         fixedCost: dto.fixed_cost == null ? null : Money.parse(dto.fixed_cost),
         allowedPlans: dto.allowed_plans ?? [],
         active: dto.active ?? true,
+        });
+        const view = this.view(await repo.findOneByOrFail({ featureEndpointId: dto.feature_endpoint_id }));
+        await this.audit.append(manager, actor, 'feature.create', dto.feature_endpoint_id, { ...view });
+        return view;
       });
     } catch (error) {
       if (isUniqueViolation(error, 'features_pkey')) throw featureExists(dto.feature_endpoint_id);
       throw error;
     }
     this.catalog.invalidate();
-    return this.view(await this.find(dto.feature_endpoint_id));
+    return created;
   }
 
   async list(cursor: string | undefined, limit = DEFAULT_PAGE_SIZE): Promise<Page<FeatureResponseDoc>> {
@@ -71,8 +81,8 @@ export class FeaturesService {
     return feature;
   }
 
-  async update(id: string, dto: UpdateFeatureDto): Promise<FeatureResponseDoc> {
-    const feature = await this.find(id);
+  /** The change and its audit row (before/after of the fields that changed) commit together; a 404 writes neither. */
+  async update(id: string, dto: UpdateFeatureDto, actor: Actor): Promise<FeatureResponseDoc> {
     const patch: Partial<Feature> = {};
     if (dto.name != null) patch.name = dto.name;
     if (dto.min_holding_credits != null) patch.minHoldingCredits = Money.parse(dto.min_holding_credits);
@@ -81,10 +91,20 @@ export class FeaturesService {
     if (dto.fixed_cost !== undefined) patch.fixedCost = dto.fixed_cost === null ? null : Money.parse(dto.fixed_cost);
     if (dto.allowed_plans != null) patch.allowedPlans = dto.allowed_plans;
     if (dto.active != null) patch.active = dto.active;
-    if (Object.keys(patch).length > 0) {
-      await this.dataSource.getRepository(Feature).update({ featureEndpointId: feature.featureEndpointId }, patch);
-      this.catalog.invalidate();
-    }
-    return this.view(await this.find(id));
+    const updated = await this.dataSource.transaction(async (manager) => {
+      const repo = manager.getRepository(Feature);
+      const feature = await repo.findOne({ where: { featureEndpointId: id }, lock: { mode: 'pessimistic_write' } });
+      if (!feature) throw featureNotFound(id);
+      if (Object.keys(patch).length === 0) return this.view(feature);
+      await repo.update({ featureEndpointId: feature.featureEndpointId }, patch);
+      const before = this.view(feature);
+      const after = this.view(await repo.findOneByOrFail({ featureEndpointId: feature.featureEndpointId }));
+      const changes = changedFields(before, after);
+      if (Object.keys(changes.after).length > 0) await this.audit.append(manager, actor, 'feature.update', id, changes);
+      return after;
+    });
+    this.catalog.invalidate();
+    return updated;
   }
 }
+

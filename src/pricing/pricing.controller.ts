@@ -1,3 +1,4 @@
+import { type Actor, CurrentActor } from '../audit/actor';
 import { Body, Controller, Get, HttpCode, Param, Patch, Post, Put, Query } from '@nestjs/common';
 import { ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
 import { ServiceScope } from '../common/api-key.guard';
@@ -30,8 +31,8 @@ export class PricingController {
   @ApiOperation({ summary: "Set a model's price", description: 'Admin scope. Prices in USD per million tokens.' })
   @ApiSuccess({ status: 201, description: 'Created (version 1).', type: ModelPriceResponseDoc, example: MODEL_PRICE_EXAMPLE })
   @ApiErrors(...ADMIN_ROUTE_ERRORS, ...BODY_ERRORS, 'already_exists')
-  createModel(@Body() dto: CreateModelPriceDto) {
-    return this.pricing.createModel(dto);
+  createModel(@Body() dto: CreateModelPriceDto, @CurrentActor() actor: Actor) {
+    return this.pricing.createModel(dto, actor);
   }
 
   @Get('models')
@@ -64,8 +65,8 @@ export class PricingController {
   @AI_MODEL
   @ApiSuccess({ description: 'The new price and its history.', type: ModelPriceResponseDoc, example: MODEL_PRICE_EXAMPLE })
   @ApiErrors(...ADMIN_ROUTE_ERRORS, ...BODY_ERRORS, 'model_not_found')
-  updateModel(@Param('ai_model') aiModel: string, @Body() dto: UpdateModelPriceDto) {
-    return this.pricing.updateModel(aiModel, dto);
+  updateModel(@Param('ai_model') aiModel: string, @Body() dto: UpdateModelPriceDto, @CurrentActor() actor: Actor) {
+    return this.pricing.updateModel(aiModel, dto, actor);
   }
 
   @Get('settings')
@@ -80,8 +81,8 @@ export class PricingController {
   @ApiOperation({ summary: 'Change the conversion rate or default margin', description: 'Admin scope. Fields left out keep their value.' })
   @ApiSuccess({ description: 'The settings after the change.', type: PricingSettingsResponseDoc, example: PRICING_SETTINGS_EXAMPLE })
   @ApiErrors(...ADMIN_ROUTE_ERRORS, ...BODY_ERRORS)
-  putSettings(@Body() dto: PricingSettingsDto) {
-    return this.pricing.putSettings(dto);
+  putSettings(@Body() dto: PricingSettingsDto, @CurrentActor() actor: Actor) {
+    return this.pricing.putSettings(dto, actor);
   }
 
   @Post('quote')

@@ -1,6 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, EntityManager, MoreThan } from 'typeorm';
+import type { Actor } from '../audit/actor';
+import { AuditService, changedFields } from '../audit/audit.service';
 import { toScaled } from '../common/decimal';
 import { isUniqueViolation } from '../common/database-errors';
 import { DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
@@ -21,9 +23,11 @@ export class PricingService {
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly catalog: PricingCatalog,
+    private readonly audit: AuditService,
   ) {}
 
-  async createModel(dto: CreateModelPriceDto): Promise<ModelPriceResponseDoc> {
+  /** Every write below commits with its audit row (API.md §12); a 404/409 writes neither. */
+  async createModel(dto: CreateModelPriceDto, actor: Actor): Promise<ModelPriceResponseDoc> {
     const prices = {
       inputPricePerMillion: toScaled(dto.input_price_per_million),
       outputPricePerMillion: toScaled(dto.output_price_per_million),
@@ -34,6 +38,8 @@ export class PricingService {
       await this.dataSource.transaction(async (manager) => {
         await manager.getRepository(AiModel).insert({ aiModel: dto.ai_model, version: 1, ...prices });
         await manager.getRepository(ModelPriceVersion).insert({ aiModel: dto.ai_model, version: 1, ...prices });
+        const created = await manager.getRepository(AiModel).findOneByOrFail({ aiModel: dto.ai_model });
+        await this.audit.append(manager, actor, 'model.create', dto.ai_model, { ...modelPriceSummaryView(created) });
       });
     } catch (error) {
       if (isUniqueViolation(error, 'ai_models_pkey')) throw modelExists(dto.ai_model);
@@ -61,7 +67,7 @@ export class PricingService {
   }
 
   /** A price change is a new version; the old one stays in model_price_versions. */
-  async updateModel(aiModel: string, dto: UpdateModelPriceDto): Promise<ModelPriceResponseDoc> {
+  async updateModel(aiModel: string, dto: UpdateModelPriceDto, actor: Actor): Promise<ModelPriceResponseDoc> {
     await this.dataSource.transaction(async (manager) => {
       const repo = manager.getRepository(AiModel);
       const current = await repo.findOne({ where: { aiModel }, lock: { mode: 'pessimistic_write' } });
@@ -85,6 +91,8 @@ export class PricingService {
       if (unchanged) return; // no new version for a patch that changes nothing
       await repo.update({ aiModel }, next);
       await manager.getRepository(ModelPriceVersion).insert({ aiModel, ...next });
+      const after = await repo.findOneByOrFail({ aiModel });
+      await this.audit.append(manager, actor, 'model.update', aiModel, changedFields(modelPriceSummaryView(current), modelPriceSummaryView(after)));
     });
     this.catalog.invalidate();
     return this.getModel(aiModel);
@@ -94,11 +102,21 @@ export class PricingService {
     return pricingSettingsView(await this.loadSettings(this.dataSource.manager));
   }
 
-  async putSettings(dto: PricingSettingsDto): Promise<PricingSettingsResponseDoc> {
+  async putSettings(dto: PricingSettingsDto, actor: Actor): Promise<PricingSettingsResponseDoc> {
     const patch: Partial<PricingSettingsRow> = {};
     if (dto.credits_per_usd != null) patch.creditsPerUsd = toScaled(dto.credits_per_usd);
     if (dto.default_profit_margin != null) patch.defaultProfitMargin = toScaled(dto.default_profit_margin);
-    if (Object.keys(patch).length > 0) await this.dataSource.getRepository(PricingSettingsRow).update({ id: 1 }, patch);
+    if (Object.keys(patch).length > 0) {
+      await this.dataSource.transaction(async (manager) => {
+        const repo = manager.getRepository(PricingSettingsRow);
+        const before = await repo.findOneOrFail({ where: { id: 1 }, lock: { mode: 'pessimistic_write' } });
+        await repo.update({ id: 1 }, patch);
+        const after = await repo.findOneByOrFail({ id: 1 });
+        const changes = changedFields(pricingSettingsView(before), pricingSettingsView(after));
+        // A PUT that sets the values they already had changes nothing: no row.
+        if (Object.keys(changes.after).length > 0) await this.audit.append(manager, actor, 'settings.update', 'settings', changes);
+      });
+    }
     this.catalog.invalidate();
     return this.getSettings();
   }

@@ -1,5 +1,6 @@
 import { Body, Controller, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
 import { ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
+import { type Actor, CurrentActor } from '../audit/actor';
 import { ServiceScope } from '../common/api-key.guard';
 import { ADMIN_ROUTE_ERRORS, API_ROUTE_ERRORS, ApiErrors, ApiSuccess, BODY_ERRORS } from '../common/openapi';
 import { AdjustDto, CreateWalletDto, TopUpDto, TransactionsQueryDto, UpdateWalletDto, WalletsQueryDto } from './dto/wallet.dto';
@@ -25,8 +26,8 @@ export class WalletsController {
   @ApiOperation({ summary: 'Create a wallet', description: 'Admin scope. initial_credits are written to the ledger as its first entry.' })
   @ApiSuccess({ status: 201, description: 'Created.', type: WalletResponseDoc, example: WALLET_EXAMPLE })
   @ApiErrors(...ADMIN_ROUTE_ERRORS, ...BODY_ERRORS, 'already_exists')
-  create(@Body() dto: CreateWalletDto) {
-    return this.wallets.create(dto);
+  create(@Body() dto: CreateWalletDto, @CurrentActor() actor: Actor) {
+    return this.wallets.create(dto, actor);
   }
 
   @Get()
@@ -55,8 +56,8 @@ export class WalletsController {
   @USER_ID
   @ApiSuccess({ description: 'The wallet after the change.', type: WalletResponseDoc, example: { ...WALLET_EXAMPLE, status: 'suspended' } })
   @ApiErrors(...ADMIN_ROUTE_ERRORS, ...BODY_ERRORS, 'wallet_not_found')
-  update(@Param('user_id') userId: string, @Body() dto: UpdateWalletDto) {
-    return this.wallets.update(userId, dto);
+  update(@Param('user_id') userId: string, @Body() dto: UpdateWalletDto, @CurrentActor() actor: Actor) {
+    return this.wallets.update(userId, dto, actor);
   }
 
   @Post(':user_id/top-up')
@@ -68,8 +69,8 @@ export class WalletsController {
   @USER_ID
   @ApiSuccess({ description: 'Applied (or already applied).', type: WalletChangeResponseDoc, example: WALLET_CHANGE_EXAMPLE })
   @ApiErrors(...ADMIN_ROUTE_ERRORS, ...BODY_ERRORS, 'wallet_not_found', 'conflict')
-  topUp(@Param('user_id') userId: string, @Body() dto: TopUpDto) {
-    return this.wallets.topUp(userId, dto);
+  topUp(@Param('user_id') userId: string, @Body() dto: TopUpDto, @CurrentActor() actor: Actor) {
+    return this.wallets.topUp(userId, dto, actor);
   }
 
   @Post(':user_id/adjust')
@@ -94,8 +95,8 @@ export class WalletsController {
     },
   })
   @ApiErrors(...ADMIN_ROUTE_ERRORS, ...BODY_ERRORS, 'wallet_not_found')
-  adjust(@Param('user_id') userId: string, @Body() dto: AdjustDto) {
-    return this.wallets.adjust(userId, dto);
+  adjust(@Param('user_id') userId: string, @Body() dto: AdjustDto, @CurrentActor() actor: Actor) {
+    return this.wallets.adjust(userId, dto, actor);
   }
 
   @Get(':user_id/transactions')

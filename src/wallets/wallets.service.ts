@@ -1,6 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { And, DataSource, EntityManager, FindOptionsWhere, LessThan, Like, MoreThan } from 'typeorm';
+import type { Actor } from '../audit/actor';
+import { AuditService } from '../audit/audit.service';
 import { isUniqueViolation } from '../common/database-errors';
 import { DomainError } from '../common/domain-error';
 import { Money } from '../common/money';
@@ -23,6 +25,7 @@ export class WalletsService {
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly ledger: LedgerService,
+    private readonly audit: AuditService,
   ) {}
 
   /** Credits or debits the wallet with its ledger entry (the ledger's `post`); a missing wallet is 404. */
@@ -32,17 +35,32 @@ export class WalletsService {
     return posted;
   }
 
-  async create(dto: CreateWalletDto): Promise<WalletView> {
+  /**
+   * Every admin write below appends its audit row (API.md §12) with the same EntityManager as the
+   * ledger's statements: the row commits with the change, or neither does (a 404/409 writes none).
+   */
+  async create(dto: CreateWalletDto, actor: Actor): Promise<WalletView> {
     const initial = dto.initial_credits === undefined ? Money.ZERO : Money.parse(dto.initial_credits);
     try {
       return await this.dataSource.transaction(async (manager) => {
         const created = (await this.ledger.createWallet(manager, { userId: dto.user_id, plan: dto.plan ?? DEFAULT_PLAN }))!;
-        if (initial.isZero()) return walletView(created);
-        const { wallet } = await this.post(manager, {
-          userId: dto.user_id,
-          kind: 'initial',
-          amount: initial,
-          description: 'initial credits',
+        let wallet = created;
+        let transactionId: string | null = null;
+        if (!initial.isZero()) {
+          const posted = await this.post(manager, {
+            userId: dto.user_id,
+            kind: 'initial',
+            amount: initial,
+            description: 'initial credits',
+          });
+          wallet = posted.wallet;
+          transactionId = posted.entry.id;
+        }
+        await this.audit.append(manager, actor, 'wallet.create', dto.user_id, {
+          plan: wallet.plan,
+          status: wallet.status,
+          initial_credits: initial.toString(),
+          transaction_id: transactionId,
         });
         return walletView(wallet);
       });
@@ -80,10 +98,19 @@ export class WalletsService {
     return wallet;
   }
 
-  async update(userId: string, dto: UpdateWalletDto): Promise<WalletView> {
+  async update(userId: string, dto: UpdateWalletDto, actor: Actor): Promise<WalletView> {
     return this.dataSource.transaction(async (manager) => {
+      // Read (and locked: the ledger's update takes the same row lock next) for the audit row's `before`.
+      const before = await manager.getRepository(Wallet).findOne({ where: { userId }, lock: { mode: 'pessimistic_write' } });
+      if (!before) throw walletNotFound(userId);
       const wallet = await this.ledger.updateWalletPlanStatus(manager, userId, { plan: dto.plan ?? null, status: dto.status ?? null });
       if (!wallet) throw walletNotFound(userId);
+      if (wallet.plan !== before.plan || wallet.status !== before.status) {
+        await this.audit.append(manager, actor, 'wallet.update', userId, {
+          before: { plan: before.plan, status: before.status },
+          after: { plan: wallet.plan, status: wallet.status },
+        });
+      }
       return walletView(wallet);
     });
   }
@@ -92,7 +119,7 @@ export class WalletsService {
    * Adds credits. With an idempotency key, a repeat (even a concurrent one) adds nothing and
    * answers with the first entry: the unique index decides, and a violation means "already done".
    */
-  async topUp(userId: string, dto: TopUpDto): Promise<TopUpResult> {
+  async topUp(userId: string, dto: TopUpDto, actor: Actor): Promise<TopUpResult> {
     const amount = Money.parse(dto.amount);
     const key = dto.idempotency_key ?? null;
     if (key) {
@@ -107,6 +134,14 @@ export class WalletsService {
           amount,
           idempotencyKey: key,
           description: dto.description ?? null,
+        });
+        await this.audit.append(manager, actor, 'wallet.top_up', userId, {
+          amount: entry.amount.toString(),
+          transaction_id: entry.id,
+          idempotency_key: key,
+          description: entry.description,
+          balance_before: wallet.balance.minus(entry.amount).toString(),
+          balance_after: wallet.balance.toString(),
         });
         return { status: 'applied' as const, transaction: ledgerEntryView(entry), wallet: walletView(wallet) };
       });
@@ -127,7 +162,7 @@ export class WalletsService {
   }
 
   /** An operator's signed correction; it may take the balance below zero. */
-  async adjust(userId: string, dto: AdjustDto): Promise<WalletChangeResponseDoc> {
+  async adjust(userId: string, dto: AdjustDto, actor: Actor): Promise<WalletChangeResponseDoc> {
     const amount = Money.parse(dto.amount, true);
     return this.dataSource.transaction(async (manager) => {
       const { wallet, entry } = await this.post(manager, {
@@ -136,6 +171,13 @@ export class WalletsService {
         amount,
         description: dto.reason,
         metadata: { reason: dto.reason },
+      });
+      await this.audit.append(manager, actor, 'wallet.adjust', userId, {
+        amount: entry.amount.toString(),
+        reason: dto.reason,
+        transaction_id: entry.id,
+        balance_before: wallet.balance.minus(entry.amount).toString(),
+        balance_after: wallet.balance.toString(),
       });
       return { status: 'applied' as const, transaction: ledgerEntryView(entry), wallet: walletView(wallet) };
     });

@@ -29,7 +29,7 @@ export class DemoSeeder implements OnApplicationBootstrap {
   async onApplicationBootstrap(): Promise<void> {
     const reason = this.reason();
     if (!reason) return;
-    const created = await seedDemo(this.dataSource);
+    const created = await seedDemo(this.dataSource, { demoKey: this.config.nodeEnv !== 'production' });
     this.logger.log(
       created.length > 0
         ? `${reason}: loaded the demo data (${summariseSeeded(created)}); try it with docs/demo.md`

@@ -31,7 +31,7 @@ async function main(): Promise<void> {
   const dataSource = new DataSource(databaseOptions(url, { poolSize: 1, embedded: embedded !== undefined }));
   try {
     await dataSource.initialize(); // runs pending migrations (migrationsRun)
-    const created = await seedDemo(dataSource);
+    const created = await seedDemo(dataSource, { demoKey: config.nodeEnv !== 'production' });
     for (const item of created) logger.log(`created ${describeSeeded(item)}`);
     if (created.length === 0) logger.log('demo data already present: nothing created');
   } finally {

@@ -4,6 +4,10 @@ import { Money } from '../common/money';
 import { Feature } from '../features/feature.entity';
 import { AiModel, ModelPriceVersion } from '../pricing/ai-model.entity';
 import { LedgerService } from '../ledger/ledger.service';
+import { SYSTEM_ACTOR } from '../audit/actor';
+import { AuditService } from '../audit/audit.service';
+import { ApiKey } from '../keys/api-key.entity';
+import { keyView, sha256 } from '../keys/keys.service';
 
 /**
  * Demo data for a first run: a few real models, two features and a funded wallet, so the credits
@@ -34,9 +38,29 @@ export const DEMO_FEATURES = [
 
 export const DEMO_WALLET = { userId: 'demo-user', plan: 'pro', initialCredits: '1000' } as const;
 
+/**
+ * The demo's scoped service key (API.md §11): ai_chat_v1 only, 200 credits per UTC day. Its
+ * secret is FIXED and PUBLIC (docs/demo.md), like `dev-server-key`: it exists so a newcomer can
+ * try a scoped key with curl, and it is never issued when NODE_ENV=production (the seed is called
+ * with `demoKey: false` there). Because it is public it is not a secret: the log line still names
+ * it by prefix only, as every key.
+ */
+export const DEMO_KEY = {
+  keyId: '0de30000-0000-4000-8000-000000000001',
+  name: 'demo chat service (dev only)',
+  secret: 'ck_s_demo_chat_DEV_ONLY_not_a_secret',
+  allowedFeatures: ['ai_chat_v1'],
+  spendCap: { amount: '200', period: 'day' },
+} as const;
+
+export interface SeedOptions {
+  /** Issue DEMO_KEY (never in production: its secret is public). */
+  demoKey?: boolean;
+}
+
 /** One thing the seed created: `gpt-4o` (a model) with what it was created as. */
 export interface SeededItem {
-  kind: 'model' | 'feature' | 'wallet';
+  kind: 'model' | 'feature' | 'wallet' | 'key';
   id: string;
   detail: string;
 }
@@ -47,7 +71,7 @@ export const describeSeeded = (item: SeededItem): string => `${item.kind} ${item
 /** All items in one short phrase, for the server's single log line. */
 export function summariseSeeded(items: readonly SeededItem[]): string {
   const ids = (kind: SeededItem['kind']) => items.filter((i) => i.kind === kind).map((i) => i.id);
-  return (['model', 'feature', 'wallet'] as const)
+  return (['model', 'feature', 'wallet', 'key'] as const)
     .map((kind) => [kind, ids(kind)] as const)
     .filter(([, list]) => list.length > 0)
     .map(([kind, list]) => `${list.length === 1 ? kind : `${kind}s`} ${list.join(', ')}`)
@@ -59,7 +83,7 @@ export function summariseSeeded(items: readonly SeededItem[]): string {
  * Each insert is `ON CONFLICT DO NOTHING`, so two instances seeding at once, or a seed after an
  * operator already made `gpt-4o`, never fail and never overwrite anything.
  */
-export async function seedDemo(dataSource: DataSource): Promise<SeededItem[]> {
+export async function seedDemo(dataSource: DataSource, options: SeedOptions = {}): Promise<SeededItem[]> {
   const created: SeededItem[] = [];
 
   for (const m of DEMO_MODELS) {
@@ -129,7 +153,36 @@ export async function seedDemo(dataSource: DataSource): Promise<SeededItem[]> {
     created.push({ kind: 'wallet', id: DEMO_WALLET.userId, detail: `plan ${DEMO_WALLET.plan}, ${DEMO_WALLET.initialCredits} credits` });
   }
 
+  if (options.demoKey && (await seedDemoKey(dataSource))) {
+    created.push({
+      kind: 'key',
+      id: DEMO_KEY.keyId,
+      detail: `service key ${DEMO_KEY.secret.slice(0, 12)}…, features ${DEMO_KEY.allowedFeatures.join(', ')}, cap ${DEMO_KEY.spendCap.amount} credits per ${DEMO_KEY.spendCap.period} (its public dev secret: docs/demo.md)`,
+    });
+  }
+
   return created;
+}
+
+/** The demo key and its audit row (actor `system`), in one transaction; false when it exists already. */
+async function seedDemoKey(dataSource: DataSource): Promise<boolean> {
+  return dataSource.transaction(async (manager) => {
+    const inserted = await insertIfMissing(manager, ApiKey, {
+      keyId: DEMO_KEY.keyId,
+      name: DEMO_KEY.name,
+      scope: 'service',
+      prefix: DEMO_KEY.secret.slice(0, 12),
+      secretHash: sha256(DEMO_KEY.secret),
+      allowedFeatures: [...DEMO_KEY.allowedFeatures],
+      spendCapAmount: Money.parse(DEMO_KEY.spendCap.amount),
+      spendCapPeriod: DEMO_KEY.spendCap.period,
+      expiresAt: null,
+    });
+    if (!inserted) return false;
+    const key = await manager.getRepository(ApiKey).findOneByOrFail({ keyId: DEMO_KEY.keyId });
+    await new AuditService(dataSource).append(manager, SYSTEM_ACTOR, 'key.create', DEMO_KEY.keyId, { ...keyView(key) });
+    return true;
+  });
 }
 
 /** INSERT … ON CONFLICT DO NOTHING RETURNING *: a row comes back only when it was new. */

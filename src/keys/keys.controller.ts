@@ -35,10 +35,15 @@ export class KeyWithSecretResponseDoc extends KeyResponseDoc {
 }
 
 export class KeyDetailResponseDoc extends KeyResponseDoc {
-  @ApiPropertyOptional({ type: String, nullable: true, description: 'With a spend cap: charged this UTC period plus live holds.' })
-  spent_this_period!: string | null;
-  @ApiPropertyOptional({ type: String, format: 'date-time', nullable: true })
-  period_resets_at!: string | null;
+  @ApiProperty({ enum: ['day', 'month'], description: "The spend cap's period; `day` for a key without a cap.", example: 'day' })
+  spend_period!: string;
+  @ApiProperty({
+    description: 'What the key spent in the current UTC period: its settlements’ charges plus its live holds (what the cap is checked against).',
+    example: '12.500000',
+  })
+  spent_this_period!: string;
+  @ApiProperty({ format: 'date-time', description: 'When the current period ends (UTC midnight, or the first of next month).' })
+  period_resets_at!: string;
 }
 
 const KEY_EXAMPLE: KeyResponseDoc = {
@@ -84,7 +89,7 @@ export class KeysController {
   @ApiSuccess({
     description: 'The key.',
     type: KeyDetailResponseDoc,
-    example: { ...KEY_EXAMPLE, spent_this_period: '12.500000', period_resets_at: '2026-12-03T00:00:00.000Z' },
+    example: { ...KEY_EXAMPLE, spend_period: 'day', spent_this_period: '12.500000', period_resets_at: '2026-12-03T00:00:00.000Z' },
   })
   @ApiErrors(...ADMIN_ROUTE_ERRORS, 'key_not_found')
   get(@Param('key_id') keyId: string) {

@@ -11,6 +11,7 @@ import { DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
 import { APP_CONFIG } from '../config/config.module';
 import type { AppConfig } from '../config/configuration';
 import { queryRows } from '../database/sql';
+import { LIVE_HOLD_STATUS } from '../ledger/hold-states';
 import { ApiKey } from './api-key.entity';
 import { CreateKeyDto, RotateKeyDto, UpdateKeyDto } from './dto/keys.dto';
 
@@ -31,6 +32,8 @@ export interface KeyView {
   created_at: string;
   updated_at: string;
 }
+
+export type KeyDetailView = KeyView & { spend_period: 'day' | 'month'; spent_this_period: string; period_resets_at: string };
 
 export function keyView(k: ApiKey): KeyView {
   return {
@@ -149,23 +152,32 @@ export class KeysService {
     return toPage(rows, limit, (k) => k.keyId, keyView);
   }
 
-  async get(keyId: string): Promise<KeyView & { spent_this_period: string | null; period_resets_at: string | null }> {
+  async get(keyId: string): Promise<KeyDetailView> {
     const key = await this.find(keyId);
-    const spent = key.spendCapPeriod ? await this.spentThisPeriod(key.keyId, key.spendCapPeriod) : null;
-    return { ...keyView(key), spent_this_period: spent?.spent.toString() ?? null, period_resets_at: spent?.resetsAt.toISOString() ?? null };
+    const period = key.spendCapPeriod ?? 'day';
+    const spent = await this.spentThisPeriod(key.keyId, period);
+    return {
+      ...keyView(key),
+      spend_period: period,
+      spent_this_period: spent.spent.toString(),
+      period_resets_at: spent.resetsAt.toISOString(),
+    };
   }
 
   /**
-   * What the key's settlements charged in the current UTC period plus what its live holds hold —
-   * the figure the spend cap is checked against.
+   * What the key's settlements charged in the current UTC period (its `api_key_spend` days) plus
+   * what its live holds hold — the figure the spend cap is checked against (PLACE_HOLDS computes
+   * the same sum under the key's row lock; see the spend-cap plan). Both parts are written by the
+   * ledger: until its settle statement fills api_key_spend and its hold statement fills
+   * holds.key_id, this reads zero.
    */
   async spentThisPeriod(keyId: string, period: 'day' | 'month'): Promise<{ spent: Money; resetsAt: Date }> {
     const [row] = await queryRows<{ spent: string; resets_at: Date }>(
       this.dataSource.manager,
-      `WITH p AS (SELECT date_trunc($2, now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS starts)
-       SELECT (COALESCE((SELECT -sum(amount) FROM ledger_entries, p WHERE key_id = $1 AND kind = 'charge' AND created_at >= p.starts), 0)
-             + COALESCE((SELECT sum(amount) FROM holds WHERE key_id = $1 AND status = 'held'), 0))::text AS spent,
-              (SELECT starts + ('1 ' || $2)::interval FROM p) AS resets_at`,
+      `WITH p AS (SELECT date_trunc($2, now() AT TIME ZONE 'UTC') AS starts)
+       SELECT (COALESCE((SELECT sum(charged) FROM api_key_spend, p WHERE key_id = $1 AND day >= p.starts::date), 0)
+             + COALESCE((SELECT sum(amount) FROM holds WHERE key_id = $1 AND status = '${LIVE_HOLD_STATUS}'), 0))::text AS spent,
+              (SELECT (starts + ('1 ' || $2)::interval) AT TIME ZONE 'UTC' FROM p) AS resets_at`,
       [keyId, period],
     );
     return { spent: Money.fromDb(row.spent), resetsAt: row.resets_at };

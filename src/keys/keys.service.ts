@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { DataSource, MoreThan } from 'typeorm';
 import type { Actor } from '../audit/actor';
 import { AuditService } from '../audit/audit.service';
@@ -19,6 +19,19 @@ export const keyNotFound = (keyId: string) => new DomainError('key_not_found', `
 const keyRevoked = (keyId: string) => new DomainError('conflict', `The API key ${keyId} is revoked.`);
 
 export const sha256 = (secret: string) => createHash('sha256').update(secret).digest('hex');
+
+/**
+ * Whether two sha-256 hex digests are equal, in constant time: `timingSafeEqual` on their 32 bytes
+ * (never `===`, which stops at the first differing character). Secrets themselves are never
+ * compared: a presented secret is hashed first, and the database finds its record by that hash
+ * (an index lookup whose timing depends only on the presented secret's hash, which tells an
+ * attacker nothing about any stored secret). The environment's keys: ApiKeyGuard.identify.
+ */
+export function sameHash(a: string, b: string): boolean {
+  const x = Buffer.from(a, 'hex');
+  const y = Buffer.from(b, 'hex');
+  return x.length === 32 && y.length === 32 && timingSafeEqual(x, y);
+}
 
 export interface KeyView {
   key_id: string;
@@ -99,7 +112,7 @@ export class KeysService {
     }
     const key = cached.key;
     if (key.revokedAt || (key.expiresAt && key.expiresAt.getTime() <= now)) return undefined;
-    if (key.secretHash !== hash && !(key.previousValidUntil && key.previousValidUntil.getTime() > now)) return undefined;
+    if (!sameHash(key.secretHash, hash) && !(key.previousValidUntil && key.previousValidUntil.getTime() > now)) return undefined;
     return {
       scope: key.scope,
       keyId: key.keyId,

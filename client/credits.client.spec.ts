@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { CreditsClient, CreditsClientOptions } from './credits.client';
-import { CreditsError, isInsufficientCredits } from './credits.errors';
+import { CreditsError, isFeatureNotAllowedForKey, isInsufficientCredits, isSpendCapExceeded } from './credits.errors';
 import type { AccessibleAnswer, SettlementAnswer } from './credits.types';
 
 /** One scripted answer of the fake fetch: a response, or an error to throw. */
@@ -123,6 +123,34 @@ describe('CreditsClient over a fake fetch', () => {
     expect(isInsufficientCredits(error)).toBe(true);
     expect(calls).toHaveLength(1);
     expect(waits).toEqual([]);
+  });
+
+  it("a scoped key's refusals: feature_not_allowed_for_key and spend_cap_exceeded, with their details, not retried", async () => {
+    const { client, calls } = scripted([
+      fail(403, {
+        status: 'feature_not_allowed_for_key',
+        message: 'This API key may not use the feature "image_gen_v1".',
+        feature_endpoint_id: 'image_gen_v1',
+      }),
+      fail(402, {
+        status: 'spend_cap_exceeded',
+        message: 'This API key has spent its cap for the day.',
+        spent: '198.000000',
+        cap: '200.000000',
+        resets_at: '2026-12-03T00:00:00.000Z',
+      }),
+    ]);
+    const scope = await rejection(client.startProcess('u1', 'image_gen_v1'));
+    expect(isFeatureNotAllowedForKey(scope) && scope.details.feature_endpoint_id).toBe('image_gen_v1');
+    expect(isSpendCapExceeded(scope)).toBe(false);
+    const cap = await rejection(client.startProcess('u1', 'ai_chat_v1'));
+    expect(isSpendCapExceeded(cap) && [cap.httpStatus, cap.details.spent, cap.details.cap, cap.details.resets_at]).toEqual([
+      402,
+      '198.000000',
+      '200.000000',
+      '2026-12-03T00:00:00.000Z',
+    ]);
+    expect(calls).toHaveLength(2);
   });
 
   it('retries a 503 with growing waits under one request id, then answers', async () => {

@@ -53,3 +53,22 @@ export function isCreditsError(error: unknown, status?: CreditsErrorStatus): err
 export function isInsufficientCredits(error: unknown): error is CreditsError & { details: { credits: string; required: string } } {
   return isCreditsError(error, 'insufficient_credits');
 }
+
+/**
+ * True when the service refused a call because the API key is scoped to other features
+ * (`403 feature_not_allowed_for_key`): `details.feature_endpoint_id` is the feature it named.
+ * Nothing was written; calling again with the same key will not succeed — use the key issued for
+ * that feature.
+ */
+export function isFeatureNotAllowedForKey(error: unknown): error is CreditsError & { details: { feature_endpoint_id: string } } {
+  return isCreditsError(error, 'feature_not_allowed_for_key');
+}
+
+/**
+ * True when `startProcess` was refused by the key's spend cap (`402 spend_cap_exceeded`):
+ * `details.spent` (this period's charges plus live holds), `details.cap` and `details.resets_at`
+ * (when the UTC day or month ends). Settlements are never refused for the cap.
+ */
+export function isSpendCapExceeded(error: unknown): error is CreditsError & { details: { spent: string; cap: string; resets_at: string } } {
+  return isCreditsError(error, 'spend_cap_exceeded');
+}

@@ -4,7 +4,7 @@
  */
 export { CreditsClient } from './credits.client';
 export type { CreditsClientOptions } from './credits.client';
-export { CreditsError, isCreditsError, isInsufficientCredits } from './credits.errors';
+export { CreditsError, isCreditsError, isFeatureNotAllowedForKey, isInsufficientCredits, isSpendCapExceeded } from './credits.errors';
 export type { CreditsErrorInit } from './credits.errors';
 export * from './credits.types';
 export type { CreditsLogger, FetchLike } from './http-transport';

@@ -726,6 +726,27 @@ export interface components {
              */
             ai_model?: string;
             /**
+             * @description With `feature_not_allowed_for_key`: the feature the key may not use.
+             * @example image_gen_v1
+             */
+            feature_endpoint_id?: string;
+            /**
+             * @description With `spend_cap_exceeded`: the key's charges this period plus its live holds.
+             * @example 495.000000
+             */
+            spent?: string;
+            /**
+             * @description With `spend_cap_exceeded`: the key's cap for the period.
+             * @example 500.000000
+             */
+            cap?: string;
+            /**
+             * Format: date-time
+             * @description With `spend_cap_exceeded`: when the UTC period ends.
+             * @example 2026-12-03T00:00:00.000Z
+             */
+            resets_at?: string;
+            /**
              * @description With `unavailable` from /health/ready: each dependency's state.
              * @example {
              *       "database": {
@@ -895,10 +916,22 @@ export interface components {
             created_at: string;
             /** Format: date-time */
             updated_at: string;
-            /** @description With a spend cap: charged this UTC period plus live holds. */
-            spent_this_period?: string | null;
-            /** Format: date-time */
-            period_resets_at?: string | null;
+            /**
+             * @description The spend cap's period; `day` for a key without a cap.
+             * @example day
+             * @enum {string}
+             */
+            spend_period: "day" | "month";
+            /**
+             * @description What the key spent in the current UTC period: its settlements’ charges plus its live holds (what the cap is checked against).
+             * @example 12.500000
+             */
+            spent_this_period: string;
+            /**
+             * Format: date-time
+             * @description When the current period ends (UTC midnight, or the first of next month).
+             */
+            period_resets_at: string;
         };
         UpdateKeyDto: {
             /**
@@ -2411,6 +2444,7 @@ export interface operations {
                      *         "revoked_at": null,
                      *         "created_at": "2026-12-02T10:00:00.000Z",
                      *         "updated_at": "2026-12-02T10:00:00.000Z",
+                     *         "spend_period": "day",
                      *         "spent_this_period": "12.500000",
                      *         "period_resets_at": "2026-12-03T00:00:00.000Z"
                      *       }
@@ -5760,7 +5794,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `wallet_suspended`, `feature_inactive`, `feature_not_permitted`. */
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `wallet_suspended`, `feature_inactive`, `feature_not_permitted`, `feature_not_allowed_for_key`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5769,7 +5803,7 @@ export interface operations {
                     "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
                         data?: {
                             /** @enum {string} */
-                            status?: "wallet_suspended" | "feature_inactive" | "feature_not_permitted";
+                            status?: "wallet_suspended" | "feature_inactive" | "feature_not_permitted" | "feature_not_allowed_for_key";
                         };
                     };
                 };
@@ -5928,6 +5962,20 @@ export interface operations {
                         data?: {
                             /** @enum {string} */
                             status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `feature_not_allowed_for_key`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "feature_not_allowed_for_key";
                         };
                     };
                 };
@@ -6118,6 +6166,20 @@ export interface operations {
                     };
                 };
             };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `feature_not_allowed_for_key`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "feature_not_allowed_for_key";
+                        };
+                    };
+                };
+            };
             /** @description The thing named does not exist. `data.status`: `usage_key_not_found`, `feature_not_found`, `wallet_not_found`. */
             404: {
                 headers: {
@@ -6280,6 +6342,20 @@ export interface operations {
                         data?: {
                             /** @enum {string} */
                             status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `feature_not_allowed_for_key`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "feature_not_allowed_for_key";
                         };
                     };
                 };
@@ -6466,6 +6542,20 @@ export interface operations {
                         data?: {
                             /** @enum {string} */
                             status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `feature_not_allowed_for_key`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "feature_not_allowed_for_key";
                         };
                     };
                 };

@@ -56,9 +56,20 @@ describe('the audit log of admin writes', () => {
   };
 
   it('wallet.create, wallet.update, wallet.top_up, wallet.adjust: one row each, with what changed', async () => {
-    const { row: created } = await one('POST', '/api/wallets', { user_id: 'au-1', plan: 'pro', initial_credits: '100' }, 'wallet.create', 'au-1');
+    const { row: created } = await one(
+      'POST',
+      '/api/wallets',
+      { user_id: 'au-1', plan: 'pro', initial_credits: '100' },
+      'wallet.create',
+      'au-1',
+    );
     expect(created.actor).toEqual({ key_id: 'env', name: expect.stringMatching(/^env key [0-9a-f]{12}$/) });
-    expect(created.changes).toMatchObject({ plan: 'pro', status: 'active', initial_credits: '100.000000', transaction_id: expect.any(String) });
+    expect(created.changes).toMatchObject({
+      plan: 'pro',
+      status: 'active',
+      initial_credits: '100.000000',
+      transaction_id: expect.any(String),
+    });
 
     const { row: updated } = await one('PATCH', '/api/wallets/au-1', { status: 'suspended' }, 'wallet.update', 'au-1');
     expect(updated.changes).toEqual({ before: { plan: 'pro', status: 'active' }, after: { plan: 'pro', status: 'suspended' } });
@@ -82,8 +93,19 @@ describe('the audit log of admin writes', () => {
     const repeat = await write('POST', '/api/wallets/au-1/top-up', { amount: '25.5', idempotency_key: 'tu-1' });
     expect([repeat.res.body.data.status, repeat.rows]).toEqual(['already_applied', []]);
 
-    const { row: adjusted } = await one('POST', '/api/wallets/au-1/adjust', { amount: '-0.5', reason: 'goodwill' }, 'wallet.adjust', 'au-1');
-    expect(adjusted.changes).toMatchObject({ amount: '-0.500000', reason: 'goodwill', balance_before: '125.500000', balance_after: '125.000000' });
+    const { row: adjusted } = await one(
+      'POST',
+      '/api/wallets/au-1/adjust',
+      { amount: '-0.5', reason: 'goodwill' },
+      'wallet.adjust',
+      'au-1',
+    );
+    expect(adjusted.changes).toMatchObject({
+      amount: '-0.500000',
+      reason: 'goodwill',
+      balance_before: '125.500000',
+      balance_after: '125.000000',
+    });
   });
 
   it('feature.create, feature.update, model.create, model.update, settings.update', async () => {
@@ -95,8 +117,17 @@ describe('the audit log of admin writes', () => {
       'au-chat',
     );
     expect(f.changes).toMatchObject({ feature_endpoint_id: 'au-chat', min_holding_credits: '5.000000', active: true });
-    const { row: fu } = await one('PATCH', '/api/features/au-chat', { min_holding_credits: '7', active: false }, 'feature.update', 'au-chat');
-    expect(fu.changes).toEqual({ before: { min_holding_credits: '5.000000', active: true }, after: { min_holding_credits: '7.000000', active: false } });
+    const { row: fu } = await one(
+      'PATCH',
+      '/api/features/au-chat',
+      { min_holding_credits: '7', active: false },
+      'feature.update',
+      'au-chat',
+    );
+    expect(fu.changes).toEqual({
+      before: { min_holding_credits: '5.000000', active: true },
+      after: { min_holding_credits: '7.000000', active: false },
+    });
     // A patch that changes nothing: no row.
     expect((await write('PATCH', '/api/features/au-chat', { active: false })).rows).toEqual([]);
 
@@ -109,7 +140,10 @@ describe('the audit log of admin writes', () => {
     );
     expect(m.changes).toMatchObject({ ai_model: 'au-model', version: 1, input_price_per_million: '1.000000' });
     const { row: mu } = await one('PATCH', '/api/pricing/models/au-model', { output_price_per_million: '3' }, 'model.update', 'au-model');
-    expect(mu.changes).toEqual({ before: { version: 1, output_price_per_million: '2.000000' }, after: { version: 2, output_price_per_million: '3.000000' } });
+    expect(mu.changes).toEqual({
+      before: { version: 1, output_price_per_million: '2.000000' },
+      after: { version: 2, output_price_per_million: '3.000000' },
+    });
     expect((await write('PATCH', '/api/pricing/models/au-model', { output_price_per_million: '3' })).rows).toEqual([]);
 
     const { row: s } = await one('PUT', '/api/pricing/settings', { credits_per_usd: '120' }, 'settings.update', 'settings');
@@ -135,9 +169,21 @@ describe('the audit log of admin writes', () => {
         [payload],
       )
     ).rows.map((r) => r.id as string);
-    const { row: replayed } = await one('POST', `/api/settlement-failures/${ids[0]}/replay`, undefined, 'settlement_failure.replay', ids[0]);
+    const { row: replayed } = await one(
+      'POST',
+      `/api/settlement-failures/${ids[0]}/replay`,
+      undefined,
+      'settlement_failure.replay',
+      ids[0],
+    );
     expect(replayed.changes).toMatchObject({ before: { status: 'pending' }, after: { status: 'replayed' }, error_status: 'unknown_model' });
-    const { row: discarded } = await one('POST', `/api/settlement-failures/${ids[1]}/discard`, undefined, 'settlement_failure.discard', ids[1]);
+    const { row: discarded } = await one(
+      'POST',
+      `/api/settlement-failures/${ids[1]}/discard`,
+      undefined,
+      'settlement_failure.discard',
+      ids[1],
+    );
     expect(discarded.changes).toMatchObject({ before: { status: 'pending' }, after: { status: 'discarded' } });
     // Resolved already: 409, no row.
     await none('POST', `/api/settlement-failures/${ids[0]}/discard`, undefined, 409);

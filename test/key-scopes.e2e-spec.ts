@@ -84,12 +84,21 @@ describe('feature scopes of key records, on two instances', () => {
     const toolHold = await holdFor('sc-settle', 'tool');
     const before = await snapshot('sc-settle');
     for (const service of [a, b]) {
-      refused(await post(service, 'end-multimodel', { user_id: 'sc-settle', feature_endpoint_id: 'tool', usage_key: toolHold, usages: USAGES }));
+      refused(
+        await post(service, 'end-multimodel', { user_id: 'sc-settle', feature_endpoint_id: 'tool', usage_key: toolHold, usages: USAGES }),
+      );
       refused(await post(service, 'end', { user_id: 'sc-settle', feature_endpoint_id: 'tool', usage_key: toolHold, ...USAGES[0] }));
-      refused(await post(service, 'end-multimodel', { user_id: 'sc-settle', feature_endpoint_id: 'tool', idempotency_key: 'd1', usages: USAGES }));
+      refused(
+        await post(service, 'end-multimodel', { user_id: 'sc-settle', feature_endpoint_id: 'tool', idempotency_key: 'd1', usages: USAGES }),
+      );
       // The body claims an allowed feature, the hold is another's: the settle statement claims
       // only a hold of that user AND feature, so it is 409 and nothing is charged.
-      const lie = await post(service, 'end-multimodel', { user_id: 'sc-settle', feature_endpoint_id: 'chat', usage_key: toolHold, usages: USAGES });
+      const lie = await post(service, 'end-multimodel', {
+        user_id: 'sc-settle',
+        feature_endpoint_id: 'chat',
+        usage_key: toolHold,
+        usages: USAGES,
+      });
       expect([lie.status, lie.body.data.status]).toEqual([409, 'usage_key_mismatch']);
     }
     expect(await snapshot('sc-settle')).toEqual(before);
@@ -147,7 +156,12 @@ describe('feature scopes of key records, on two instances', () => {
             : kind === 1
               ? post(service, 'end-multimodel', { user_id: 'sc-race', feature_endpoint_id: feature, usage_key: hold, usages: USAGES })
               : kind === 2
-                ? post(service, 'end-multimodel', { user_id: 'sc-race', feature_endpoint_id: feature, idempotency_key: `race-${i}`, usages: USAGES })
+                ? post(service, 'end-multimodel', {
+                    user_id: 'sc-race',
+                    feature_endpoint_id: feature,
+                    idempotency_key: `race-${i}`,
+                    usages: USAGES,
+                  })
                 : kind === 3
                   ? post(service, 'cancel', { usage_key: hold })
                   : post(service, 'end', { user_id: 'sc-race', feature_endpoint_id: feature, idempotency_key: `race-${i}`, ...USAGES[0] }),
@@ -174,6 +188,30 @@ describe('feature scopes of key records, on two instances', () => {
     expect(after).toEqual({ tool_holds: before.tool_holds, tool_closed: 0, tool_entries: 0 });
     const reconciliation = await a.request('GET', '/api/reconciliation');
     expect(reconciliation.body.data.mismatches).toEqual([]);
+  });
+
+  it('GET /api/keys/:key_id answers what the key spent this period and when the period resets (UTC)', async () => {
+    const day = (await a.request('GET', `/api/keys/${scoped.key_id}`)).body.data;
+    const midnight = new Date();
+    midnight.setUTCHours(24, 0, 0, 0);
+    expect(day).toMatchObject({
+      spend_period: 'day',
+      spent_this_period: expect.stringMatching(/^\d+\.\d{6}$/),
+      period_resets_at: midnight.toISOString(),
+    });
+    const capped = (
+      await a.request('POST', '/api/keys', { body: { name: 'monthly', scope: 'service', spend_cap: { amount: '50', period: 'month' } } })
+    ).body.data;
+    secrets.push(capped.key);
+    const month = (await a.request('GET', `/api/keys/${capped.key_id}`)).body.data;
+    const next = new Date();
+    const firstOfNext = new Date(Date.UTC(next.getUTCFullYear(), next.getUTCMonth() + 1, 1));
+    expect(month).toMatchObject({
+      spend_cap: { amount: '50.000000', period: 'month' },
+      spend_period: 'month',
+      spent_this_period: '0.000000',
+      period_resets_at: firstOfNext.toISOString(),
+    });
   });
 
   it('a service key record cannot read or change any key, its own included', async () => {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataSource } from 'typeorm';
 import { databaseOptions } from '../src/database/database.options';
-import { DEMO_MODELS, describeSeeded, seedDemo } from '../src/database/seed-demo';
+import { DEMO_KEY, DEMO_MODELS, describeSeeded, seedDemo } from '../src/database/seed-demo';
 import { createTestDatabase, TestDatabase } from './support/database';
 import { ServiceProcess, spawnService } from './support/service-process';
 import { SERVICE_KEY, startTestApp, TestApp } from './support/test-app';
@@ -111,6 +111,23 @@ describe('seedDemo', () => {
       `SELECT input_price_per_million::text AS price, version FROM ai_models WHERE ai_model = 'gpt-4o'`,
     );
     expect(model).toEqual({ price: '9.000000', version: 2 });
+  });
+
+  it('issues the scoped demo key only when asked (never in production), once, with its audit row and no secret stored', async () => {
+    const [line] = (await seedDemo(dataSource, { demoKey: true })).map(describeSeeded);
+    expect(line).toMatch(
+      /^key 0de30000-0000-4000-8000-000000000001: service key ck_s_demo_ch…, features ai_chat_v1, cap 200 credits per day/,
+    );
+    expect(line).not.toContain(DEMO_KEY.secret);
+    expect(await seedDemo(dataSource, { demoKey: true })).toEqual([]);
+    const [key] = await dataSource.query(
+      `SELECT scope, allowed_features, spend_cap_amount::text AS cap, spend_cap_period AS period, secret_hash FROM api_keys`,
+    );
+    expect(key).toMatchObject({ scope: 'service', allowed_features: ['ai_chat_v1'], cap: '200.000000', period: 'day' });
+    expect(key.secret_hash).toMatch(/^[0-9a-f]{64}$/);
+    const audit = await dataSource.query(`SELECT actor_name, action, target, changes::text AS c FROM audit_log`);
+    expect(audit).toEqual([expect.objectContaining({ actor_name: 'system', action: 'key.create', target: DEMO_KEY.keyId })]);
+    expect(audit[0].c).not.toContain(DEMO_KEY.secret);
   });
 
   it('seeds once when two instances seed the same database at the same time', async () => {
@@ -232,7 +249,7 @@ describe('npm run seed:demo (the compiled CLI)', () => {
     try {
       const first = await runCli({ DATABASE_URL: db.url });
       expect(first).toMatchObject({ code: 0, stderr: '' });
-      expect(createdLines(first.stdout)).toHaveLength(DEMO_MODELS.length + 3);
+      expect(createdLines(first.stdout)).toHaveLength(DEMO_MODELS.length + 4); // + the demo key
       const second = await runCli({ DATABASE_URL: db.url });
       expect(second.code).toBe(0);
       expect(createdLines(second.stdout)).toEqual([]);
@@ -258,7 +275,7 @@ describe('npm run seed:demo (the compiled CLI)', () => {
 
       const seeded = await runCli({ EMBEDDED_DATA_DIR: dataDir });
       expect(seeded.code).toBe(0);
-      expect(createdLines(seeded.stdout)).toHaveLength(DEMO_MODELS.length + 3);
+      expect(createdLines(seeded.stdout)).toHaveLength(DEMO_MODELS.length + 4);
 
       app = await startTestApp(embedded);
       try {
@@ -336,6 +353,16 @@ describe('the first start on a new embedded database (no DATABASE_URL, SEED_DEMO
       body: { user_id: 'demo-user', feature_endpoint_id: 'ai_chat_v1' },
     });
     expect(started.body.data).toMatchObject({ status: 'accessible', hold_amount: '5.000000', credits: '995.000000' });
+    // The demo's scoped key (docs/demo.md): ai_chat_v1 only.
+    expect(lines[0]).toContain(`key ${DEMO_KEY.keyId}`);
+    const scoped = (feature: string) =>
+      first.request('POST', '/api/credits-process/start', {
+        key: DEMO_KEY.secret,
+        body: { user_id: 'demo-user', feature_endpoint_id: feature },
+      });
+    expect((await scoped('ai_chat_v1')).status).toBe(200);
+    expect((await scoped('image_gen_v1')).body.data.status).toBe('feature_not_allowed_for_key');
+    expect(first.lines.join('\n')).not.toContain(DEMO_KEY.secret);
     await stop(first);
 
     const second = await start(dataDir);
@@ -368,6 +395,21 @@ describe('the first start on a new embedded database (no DATABASE_URL, SEED_DEMO
       running.push(service);
       expect(await catalogue(service)).toMatchObject({ features: ['ai_chat_v1', 'image_gen_v1'], wallet: '1000.000000' });
       expect(seedLines(service)).toEqual([expect.stringMatching(/SEED_DEMO=true: loaded the demo data/)]);
+      await stop(service);
+    } finally {
+      await db.drop();
+    }
+  }, 120_000);
+
+  it('SEED_DEMO=true with NODE_ENV=production seeds the data but never the demo key (its secret is public)', async () => {
+    const db = await createTestDatabase();
+    try {
+      const service = await spawnService({ DATABASE_URL: db.url, LOG_LEVEL: 'info', SEED_DEMO: 'true', NODE_ENV: 'production' });
+      running.push(service);
+      expect(await catalogue(service)).toMatchObject({ features: ['ai_chat_v1', 'image_gen_v1'], wallet: '1000.000000' });
+      expect((await service.request('GET', '/api/keys')).body.data.items).toEqual([]);
+      const refused = await service.request('GET', '/api/wallets/demo-user', { key: DEMO_KEY.secret });
+      expect(refused.status).toBe(401);
       await stop(service);
     } finally {
       await db.drop();

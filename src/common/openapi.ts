@@ -123,6 +123,26 @@ class FailureDataDoc {
   @ApiPropertyOptional({ description: 'With `unknown_model`: the model with no price.', example: 'gpt-unknown' })
   ai_model?: string;
 
+  @ApiPropertyOptional({ description: 'With `feature_not_allowed_for_key`: the feature the key may not use.', example: 'image_gen_v1' })
+  feature_endpoint_id?: string;
+
+  @ApiPropertyOptional({
+    description: "With `spend_cap_exceeded`: the key's charges this period plus its live holds.",
+    ...MONEY_ANSWER,
+    example: '495.000000',
+  })
+  spent?: string;
+
+  @ApiPropertyOptional({ description: "With `spend_cap_exceeded`: the key's cap for the period.", ...MONEY_ANSWER, example: '500.000000' })
+  cap?: string;
+
+  @ApiPropertyOptional({
+    description: 'With `spend_cap_exceeded`: when the UTC period ends.',
+    format: 'date-time',
+    example: '2026-12-03T00:00:00.000Z',
+  })
+  resets_at?: string;
+
   @ApiPropertyOptional({
     description: "With `unavailable` from /health/ready: each dependency's state.",
     ...DEPENDENCY_STATES,

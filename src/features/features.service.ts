@@ -36,14 +36,14 @@ export class FeaturesService {
       created = await this.dataSource.transaction(async (manager) => {
         const repo = manager.getRepository(Feature);
         await repo.insert({
-        featureEndpointId: dto.feature_endpoint_id,
-        name: dto.name,
-        minHoldingCredits: Money.parse(dto.min_holding_credits),
-        holdTtlSeconds: dto.hold_ttl_seconds ?? null,
-        profitMargin: dto.profit_margin == null ? null : toScaled(dto.profit_margin),
-        fixedCost: dto.fixed_cost == null ? null : Money.parse(dto.fixed_cost),
-        allowedPlans: dto.allowed_plans ?? [],
-        active: dto.active ?? true,
+          featureEndpointId: dto.feature_endpoint_id,
+          name: dto.name,
+          minHoldingCredits: Money.parse(dto.min_holding_credits),
+          holdTtlSeconds: dto.hold_ttl_seconds ?? null,
+          profitMargin: dto.profit_margin == null ? null : toScaled(dto.profit_margin),
+          fixedCost: dto.fixed_cost == null ? null : Money.parse(dto.fixed_cost),
+          allowedPlans: dto.allowed_plans ?? [],
+          active: dto.active ?? true,
         });
         const view = this.view(await repo.findOneByOrFail({ featureEndpointId: dto.feature_endpoint_id }));
         await this.audit.append(manager, actor, 'feature.create', dto.feature_endpoint_id, { ...view });
@@ -107,4 +107,3 @@ export class FeaturesService {
     return updated;
   }
 }
-

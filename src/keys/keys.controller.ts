@@ -1,5 +1,5 @@
 import { Body, Controller, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
-import { ApiOperation, ApiParam, ApiProperty, ApiPropertyOptional, ApiTags } from '@nestjs/swagger';
+import { ApiOperation, ApiParam, ApiProperty, ApiTags } from '@nestjs/swagger';
 import { type Actor, CurrentActor } from '../audit/actor';
 import { ADMIN_ROUTE_ERRORS, ApiErrors, ApiSuccess, BODY_ERRORS } from '../common/openapi';
 import { PageQueryDto } from '../common/pagination';
@@ -38,7 +38,8 @@ export class KeyDetailResponseDoc extends KeyResponseDoc {
   @ApiProperty({ enum: ['day', 'month'], description: "The spend cap's period; `day` for a key without a cap.", example: 'day' })
   spend_period!: string;
   @ApiProperty({
-    description: 'What the key spent in the current UTC period: its settlements’ charges plus its live holds (what the cap is checked against).',
+    description:
+      'What the key spent in the current UTC period: its settlements’ charges plus its live holds (what the cap is checked against).',
     example: '12.500000',
   })
   spent_this_period!: string;

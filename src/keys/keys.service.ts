@@ -178,19 +178,20 @@ export class KeysService {
   }
 
   /**
-   * What the key's settlements charged in the current UTC period (its `api_key_spend` days) plus
-   * what its live holds hold — the figure the spend cap is checked against (PLACE_HOLDS computes
-   * the same sum under the key's row lock; see the spend-cap plan). Both parts are written by the
-   * ledger: until its settle statement fills api_key_spend and its hold statement fills
-   * holds.key_id, this reads zero.
+   * What the key spent in the current UTC period: the charges of its ledger entries since the
+   * period began (index ledger_entries_by_key) plus what its live holds hold (holds_live_by_key) —
+   * the figure the spend cap is checked against. Computed from the ledger itself, so it is right
+   * for every key, capped or not; PLACE_HOLDS checks the same figure from the counters on a capped
+   * key's row (see the migration 1764000000017). Until the ledger writes key_id on holds and
+   * entries, this reads zero.
    */
   async spentThisPeriod(keyId: string, period: 'day' | 'month'): Promise<{ spent: Money; resetsAt: Date }> {
     const [row] = await queryRows<{ spent: string; resets_at: Date }>(
       this.dataSource.manager,
-      `WITH p AS (SELECT date_trunc($2, now() AT TIME ZONE 'UTC') AS starts)
-       SELECT (COALESCE((SELECT sum(charged) FROM api_key_spend, p WHERE key_id = $1 AND day >= p.starts::date), 0)
+      `WITH p AS (SELECT date_trunc($2, now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS starts)
+       SELECT (COALESCE((SELECT -sum(amount) FROM ledger_entries, p WHERE key_id = $1 AND kind = 'charge' AND created_at >= p.starts), 0)
              + COALESCE((SELECT sum(amount) FROM holds WHERE key_id = $1 AND status = '${LIVE_HOLD_STATUS}'), 0))::text AS spent,
-              (SELECT (starts + ('1 ' || $2)::interval) AT TIME ZONE 'UTC' FROM p) AS resets_at`,
+              (SELECT (starts AT TIME ZONE 'UTC' + ('1 ' || $2)::interval) AT TIME ZONE 'UTC' FROM p) AS resets_at`,
       [keyId, period],
     );
     return { spent: Money.fromDb(row.spent), resetsAt: row.resets_at };

@@ -92,7 +92,13 @@ export class PricingService {
       await repo.update({ aiModel }, next);
       await manager.getRepository(ModelPriceVersion).insert({ aiModel, ...next });
       const after = await repo.findOneByOrFail({ aiModel });
-      await this.audit.append(manager, actor, 'model.update', aiModel, changedFields(modelPriceSummaryView(current), modelPriceSummaryView(after)));
+      await this.audit.append(
+        manager,
+        actor,
+        'model.update',
+        aiModel,
+        changedFields(modelPriceSummaryView(current), modelPriceSummaryView(after)),
+      );
     });
     this.catalog.invalidate();
     return this.getModel(aiModel);

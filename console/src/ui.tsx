@@ -111,6 +111,7 @@ const MONEY_TEXT = /^-?\d+\.\d{6}$/;
 
 /** An audit row's `changes` (or an event's `data`), as a readable list: money grouped, times relative. */
 export function Fields({ value }: { value: Record<string, unknown> }) {
+  if (isBeforeAfter(value)) return <Changed before={value.before} after={value.after} />;
   const entries = Object.entries(value);
   if (entries.length === 0) return <span class="muted">—</span>;
   return (
@@ -148,6 +149,31 @@ function FieldValue({ value }: { value: unknown }) {
   }
   if (typeof value === 'object' && !Array.isArray(value)) return <Fields value={value as Record<string, unknown>} />;
   return <code>{JSON.stringify(value)}</code>;
+}
+
+type Record_ = Record<string, unknown>;
+const isRecord = (v: unknown): v is Record_ => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isBeforeAfter = (v: Record_): v is { before: Record_; after: Record_ } =>
+  Object.keys(v).length === 2 && isRecord(v.before) && isRecord(v.after);
+
+/** `{ before, after }` (an update): only the fields that changed, each as old → new. */
+function Changed({ before, after }: { before: Record_; after: Record_ }) {
+  const names = [...new Set([...Object.keys(before), ...Object.keys(after)])].filter(
+    (name) => JSON.stringify(before[name]) !== JSON.stringify(after[name]),
+  );
+  if (names.length === 0) return <span class="muted">nothing changed</span>;
+  return (
+    <dl class="fields">
+      {names.map((name) => (
+        <div key={name}>
+          <dt>{name.replace(/_/g, ' ')}</dt>
+          <dd>
+            <FieldValue value={before[name]} /> → <FieldValue value={after[name]} />
+          </dd>
+        </div>
+      ))}
+    </dl>
+  );
 }
 
 const isFromTo = (v: object): v is { from: unknown; to: unknown } => Object.keys(v).length === 2 && 'from' in v && 'to' in v;

@@ -61,6 +61,7 @@ describe('operator console in a real browser (headless Chromium) against the rea
       ],
     });
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: service.baseUrl });
     // Injected by the browser itself, so the page's CSP (no inline script) does not apply to it.
     await context.addInitScript(`
       window.__csp = [];
@@ -68,7 +69,9 @@ describe('operator console in a real browser (headless Chromium) against the rea
     `);
     page = await context.newPage();
     page.on('pageerror', (error) => pageErrors.push(error.message));
-    page.on('console', (message) => message.type() === 'error' && consoleErrors.push(message.text()));
+    // With the resource's address: a 404 from a route this build does not have yet (grants, webhooks,
+    // events) is the console degrading as designed, told apart from any other error below.
+    page.on('console', (message) => message.type() === 'error' && consoleErrors.push(`${message.text()} ${message.location().url}`));
   }, 120_000);
 
   afterAll(async () => {
@@ -163,17 +166,152 @@ describe('operator console in a real browser (headless Chromium) against the rea
     expect((await service.request('GET', '/api/reconciliation')).body.data.mismatches).toEqual([]);
   });
 
+  it('issues a key: the secret is shown once with a copy button, works, and the list shows prefix, cap and features', async () => {
+    await page.click('a[href="/console/keys"]');
+    const form = page.locator('[data-form="issue-key"]');
+    await form.waitFor();
+    await form.locator('input[name="name"]').fill('console chat service');
+    await form.locator('select[name="scope"]').selectOption('service');
+    await form.locator('input[name="cap_amount"]').fill('1234.5');
+    await form.locator('select[name="cap_period"]').selectOption('month');
+    await form.locator('input[name="feature"][value="chat"]').check();
+    await form.locator('button[type="submit"]').click();
+
+    const secret = await page.locator('[data-secret-value]').innerText();
+    expect(secret).toMatch(/^ck_s_/);
+    expect(await page.locator('[data-secret]').innerText()).toMatch(/shown only this once/);
+    await page.locator('[data-secret] button', { hasText: 'Copy' }).click();
+    await page.locator('[data-secret] .notice').waitFor();
+    expect(await page.evaluate<string>('navigator.clipboard.readText()')).toBe(secret);
+
+    const listed = (await service.request('GET', '/api/keys')).body.data.items;
+    const key = listed.find((k: { name: string }) => k.name === 'console chat service');
+    expect(key).toMatchObject({ scope: 'service', allowed_features: ['chat'], spend_cap: { amount: '1234.500000', period: 'month' } });
+    expect(secret.startsWith(key.prefix)).toBe(true);
+    // The secret really is the key's: the service accepts it (a read of an unknown usage: 404, not 401).
+    expect((await service.request('GET', '/api/credits-process/usages/console-no-such-usage', { key: secret })).status).not.toBe(401);
+
+    const row = page.locator(`[data-key="${key.key_id}"]`);
+    await row.waitFor();
+    const text = await row.innerText();
+    expect(text).toContain(key.prefix);
+    expect(text).toContain('1,234.500000');
+    expect(text).toContain('chat');
+    expect(await row.locator('[data-key-status]').innerText()).toContain('active');
+    await page.locator('[data-secret] button', { hasText: 'I have stored it' }).click();
+    expect(await page.locator('[data-secret]').count()).toBe(0);
+    // Shown once: nothing on the page, in storage or in the list's answer holds it any more.
+    expect(await page.locator('main').innerText()).not.toContain(secret);
+    expect(JSON.stringify(await page.evaluate('Object.values(sessionStorage)'))).not.toContain(secret);
+    await shoot('keys');
+  });
+
+  it('rotates a key with a grace period (browser prompt), then revokes it (browser confirm): the row says revoked', async () => {
+    const key = (await service.request('GET', '/api/keys')).body.data.items.find(
+      (k: { name: string }) => k.name === 'console chat service',
+    );
+    const row = page.locator(`[data-key="${key.key_id}"]`);
+    page.once('dialog', (dialog) => void dialog.accept('120'));
+    await row.locator('button', { hasText: 'Rotate' }).click();
+    const rotated = await page.locator('[data-secret-value]').innerText();
+    expect(rotated).toMatch(/^ck_s_/);
+    await page.locator('[data-secret] button', { hasText: 'I have stored it' }).click();
+    expect((await service.request('GET', '/api/credits-process/usages/console-no-such-usage', { key: rotated })).status).not.toBe(401);
+
+    let asked = '';
+    page.once('dialog', (dialog) => {
+      asked = dialog.message();
+      void dialog.accept();
+    });
+    await row.locator('button', { hasText: 'Revoke' }).click();
+    await waitFor('the row to say revoked', async () => (await row.locator('[data-key-status]').innerText()).includes('revoked'));
+    expect(asked).toContain('console chat service');
+    expect(await row.locator('button', { hasText: 'Revoke' }).count()).toBe(0);
+    expect((await service.request('GET', `/api/keys/${key.key_id}`)).body.data.revoked_at).not.toBeNull();
+    expect((await service.request('GET', '/api/credits-process/usages/console-no-such-usage', { key: rotated })).status).toBe(401);
+  });
+
+  it('shows the admin writes in the audit log, readable, filtered by action and target, a page at a time', async () => {
+    const key = (await service.request('GET', '/api/keys')).body.data.items.find(
+      (k: { name: string }) => k.name === 'console chat service',
+    );
+    await page.click('a[href="/console/audit-log"]');
+    const rows = page.locator('[data-table="audit"] tbody tr');
+    await rows.first().waitFor();
+    // Newest first: the revoke just made from the console, by the env admin key.
+    expect(await rows.first().innerText()).toContain('key.revoke');
+    expect(await rows.first().innerText()).toContain(key.key_id);
+
+    // An update shows only what changed, old → new: the revoke set revoked_at and nothing else of note.
+    expect(await rows.first().innerText()).toMatch(/revoked at\s+none → /);
+
+    // Filter by action with the form: the address carries it (shareable), every row matches.
+    await page.locator('[data-form="audit-filters"] select[name="action"]').selectOption('key.create');
+    await page.locator('[data-form="audit-filters"] button[type="submit"]').click();
+    await page.waitForURL(/action=key.create/);
+    await waitFor('only key.create rows', async () => {
+      const texts = await rows.allInnerTexts();
+      return texts.length > 0 && texts.every((t) => t.includes('key.create'));
+    });
+    // The changes are a readable list, money grouped ("1,234.500000"), not a JSON blob.
+    expect(await rows.first().innerText()).toContain('1,234.500000');
+    expect(await rows.first().innerText()).not.toContain('{');
+
+    // By target, by address: a shared link opens the same filter.
+    await page.goto(`${service.baseUrl}/console/audit-log?target=${encodeURIComponent(key.key_id)}`);
+    await waitFor('the key rows', async () => {
+      const texts = await rows.allInnerTexts();
+      return texts.length === 3 && texts.every((t) => t.includes(key.key_id));
+    });
+    expect((await rows.allInnerTexts()).map((t) => t.match(/key\.\w+/)?.[0])).toEqual(['key.revoke', 'key.rotate', 'key.create']);
+    await shoot('audit-log');
+
+    // 51 rows about one key: the first page shows 50, "Older →" the last one.
+    const pager = (await service.request('POST', '/api/keys', { body: { name: 'pager 0', scope: 'service' } })).body.data;
+    for (let i = 1; i <= 50; i++) {
+      const renamed = await service.request('PATCH', `/api/keys/${pager.key_id}`, { body: { name: `pager ${i}` } });
+      expect(renamed.status).toBe(200);
+    }
+    await page.goto(`${service.baseUrl}/console/audit-log?target=${pager.key_id}`);
+    await waitFor('a full first page', async () => (await rows.count()) === 50);
+    expect(await rows.first().innerText()).toMatch(/pager 49\s+→\s+pager 50/);
+    await page.locator('a', { hasText: 'Older →' }).click();
+    await waitFor('the second page', async () => (await rows.count()) === 1);
+    expect(await rows.first().innerText()).toContain('key.create');
+    expect(page.url()).toContain('after=');
+  });
+
   it('opens every view by its address without a page error or a CSP violation, and never logs the key', async () => {
-    for (const path of ['/console/wallets?q=console', '/console/failures?status=replayed', '/console/reconciliation', '/console/pricing']) {
+    const paths = [
+      '/console/wallets?q=console',
+      '/console/failures?status=replayed',
+      '/console/reconciliation',
+      '/console/pricing',
+      '/console/keys',
+      '/console/audit-log?action=key.create',
+      // Built by other branches: on a server without them these say "not available", never an error.
+      '/console/webhooks',
+      '/console/events',
+      `/console/wallets/${USER}`,
+    ];
+    for (const path of paths) {
       await page.goto(`${service.baseUrl}${path}`);
       await page.locator('main h1').waitFor();
       await page.locator('text=Loading…').waitFor({ state: 'detached' });
       expect(await page.locator('.error').count()).toBe(0);
-      if (path === '/console/pricing') await shoot('pricing');
+      if (path.startsWith('/console/wallets/')) {
+        // Grants: the table (or its empty state) when this server has them, a polite note when it does not.
+        await page.locator('[data-table="grants"], [data-unavailable], .empty').first().waitFor();
+      }
+      if (path === '/console/pricing') {
+        expect(await page.locator('main').innerText()).toContain('gpt-4o');
+        await shoot('pricing');
+      }
     }
-    expect(await page.locator('main').innerText()).toContain('gpt-4o');
     expect(pageErrors).toEqual([]);
-    expect(consoleErrors.filter((m) => !m.includes('401'))).toEqual([]);
+    // The wrong key's 401 at sign-in, and the 404s of the routes this build may not have yet, are expected.
+    const expected = (m: string) => m.includes('401') || (m.includes('404') && /\/api\/(wallets\/[^/]+\/grants|webhooks|events)/.test(m));
+    expect(consoleErrors.filter((m) => !expected(m))).toEqual([]);
     expect(await cspViolations()).toEqual([]);
     expect(service.lines.some((line) => line.includes(ADMIN_KEY))).toBe(false);
   });

@@ -26,7 +26,7 @@ export class ApiError extends Error {
   }
 }
 
-export async function api<T>(method: 'GET' | 'POST', path: string, body?: unknown, key = storedKey()): Promise<T> {
+export async function api<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown, key = storedKey()): Promise<T> {
   const headers: Record<string, string> = { 'x-server-api-key': key ?? '' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   let response: Response;
@@ -69,5 +69,15 @@ export type Mismatch = Schemas['MismatchDoc'];
 export type ModelPrice = Schemas['ModelPriceSummaryDoc'];
 export type Feature = Schemas['FeatureResponseDoc'];
 export type PricingSettings = Schemas['PricingSettingsResponseDoc'];
+export type Key = Schemas['KeyResponseDoc'];
+export type KeyDetail = Schemas['KeyDetailResponseDoc'];
+export type KeyWithSecret = Schemas['KeyWithSecretResponseDoc'];
+export type AuditEntry = Schemas['AuditEntryResponseDoc'];
+
+/**
+ * The server has no such route (an older build, or a feature not merged yet): the framework's plain
+ * `404 not_found`, which no domain error uses (those say `wallet_not_found`, `key_not_found`, …).
+ */
+export const isMissingRoute = (error: unknown) => error instanceof ApiError && error.httpStatus === 404 && error.status === 'not_found';
 
 export const enc = encodeURIComponent;

@@ -2,12 +2,16 @@ import { render } from 'preact';
 import { useState } from 'preact/hooks';
 import { LocationProvider, Route, Router, useLocation } from 'preact-iso';
 import { signOut, storedKey } from './api';
+import { AuditLogView } from './views/audit-log';
+import { EventsView } from './views/events';
 import { FailuresView } from './views/failures';
+import { KeysView } from './views/keys';
 import { PricingView } from './views/pricing';
 import { ReconciliationView } from './views/reconciliation';
 import { SignIn } from './views/sign-in';
 import { WalletView } from './views/wallet';
 import { WalletsView } from './views/wallets';
+import { WebhooksView, WebhookView } from './views/webhooks';
 import './style.css';
 
 const NAV: [string, string][] = [
@@ -15,6 +19,10 @@ const NAV: [string, string][] = [
   ['/console/failures', 'Settlement failures'],
   ['/console/reconciliation', 'Reconciliation'],
   ['/console/pricing', 'Prices & features'],
+  ['/console/keys', 'API keys'],
+  ['/console/webhooks', 'Webhooks'],
+  ['/console/events', 'Events'],
+  ['/console/audit-log', 'Audit log'],
 ];
 
 function Shell({ onSignOut }: { onSignOut: () => void }) {
@@ -43,6 +51,11 @@ function Shell({ onSignOut }: { onSignOut: () => void }) {
           <Route path="/console/failures" component={FailuresView} />
           <Route path="/console/reconciliation" component={ReconciliationView} />
           <Route path="/console/pricing" component={PricingView} />
+          <Route path="/console/keys" component={KeysView} />
+          <Route path="/console/webhooks" component={WebhooksView} />
+          <Route path="/console/webhooks/:webhookId" component={WebhookView} />
+          <Route path="/console/events" component={EventsView} />
+          <Route path="/console/audit-log" component={AuditLogView} />
           <Route default component={WalletsView} />
         </Router>
       </main>

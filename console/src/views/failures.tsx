@@ -1,6 +1,7 @@
 import { useState } from 'preact/hooks';
 import { useLocation } from 'preact-iso';
 import { api, ApiError, type Page, type SettlementFailure } from '../api';
+import { money } from '../format';
 import { asApiError, Empty, ErrorNote, Loading, Time, useLoad } from '../ui';
 
 const STATUSES = ['pending', 'replayed', 'discarded'] as const;
@@ -22,7 +23,7 @@ export function FailuresView() {
         ok: true,
         text:
           action === 'replay' && result.settlement
-            ? `Failure ${failure.id} replayed: ${result.settlement.credits_charged} credits charged to ${result.settlement.user_id}.`
+            ? `Failure ${failure.id} replayed: ${money(result.settlement.credits_charged)} credits charged to ${result.settlement.user_id}.`
             : `Failure ${failure.id} discarded.`,
       });
     } catch (error) {

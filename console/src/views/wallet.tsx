@@ -1,12 +1,14 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, enc, type Hold, type LedgerEntry, type Page, type Wallet } from '../api';
 import { BalanceChart } from '../balance-chart';
+import type { WalletGrantFigures } from '../v2-types';
+import { WalletGrants } from './grants';
 import { asApiError, Empty, ErrorNote, Loading, Money, Time, useLoad } from '../ui';
 
-/** One wallet: its figures, live holds, ledger (newest first, paged) and the balance chart. */
+/** One wallet: its figures, grants, live holds, ledger (newest first, paged) and the balance chart. */
 export function WalletView({ userId }: { userId: string }) {
   const id = decodeURIComponent(userId);
-  const wallet = useLoad(() => api<Wallet>('GET', `/api/wallets/${enc(id)}`), [id]);
+  const wallet = useLoad(() => api<Wallet & WalletGrantFigures>('GET', `/api/wallets/${enc(id)}`), [id]);
   const holds = useLoad(() => api<Page<Hold>>('GET', `/api/wallets/${enc(id)}/holds?limit=100`), [id]);
   const ledger = useLedger(id);
   return (
@@ -44,6 +46,16 @@ export function WalletView({ userId }: { userId: string }) {
             </dd>
           </div>
         </dl>
+      )}
+      {!wallet.error && (
+        <WalletGrants
+          userId={id}
+          wallet={wallet.data}
+          onChange={() => {
+            wallet.reload();
+            ledger.reload();
+          }}
+        />
       )}
       <h2>Balance over time</h2>
       <BalanceChart entries={ledger.entries} />
@@ -148,6 +160,7 @@ function useLedger(userId: string) {
   const [error, setError] = useState<ApiError>();
   const fetchPage = (after: string | null, append: boolean) => {
     setLoading(true);
+    setError(undefined);
     api<Page<LedgerEntry>>('GET', `/api/wallets/${enc(userId)}/transactions?limit=100${after ? `&cursor=${enc(after)}` : ''}`).then(
       (page) => {
         setEntries((old) => (append ? [...old, ...page.items] : page.items));
@@ -162,5 +175,5 @@ function useLedger(userId: string) {
     );
   };
   useEffect(() => fetchPage(null, false), [userId]);
-  return { entries, more, loading, error, loadMore: () => fetchPage(cursor, true) };
+  return { entries, more, loading, error, loadMore: () => fetchPage(cursor, true), reload: () => fetchPage(null, false) };
 }

@@ -4,7 +4,14 @@ import { ServiceScope } from '../common/api-key.guard';
 import { validationError } from '../common/domain-error';
 import { bindLogFields } from '../common/logging';
 import { API_ROUTE_ERRORS, ApiErrors, ApiSuccess, BODY_ERRORS } from '../common/openapi';
-import { CancelDto, EndMultiModelDto, EndSingleModelDto, StartProcessDto, toMultiModel } from './dto/credits-process.dto';
+import {
+  assertSettlementRules,
+  CancelDto,
+  EndMultiModelDto,
+  EndSingleModelDto,
+  StartProcessDto,
+  toMultiModel,
+} from './dto/credits-process.dto';
 import {
   CANCEL_EXAMPLE,
   CancelResponseDoc,
@@ -80,7 +87,7 @@ export class CreditsProcessController {
   )
   async start(@Body() dto: StartProcessDto) {
     bindLogFields({ user_id: dto.user_id, feature_endpoint_id: dto.feature_endpoint_id });
-    const result = await this.creditsProcess.start(dto.user_id, dto.feature_endpoint_id);
+    const result = await this.creditsProcess.start(dto.user_id, dto.feature_endpoint_id, dto.estimate);
     bindLogFields({ usage_key: result.usage_key });
     return result;
   }
@@ -97,7 +104,7 @@ export class CreditsProcessController {
   @ApiSuccess(SETTLEMENT_SUCCESS)
   @ApiErrors(...SETTLEMENT_ERRORS)
   endMultiModel(@Body() dto: EndMultiModelDto, @Headers('idempotency-key') idempotencyKey?: string) {
-    return this.settle(withHeaderKey(dto, idempotencyKey));
+    return this.settle(assertSettlementRules(withHeaderKey(dto, idempotencyKey)));
   }
 
   @Post('end')
@@ -110,7 +117,7 @@ export class CreditsProcessController {
   @ApiSuccess(SETTLEMENT_SUCCESS)
   @ApiErrors(...SETTLEMENT_ERRORS)
   end(@Body() dto: EndSingleModelDto, @Headers('idempotency-key') idempotencyKey?: string) {
-    return this.settle(withHeaderKey(toMultiModel(dto), idempotencyKey));
+    return this.settle(assertSettlementRules(withHeaderKey(toMultiModel(dto), idempotencyKey)));
   }
 
   @Post('cancel')

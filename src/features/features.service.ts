@@ -38,6 +38,7 @@ export class FeaturesService {
         fixedCost: dto.fixed_cost == null ? null : Money.parse(dto.fixed_cost),
         allowedPlans: dto.allowed_plans ?? [],
         active: dto.active ?? true,
+        priceLock: dto.price_lock ?? false,
       });
     } catch (error) {
       if (isUniqueViolation(error, 'features_pkey')) throw featureExists(dto.feature_endpoint_id);
@@ -81,6 +82,7 @@ export class FeaturesService {
     if (dto.fixed_cost !== undefined) patch.fixedCost = dto.fixed_cost === null ? null : Money.parse(dto.fixed_cost);
     if (dto.allowed_plans != null) patch.allowedPlans = dto.allowed_plans;
     if (dto.active != null) patch.active = dto.active;
+    if (dto.price_lock != null) patch.priceLock = dto.price_lock;
     if (Object.keys(patch).length > 0) {
       await this.dataSource.getRepository(Feature).update({ featureEndpointId: feature.featureEndpointId }, patch);
       this.catalog.invalidate();

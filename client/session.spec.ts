@@ -173,10 +173,9 @@ describe('CreditsSession', () => {
     let cancelled: () => void = () => undefined;
     const done = new Promise<void>((resolve) => (cancelled = resolve));
     const { client } = fake({ [START]: [ok(accessible)] });
-    const original = client.cancel.bind(client);
     client.cancel = async (key: string) => {
       cancelled();
-      return { status: 'cancelled', usage_key: key, released: '5.000000' } as Awaited<ReturnType<typeof original>>;
+      return { status: 'cancelled', usage_key: key, released: '5.000000' } as Awaited<ReturnType<CreditsClient['cancel']>>;
     };
     const session = await CreditsSession.start(client, { userId: 'u1', featureEndpointId: 'agent_v1', timer, signal: controller.signal });
     controller.abort();

@@ -75,6 +75,8 @@ const settled: SettlementAnswer = {
   balance: '99.280000',
   held: '0.000000',
   late: false,
+  final: true,
+  credits_charged_total: '0.720000',
   usages: [],
 };
 

@@ -6,6 +6,8 @@ import {
   END_QUEUE,
   EndMultiModelRequest,
   EndRequest,
+  ExtendAnswer,
+  ExtendOptions,
   QueuedSettlement,
   QuoteAnswer,
   SettleOptions,
@@ -13,6 +15,7 @@ import {
   SettlementOutcome,
   SettlementQueue,
   SettlementTargetBody,
+  StartOptions,
   Usage,
   UsageAnswer,
   Wallet,
@@ -117,12 +120,38 @@ export class CreditsClient {
    * Retried only when the service certainly did nothing (429, 503, connection refused): a start
    * whose answer was lost is not repeated, because each start places a new hold.
    */
-  async startProcess(userId: string, featureEndpointId: string): Promise<AccessibleAnswer> {
-    return this.call<AccessibleAnswer>({
+  async startProcess(userId: string, featureEndpointId: string, options: StartOptions = {}): Promise<AccessibleAnswer> {
+    const body: Record<string, unknown> = { user_id: userId, feature_endpoint_id: featureEndpointId };
+    if (options.estimate !== undefined) body.estimate = { usages: usageBodies(options.estimate) };
+    return this.call<AccessibleAnswer>({ method: 'POST', path: '/api/credits-process/start', body, idempotent: false });
+  }
+
+  /**
+   * POST /api/credits-process/extend (API.md §13): the hold of `usageKey` then expires `ttlSeconds`
+   * from now, and grows by `additionalHold` when given. Throws `hold_expired`, `already_settled`,
+   * `conflict` (cancelled) or `insufficient_credits`.
+   *
+   * Retried like every idempotent call: a new expiry is the same whether it is set once or twice.
+   * With `additionalHold` it is retried only when the service certainly did nothing, since a lost
+   * answer of a grown hold would grow it twice.
+   */
+  async extend(usageKey: string, options: ExtendOptions = {}): Promise<ExtendAnswer> {
+    const body: Record<string, unknown> = { usage_key: usageKey };
+    if (options.ttlSeconds !== undefined) {
+      if (!Number.isInteger(options.ttlSeconds) || options.ttlSeconds < 1 || options.ttlSeconds > 604_800)
+        throw new CreditsError({
+          status: 'validation_error',
+          message: 'ttl_seconds must be an integer from 1 to 604800',
+          details: { errors: [{ field: 'ttl_seconds', message: 'must be an integer from 1 to 604800' }] },
+        });
+      body.ttl_seconds = options.ttlSeconds;
+    }
+    if (options.additionalHold !== undefined) body.additional_hold = options.additionalHold;
+    return this.call<ExtendAnswer>({
       method: 'POST',
-      path: '/api/credits-process/start',
-      body: { user_id: userId, feature_endpoint_id: featureEndpointId },
-      idempotent: false,
+      path: '/api/credits-process/extend',
+      body,
+      idempotent: options.additionalHold === undefined,
     });
   }
 

@@ -52,6 +52,12 @@ interface SettlementTarget {
    * (a UUID) before the first attempt, so its own retries never charge twice.
    */
   idempotencyKey?: string;
+  /**
+   * false = an increment of a long-running usage (API.md §13): charged now, the hold stays open.
+   * Needs usageKey and idempotencyKey (each key charges once). Absent = true: closes the usage.
+   * The CreditsSession helper (client/session.ts) sends these for you.
+   */
+  final?: boolean;
 }
 
 /** Settlement of several models' usage (POST /end-multimodel, credits_process_end_multimodel_queue). */
@@ -80,7 +86,21 @@ export type UsageBody = Schemas['UsageDto'];
 export type EndMultiModelBody = Schemas['EndMultiModelDto'];
 export type EndBody = Schemas['EndSingleModelDto'];
 /** What both settlement bodies say about whom to charge, for what. */
-export type SettlementTargetBody = Pick<EndMultiModelBody, 'user_id' | 'feature_endpoint_id' | 'usage_key' | 'idempotency_key'>;
+export type SettlementTargetBody = Pick<EndMultiModelBody, 'user_id' | 'feature_endpoint_id' | 'usage_key' | 'idempotency_key' | 'final'>;
+
+/** Options of startProcess (API.md §13). */
+export interface StartOptions {
+  /** What the work is expected to use: the hold is then max(min_holding_credits, its quote). */
+  estimate?: Usage[];
+}
+
+/** Options of extend (API.md §13). */
+export interface ExtendOptions {
+  /** The hold then expires this many seconds from now (1..604800); default the feature's hold_ttl_seconds. */
+  ttlSeconds?: number;
+  /** Credits added to the hold (a decimal string such as "5" or "2.5"), refused with insufficient_credits when not available. */
+  additionalHold?: Credits;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Answers (the `data` of a successful response), as the service documents them
@@ -112,6 +132,20 @@ export interface QueuedSettlement {
 
 export type SettlementOutcome = SettlementAnswer | QueuedSettlement;
 
+/**
+ * POST /api/credits-process/extend (API.md §13). Written out until the service documents the route
+ * (issue 18); then it becomes `Schemas['ExtendResponseDoc']`, the same fields.
+ */
+export interface ExtendAnswer {
+  status: 'extended';
+  usage_key: string;
+  expires_at: IsoTimestamp;
+  hold_amount: Credits;
+  credits: Credits;
+  balance: Credits;
+  held: Credits;
+}
+
 /** POST /api/pricing/quote: what a settlement would charge now, charging nothing. */
 export type QuoteAnswer = Schemas['QuoteResponseDoc'];
 
@@ -142,10 +176,12 @@ export type ServiceErrorStatus = Schemas['FailureDataDoc']['status'];
  * - `timeout`: no answer within `timeoutMs`;
  * - `invalid_response`: an answer that is not the contract's envelope (e.g. a proxy's HTML page);
  * - `publish_failed`: RabbitMQ did not confirm the message (broker unreachable for `publishTimeoutMs`, or it refused it);
- * - `client_closed`: the client was closed.
+ * - `client_closed`: the client was closed;
+ * - `session_closed`: a CreditsSession was used after finish/close; `aborted`: its signal was aborted before it started.
  * A `validation_error` may also come from the client: it checks a settlement's body before sending it.
  */
-export type ClientErrorStatus = 'network_error' | 'timeout' | 'invalid_response' | 'publish_failed' | 'client_closed';
+export type ClientErrorStatus =
+  'network_error' | 'timeout' | 'invalid_response' | 'publish_failed' | 'client_closed' | 'session_closed' | 'aborted';
 
 /** Every status a CreditsError can carry; a word added by a newer service still type-checks. */
 export type CreditsErrorStatus = ServiceErrorStatus | ClientErrorStatus | (string & {});

@@ -5,6 +5,8 @@
 export { CreditsClient } from './credits.client';
 export type { CreditsClientOptions } from './credits.client';
 export { CreditsError, isCreditsError, isFeatureNotAllowedForKey, isInsufficientCredits, isSpendCapExceeded } from './credits.errors';
+export { CreditsSession } from './session';
+export type { SessionOptions, SessionTimer } from './session';
 export type { CreditsErrorInit } from './credits.errors';
 export * from './credits.types';
 export type { CreditsLogger, FetchLike } from './http-transport';

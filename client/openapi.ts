@@ -702,7 +702,7 @@ export interface components {
              * @example wallet_not_found
              * @enum {string}
              */
-            status: "validation_error" | "unauthorized" | "insufficient_credits" | "spend_cap_exceeded" | "forbidden" | "wallet_suspended" | "feature_inactive" | "feature_not_permitted" | "feature_not_allowed_for_key" | "not_found" | "wallet_not_found" | "feature_not_found" | "usage_key_not_found" | "model_not_found" | "settlement_failure_not_found" | "key_not_found" | "method_not_allowed" | "request_timeout" | "conflict" | "usage_key_mismatch" | "already_settled" | "already_exists" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "unknown_model" | "rate_limited" | "headers_too_large" | "internal_error" | "unavailable";
+            status: "validation_error" | "unauthorized" | "insufficient_credits" | "spend_cap_exceeded" | "forbidden" | "wallet_suspended" | "feature_inactive" | "feature_not_permitted" | "feature_not_allowed_for_key" | "not_found" | "wallet_not_found" | "feature_not_found" | "usage_key_not_found" | "model_not_found" | "settlement_failure_not_found" | "key_not_found" | "method_not_allowed" | "request_timeout" | "conflict" | "usage_key_mismatch" | "already_settled" | "already_exists" | "hold_expired" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "unknown_model" | "rate_limited" | "headers_too_large" | "internal_error" | "unavailable";
             /**
              * @description One sentence for a person; always present.
              * @example No wallet exists for user "u1".
@@ -1177,6 +1177,11 @@ export interface components {
             /** @example true */
             active: boolean;
             /**
+             * @description True: a hold settles at the prices in force when it was placed (API.md §13).
+             * @example false
+             */
+            price_lock: boolean;
+            /**
              * Format: date-time
              * @example 2026-11-25T10:00:00.000Z
              */
@@ -1232,6 +1237,12 @@ export interface components {
              * @example true
              */
             active?: boolean;
+            /**
+             * @description True: every settlement of a hold of this feature is priced with the model prices, margin and rate in force when the hold was placed (the hold keeps that snapshot). False (the default): prices at settlement, as in v1.
+             * @default false
+             * @example false
+             */
+            price_lock?: boolean;
         };
         UpdateFeatureDto: {
             /**
@@ -1273,6 +1284,12 @@ export interface components {
              * @example true
              */
             active?: boolean;
+            /**
+             * @description True: every settlement of a hold of this feature is priced with the model prices, margin and rate in force when the hold was placed (the hold keeps that snapshot). False (the default): prices at settlement, as in v1.
+             * @default false
+             * @example false
+             */
+            price_lock?: boolean;
         };
         ModelPriceVersionDoc: {
             /** @example gpt-4o */
@@ -1555,7 +1572,7 @@ export interface components {
              */
             held: string;
             /**
-             * @description This hold: the feature's min_holding_credits.
+             * @description This hold: the feature's min_holding_credits, or with an estimate max(min_holding_credits, the estimate's quote).
              * @example 5.000000
              */
             hold_amount: string;
@@ -1565,6 +1582,10 @@ export interface components {
              * @example 2026-11-25T10:15:00.000Z
              */
             expires_at: string;
+        };
+        EstimateDto: {
+            /** @description What the work consumed, per model. */
+            usages: components["schemas"]["UsageDto"][];
         };
         StartProcessDto: {
             /**
@@ -1577,6 +1598,19 @@ export interface components {
              * @example ai_chat_v1
              */
             feature_endpoint_id: string;
+            /**
+             * @description What the work is expected to consume: the hold is then max(min_holding_credits, the quote of these usages at today's prices). An ai_model without a price: 422 unknown_model.
+             * @example {
+             *       "usages": [
+             *         {
+             *           "ai_model": "gpt-4o",
+             *           "input_tokens": 200000,
+             *           "output_tokens": 50000
+             *         }
+             *       ]
+             *     }
+             */
+            estimate?: components["schemas"]["EstimateDto"];
         };
         SettlementResponseDoc: {
             /**
@@ -1619,6 +1653,16 @@ export interface components {
              * @example false
              */
             late: boolean;
+            /**
+             * @description False for an increment (final: false): the hold stays open. True when this settlement closed the usage.
+             * @example true
+             */
+            final: boolean;
+            /**
+             * @description Every charge of this usage so far, this one included (= credits_charged for a usage settled at once).
+             * @example 0.720000
+             */
+            credits_charged_total: string;
             usages: components["schemas"]["PricedUsageDoc"][];
         };
         EndMultiModelDto: {
@@ -1642,6 +1686,12 @@ export interface components {
              * @example job-42
              */
             idempotency_key?: string;
+            /**
+             * @description false = an increment of a long-running usage: charged now, the hold stays open (amount and expiry unchanged); needs usage_key and idempotency_key, and each (usage_key, idempotency_key) charges once. Absent or true closes the usage.
+             * @default true
+             * @example true
+             */
+            final?: boolean;
             /** @description What the work consumed, per model. */
             usages: components["schemas"]["UsageDto"][];
         };
@@ -1666,6 +1716,12 @@ export interface components {
              * @example job-42
              */
             idempotency_key?: string;
+            /**
+             * @description false = an increment of a long-running usage: charged now, the hold stays open (amount and expiry unchanged); needs usage_key and idempotency_key, and each (usage_key, idempotency_key) charges once. Absent or true closes the usage.
+             * @default true
+             * @example true
+             */
+            final?: boolean;
             /**
              * @description A model with a price (else 422 unknown_model). Printable: no control characters, no leading space.
              * @example gpt-4o
@@ -4201,6 +4257,7 @@ export interface operations {
                      *             "fixed_cost": null,
                      *             "allowed_plans": [],
                      *             "active": true,
+                     *             "price_lock": false,
                      *             "created_at": "2026-11-25T10:00:00.000Z",
                      *             "updated_at": "2026-11-25T10:00:00.000Z"
                      *           }
@@ -4326,6 +4383,7 @@ export interface operations {
                      *         "fixed_cost": null,
                      *         "allowed_plans": [],
                      *         "active": true,
+                     *         "price_lock": false,
                      *         "created_at": "2026-11-25T10:00:00.000Z",
                      *         "updated_at": "2026-11-25T10:00:00.000Z"
                      *       }
@@ -4485,6 +4543,7 @@ export interface operations {
                      *         "fixed_cost": null,
                      *         "allowed_plans": [],
                      *         "active": true,
+                     *         "price_lock": false,
                      *         "created_at": "2026-11-25T10:00:00.000Z",
                      *         "updated_at": "2026-11-25T10:00:00.000Z"
                      *       }
@@ -4606,6 +4665,7 @@ export interface operations {
                      *         "fixed_cost": null,
                      *         "allowed_plans": [],
                      *         "active": false,
+                     *         "price_lock": false,
                      *         "created_at": "2026-11-25T10:00:00.000Z",
                      *         "updated_at": "2026-11-25T10:00:00.000Z"
                      *       }
@@ -5918,6 +5978,8 @@ export interface operations {
                      *         "balance": "99.280000",
                      *         "held": "0.000000",
                      *         "late": false,
+                     *         "final": true,
+                     *         "credits_charged_total": "0.720000",
                      *         "usages": [
                      *           {
                      *             "ai_model": "gpt-4o",
@@ -6118,6 +6180,8 @@ export interface operations {
                      *         "balance": "99.280000",
                      *         "held": "0.000000",
                      *         "late": false,
+                     *         "final": true,
+                     *         "credits_charged_total": "0.720000",
                      *         "usages": [
                      *           {
                      *             "ai_model": "gpt-4o",
@@ -6492,6 +6556,8 @@ export interface operations {
                      *           "balance": "99.280000",
                      *           "held": "0.000000",
                      *           "late": false,
+                     *           "final": true,
+                     *           "credits_charged_total": "0.720000",
                      *           "usages": [
                      *             {
                      *               "ai_model": "gpt-4o",
@@ -6770,6 +6836,8 @@ export interface operations {
                      *           "balance": "99.280000",
                      *           "held": "0.000000",
                      *           "late": false,
+                     *           "final": true,
+                     *           "credits_charged_total": "0.720000",
                      *           "usages": [
                      *             {
                      *               "ai_model": "gpt-4o",
@@ -6801,6 +6869,8 @@ export interface operations {
                      *             "balance": "99.280000",
                      *             "held": "0.000000",
                      *             "late": false,
+                     *             "final": true,
+                     *             "credits_charged_total": "0.720000",
                      *             "usages": [
                      *               {
                      *                 "ai_model": "gpt-4o",

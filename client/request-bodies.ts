@@ -57,10 +57,17 @@ function targetBody(request: EndMultiModelRequest | EndRequest, errors: FieldErr
   checkString(request.featureEndpointId, 'feature_endpoint_id', 128, errors);
   if (request.usageKey !== undefined) checkString(request.usageKey, 'usage_key', 64, errors);
   if (request.idempotencyKey !== undefined) checkString(request.idempotencyKey, 'idempotency_key', 128, errors);
+  if (request.final !== undefined && typeof request.final !== 'boolean') errors.push({ field: 'final', message: 'must be a boolean' });
+  if (request.final === false) {
+    // The service's rule (API.md §13), checked here so a queued increment can never become a settlement failure.
+    if (request.usageKey === undefined) errors.push({ field: 'usage_key', message: 'is required when final is false' });
+    if (request.idempotencyKey === undefined) errors.push({ field: 'idempotency_key', message: 'is required when final is false' });
+  }
   const body: SettlementTargetBody = { user_id: request.userId, feature_endpoint_id: request.featureEndpointId };
   if (request.usageKey !== undefined) body.usage_key = request.usageKey;
   const idempotencyKey = request.idempotencyKey ?? (request.usageKey === undefined ? newKey() : undefined);
   if (idempotencyKey !== undefined) body.idempotency_key = idempotencyKey;
+  if (request.final !== undefined) body.final = request.final;
   return body;
 }
 

@@ -629,7 +629,8 @@ describe('observability', () => {
           const schema = doc.components.schemas[schemaName];
           for (const [field, property] of Object.entries(schema.properties as Record<string, any>)) {
             const where = `${schemaName}.${field}`;
-            const nested = property.items?.$ref ?? property.$ref;
+            // A nested DTO with its own description is `allOf: [{ $ref }]` (e.g. /start's estimate).
+            const nested = property.items?.$ref ?? property.$ref ?? property.allOf?.[0]?.$ref;
             if (nested) {
               check(nested.split('/').at(-1));
               continue;

@@ -37,6 +37,7 @@ describe('features and pricing: admin routes, quote, price history', () => {
           fixed_cost: null,
           allowed_plans: [],
           active: true,
+          price_lock: false,
           created_at: expect.any(String),
           updated_at: expect.any(String),
         },
@@ -53,10 +54,12 @@ describe('features and pricing: admin routes, quote, price history', () => {
           fixed_cost: '2.000001',
           allowed_plans: ['pro', 'team'],
           active: false,
+          price_lock: true,
         },
       });
       expect(res.status).toBe(201);
       expect(res.body.data).toMatchObject({
+        price_lock: true,
         min_holding_credits: '20.000000',
         hold_ttl_seconds: 604800,
         hold_ttl_is_default: false,
@@ -137,10 +140,11 @@ describe('features and pricing: admin routes, quote, price history', () => {
 
     it('patches fields, clears profit_margin and hold_ttl_seconds with null, and leaves the rest alone', async () => {
       const set = await t.request('PATCH', '/api/features/ai_chat_v1', {
-        body: { name: 'AI chat v1', hold_ttl_seconds: 60, fixed_cost: '0.5', allowed_plans: ['pro'] },
+        body: { name: 'AI chat v1', hold_ttl_seconds: 60, fixed_cost: '0.5', allowed_plans: ['pro'], price_lock: true },
       });
       expect(set.status).toBe(200);
       expect(set.body.data).toMatchObject({
+        price_lock: true,
         name: 'AI chat v1',
         min_holding_credits: '5.000000',
         hold_ttl_seconds: 60,
@@ -162,8 +166,11 @@ describe('features and pricing: admin routes, quote, price history', () => {
         profit_margin: null,
         fixed_cost: null,
         allowed_plans: [],
+        price_lock: true, // absent: left alone
       });
       expect((await t.request('GET', '/api/features/ai_chat_v1')).body.data).toEqual(cleared.body.data);
+      expectFailure(await t.request('PATCH', '/api/features/ai_chat_v1', { body: { price_lock: null } }), 400, 'validation_error');
+      expectFailure(await t.request('PATCH', '/api/features/ai_chat_v1', { body: { price_lock: 'yes' } }), 400, 'validation_error');
     });
 
     it('refuses a bad patch and a patch of an unknown feature', async () => {

@@ -26,6 +26,7 @@ describe('the error table', () => {
       usage_key_mismatch: 409,
       already_settled: 409,
       already_exists: 409,
+      hold_expired: 409,
       payload_too_large: 413,
       uri_too_long: 414,
       unsupported_media_type: 415,

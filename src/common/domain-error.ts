@@ -37,6 +37,8 @@ export const DOMAIN_ERRORS = {
   usage_key_mismatch: { http: 409, queue: 'record' },
   already_settled: { http: 409, queue: 'record' },
   already_exists: { http: 409, queue: 'record' },
+  // §13: an extend of a hold past its expiry (a settlement of it is still taken, late).
+  hold_expired: { http: 409, queue: 'record' },
   unknown_model: { http: 422, queue: 'record' },
   // A refusal to be repeated later: on the queue, waiting is exactly what helps.
   rate_limited: { http: 429, queue: 'retry' },

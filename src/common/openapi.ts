@@ -201,6 +201,9 @@ const ERROR_EXAMPLES: Record<ErrorCode, { message: string; extra?: Record<string
   usage_key_mismatch: { message: 'The usage_key "6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10" belongs to another user or feature.' },
   already_settled: { message: 'The usage_key "6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10" is already settled.' },
   already_exists: { message: 'A wallet already exists for user "u1".' },
+  hold_expired: {
+    message: 'The hold "6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10" has expired; it can still be settled (late), but not extended.',
+  },
   payload_too_large: { message: 'The request body is too large.' },
   unsupported_media_type: { message: 'The request body must be JSON (content-type: application/json).' },
   unknown_model: { message: 'No price is set for ai_model "gpt-unknown".', extra: { ai_model: 'gpt-unknown' } },

@@ -4,7 +4,14 @@ import { type Caller, CurrentCaller, ServiceScope } from '../common/api-key.guar
 import { validationError } from '../common/domain-error';
 import { bindLogFields } from '../common/logging';
 import { API_ROUTE_ERRORS, ApiErrors, ApiSuccess, BODY_ERRORS } from '../common/openapi';
-import { CancelDto, EndMultiModelDto, EndSingleModelDto, StartProcessDto, toMultiModel } from './dto/credits-process.dto';
+import {
+  assertSettlementRules,
+  CancelDto,
+  EndMultiModelDto,
+  EndSingleModelDto,
+  StartProcessDto,
+  toMultiModel,
+} from './dto/credits-process.dto';
 import {
   CANCEL_EXAMPLE,
   CancelResponseDoc,
@@ -82,7 +89,7 @@ export class CreditsProcessController {
   )
   async start(@Body() dto: StartProcessDto, @CurrentCaller() caller: Caller) {
     bindLogFields({ user_id: dto.user_id, feature_endpoint_id: dto.feature_endpoint_id });
-    const result = await this.creditsProcess.start(dto.user_id, dto.feature_endpoint_id, caller);
+    const result = await this.creditsProcess.start(dto.user_id, dto.feature_endpoint_id, caller, dto.estimate);
     bindLogFields({ usage_key: result.usage_key });
     return result;
   }
@@ -99,7 +106,7 @@ export class CreditsProcessController {
   @ApiSuccess(SETTLEMENT_SUCCESS)
   @ApiErrors(...SETTLEMENT_ERRORS)
   endMultiModel(@Body() dto: EndMultiModelDto, @CurrentCaller() caller: Caller, @Headers('idempotency-key') idempotencyKey?: string) {
-    return this.settle(withHeaderKey(dto, idempotencyKey), caller);
+    return this.settle(assertSettlementRules(withHeaderKey(dto, idempotencyKey)), caller);
   }
 
   @Post('end')
@@ -112,7 +119,7 @@ export class CreditsProcessController {
   @ApiSuccess(SETTLEMENT_SUCCESS)
   @ApiErrors(...SETTLEMENT_ERRORS)
   end(@Body() dto: EndSingleModelDto, @CurrentCaller() caller: Caller, @Headers('idempotency-key') idempotencyKey?: string) {
-    return this.settle(withHeaderKey(toMultiModel(dto), idempotencyKey), caller);
+    return this.settle(assertSettlementRules(withHeaderKey(toMultiModel(dto), idempotencyKey)), caller);
   }
 
   @Post('cancel')

@@ -19,3 +19,11 @@ export const insufficientCredits = (available: Money, required: Money) =>
     credits: available.toString(),
     required: required.toString(),
   });
+export const holdExpired = (usageKey: string) =>
+  new DomainError('hold_expired', `The hold "${usageKey}" has expired; it can still be settled (late), but not extended.`);
+export const incrementAfterFinal = (usageKey: string) =>
+  new DomainError('already_settled', `The usage_key "${usageKey}" was settled with final; start a new process for more work.`);
+export const extendSettled = (usageKey: string) =>
+  new DomainError('already_settled', `The usage_key "${usageKey}" is already settled; there is no hold left to extend.`);
+export const extendCancelled = (usageKey: string) =>
+  new DomainError('conflict', `The hold "${usageKey}" was cancelled; start a new process instead of extending it.`);

@@ -5,7 +5,7 @@ import { DataSource } from 'typeorm';
 import { assertFeatureAllowed, type Caller, isFeatureScoped } from '../common/api-key.guard';
 import { Coalescer } from '../common/coalescer';
 import { isDatabaseUnavailable } from '../common/database-errors';
-import { DomainError } from '../common/domain-error';
+import { DomainError, validationError } from '../common/domain-error';
 import { Money } from '../common/money';
 import { APP_CONFIG } from '../config/config.module';
 import type { AppConfig } from '../config/configuration';
@@ -20,7 +20,7 @@ import { LedgerEntry } from '../wallets/ledger-entry.entity';
 import { walletNotFound } from '../wallets/wallets.errors';
 import { isUuid, WalletsService } from '../wallets/wallets.service';
 import { ledgerEntryView } from '../wallets/wallets.views';
-import { EndMultiModelDto } from './dto/credits-process.dto';
+import { EndMultiModelDto, EstimateDto } from './dto/credits-process.dto';
 import type { CancelResponseDoc, SettlementResponseDoc, StartResponseDoc, UsageResponseDoc } from './dto/credits-process-responses.dto';
 import {
   alreadySettled,
@@ -107,7 +107,10 @@ export class CreditsProcessService {
    * row, so N concurrent starts with room for K give exactly K. Only when it places nothing do we
    * look at why (and answer in the contract's check order).
    */
-  async start(userId: string, featureEndpointId: string, caller?: Caller): Promise<StartResult> {
+  async start(userId: string, featureEndpointId: string, caller?: Caller, estimate?: EstimateDto): Promise<StartResult> {
+    // Issue 18: the hold by estimate needs the ledger to place an amount per start; until then it
+    // is refused (400, nothing written) rather than silently holding min_holding_credits.
+    if (estimate !== undefined) throw notYet('estimate', 'a hold by estimate');
     try {
       // A key scoped to other features: 403 before anything is written (the body names the feature).
       assertFeatureAllowed(caller, featureEndpointId);
@@ -229,6 +232,9 @@ export class CreditsProcessService {
         throw error;
       }
     }
+    // Issue 18: an increment must keep the hold open, which needs the ledger's part; until then it
+    // is refused (400, nothing written) rather than settled as final.
+    if (dto.final === false) throw notYet('final', 'incremental settlement (final: false)');
     const result = await this.settlements.submit({ dto: normalize(dto), channel });
     // Logged here, in the caller's own context (its request_id), not inside the shared batch.
     if (result.status === 'settled') {
@@ -409,6 +415,11 @@ function toCharge(p: Priced): Charge {
   };
 }
 
+/** A §13 field this build parses but cannot honour yet (issue 18's ledger part). */
+function notYet(field: string, what: string): DomainError {
+  return validationError([{ field, message: `is not accepted yet: ${what} is not available on this server` }]);
+}
+
 /** How often a start refused for credits it now has is tried again before answering 402. */
 const STALE_REFUSAL_RETRIES = 5;
 
@@ -471,6 +482,10 @@ function settlementView(
     balance: charge.balanceAfter.toString(),
     held: charge.heldAfter.toString(),
     late: charge.late,
+    // One charge per usage until incremental settlement lands in the ledger (issue 18): the
+    // settlement closes the usage and is all it was charged.
+    final: true,
+    credits_charged_total: charge.amount.negate().toString(),
     usages,
   };
 }

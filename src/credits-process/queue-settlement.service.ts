@@ -5,7 +5,7 @@ import { DomainError, queuePolicyOf } from '../common/domain-error';
 import { validateBody } from '../common/validation';
 import { END_QUEUE } from '../queue/queue.constants';
 import type { QueueMessageInfo } from '../queue/queue-message.context';
-import { EndMultiModelDto, EndSingleModelDto, toMultiModel } from './dto/credits-process.dto';
+import { assertSettlementRules, EndMultiModelDto, EndSingleModelDto, toMultiModel } from './dto/credits-process.dto';
 import { CreditsProcessService } from './credits-process.service';
 import { ClaimedFailure, decodePayload, SettlementFailuresService } from './settlement-failures.service';
 
@@ -88,11 +88,16 @@ export class QueueSettlementService {
     return { status: 'discarded' as const, failure: await this.failures.discard(id, actor) };
   }
 
-  /** The same DTOs and rules as the HTTP routes of the same names. */
+  /**
+   * The same DTOs and rules as the HTTP routes of the same names, the rules between fields
+   * included (an increment names its own idempotency_key: a message_id never stands in for it).
+   */
   private async parse(queue: string, payload: unknown, parsed: boolean): Promise<EndMultiModelDto> {
     if (!parsed)
       throw new DomainError('validation_error', 'The message body is not JSON.', { errors: [{ field: 'body', message: 'is not JSON' }] });
-    return queue === END_QUEUE ? toMultiModel(await validateBody(EndSingleModelDto, payload)) : validateBody(EndMultiModelDto, payload);
+    const dto =
+      queue === END_QUEUE ? toMultiModel(await validateBody(EndSingleModelDto, payload)) : await validateBody(EndMultiModelDto, payload);
+    return assertSettlementRules(dto);
   }
 }
 

@@ -32,6 +32,10 @@ export class Feature {
   @Column({ type: 'boolean' })
   active!: boolean;
 
+  /** §13: settle every usage of a hold at the prices in force when the hold was placed. */
+  @Column({ name: 'price_lock', type: 'boolean', default: false })
+  priceLock!: boolean;
+
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt!: Date;
 

@@ -44,6 +44,7 @@ export class FeaturesService {
           fixedCost: dto.fixed_cost == null ? null : Money.parse(dto.fixed_cost),
           allowedPlans: dto.allowed_plans ?? [],
           active: dto.active ?? true,
+          priceLock: dto.price_lock ?? false,
         });
         const view = this.view(await repo.findOneByOrFail({ featureEndpointId: dto.feature_endpoint_id }));
         await this.audit.append(manager, actor, 'feature.create', dto.feature_endpoint_id, { ...view });
@@ -91,6 +92,7 @@ export class FeaturesService {
     if (dto.fixed_cost !== undefined) patch.fixedCost = dto.fixed_cost === null ? null : Money.parse(dto.fixed_cost);
     if (dto.allowed_plans != null) patch.allowedPlans = dto.allowed_plans;
     if (dto.active != null) patch.active = dto.active;
+    if (dto.price_lock != null) patch.priceLock = dto.price_lock;
     const updated = await this.dataSource.transaction(async (manager) => {
       const repo = manager.getRepository(Feature);
       const feature = await repo.findOne({ where: { featureEndpointId: id }, lock: { mode: 'pessimistic_write' } });

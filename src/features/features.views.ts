@@ -18,6 +18,7 @@ export function featureView(f: Feature, defaultHoldTtlSeconds: number): FeatureR
     fixed_cost: f.fixedCost === null ? null : f.fixedCost.toString(),
     allowed_plans: f.allowedPlans,
     active: f.active,
+    price_lock: f.priceLock,
     created_at: f.createdAt.toISOString(),
     updated_at: f.updatedAt.toISOString(),
   };

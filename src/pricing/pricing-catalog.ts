@@ -7,6 +7,8 @@ import { Feature } from '../features/feature.entity';
 import { featureNotFound } from '../features/features.errors';
 import { AiModel } from './ai-model.entity';
 import type { UsageDto } from './dto/usage.dto';
+import { Money } from '../common/money';
+import { estimatedHold, HoldPriceSnapshot, snapshotPrices } from './price-snapshot';
 import { FeaturePricing, ModelPrice, priceUsages, PricingSettings, Quote } from './pricing-engine';
 import { PricingSettingsRow } from './pricing-settings.entity';
 
@@ -30,6 +32,16 @@ export function toFeaturePricing(f: Feature): FeaturePricing {
   return { featureEndpointId: f.featureEndpointId, profitMargin: f.profitMargin, fixedCost: f.fixedCost?.micros ?? null };
 }
 
+/** A feature as the catalog keeps it: its pricing, and what a start by estimate or a locked hold needs. */
+export interface CatalogFeature extends FeaturePricing {
+  minHoldingCredits: Money;
+  priceLock: boolean;
+}
+
+function toCatalogFeature(f: Feature): CatalogFeature {
+  return { ...toFeaturePricing(f), minHoldingCredits: f.minHoldingCredits, priceLock: f.priceLock };
+}
+
 /**
  * Features, model prices and settings as settlement needs them, cached for PRICING_CACHE_TTL_MS
  * so pricing a settlement usually costs no database round trip. Writes through this instance's
@@ -43,8 +55,10 @@ export function toFeaturePricing(f: Feature): FeaturePricing {
 @Injectable()
 export class PricingCatalog {
   private readonly ttlMs: number;
-  private features = new Map<string, Cached<Promise<FeaturePricing | undefined>>>();
+  private features = new Map<string, Cached<Promise<CatalogFeature | undefined>>>();
   private models = new Map<string, Cached<Promise<ModelPrice | undefined>>>();
+  /** The whole price table, for snapshots (a locked hold may settle with any model). */
+  private allModels?: Cached<Promise<ModelPrice[]>>;
   private settings?: Cached<Promise<PricingSettings>>;
 
   constructor(
@@ -57,6 +71,7 @@ export class PricingCatalog {
   invalidate(): void {
     this.features = new Map();
     this.models = new Map();
+    this.allModels = undefined;
     this.settings = undefined;
   }
 
@@ -72,13 +87,56 @@ export class PricingCatalog {
     return priceUsages(usages, feature, models, settings);
   }
 
-  private feature(id: string, now: number): Promise<FeaturePricing | undefined> {
+  /**
+   * What a start with an estimate holds (API.md §13): max(min_holding_credits, the quote of the
+   * estimated usages at the prices of now). Throws feature_not_found / unknown_model (422).
+   */
+  async estimate(featureEndpointId: string, usages: UsageDto[]): Promise<{ amount: Money; quote: Quote; priceLock: boolean }> {
+    const now = Date.now();
+    const [feature, models, settings] = await Promise.all([
+      this.feature(featureEndpointId, now),
+      this.modelTable(usages, now),
+      this.pricingSettings(now),
+    ]);
+    if (!feature) throw featureNotFound(featureEndpointId);
+    return { ...estimatedHold(feature.minHoldingCredits, usages, feature, models, settings), priceLock: feature.priceLock };
+  }
+
+  /**
+   * The prices in force now for a hold of this feature — settings, the feature's pricing and the
+   * whole model table — as the hold of a `price_lock` feature keeps them; undefined when the feature
+   * does not lock its prices (nothing to keep). Throws feature_not_found.
+   */
+  async snapshot(featureEndpointId: string, at = new Date()): Promise<HoldPriceSnapshot | undefined> {
+    const now = at.getTime();
+    const feature = await this.feature(featureEndpointId, now);
+    if (!feature) throw featureNotFound(featureEndpointId);
+    if (!feature.priceLock) return undefined;
+    const [models, settings] = await Promise.all([this.modelList(now), this.pricingSettings(now)]);
+    return snapshotPrices(feature, models, settings, at);
+  }
+
+  private modelList(now: number): Promise<ModelPrice[]> {
+    if (this.allModels && this.allModels.until > now) return this.allModels.value;
+    const read = this.dataSource
+      .getRepository(AiModel)
+      .find()
+      .then((rows) => rows.map(toModelPrice));
+    if (this.ttlMs > 0) {
+      const entry = { value: read, until: now + this.ttlMs };
+      this.allModels = entry;
+      read.catch(() => this.allModels === entry && (this.allModels = undefined));
+    }
+    return read;
+  }
+
+  private feature(id: string, now: number): Promise<CatalogFeature | undefined> {
     const hit = this.features.get(id);
     if (hit && hit.until > now) return hit.value;
     const read = this.dataSource
       .getRepository(Feature)
       .findOneBy({ featureEndpointId: id })
-      .then((row) => (row ? toFeaturePricing(row) : undefined));
+      .then((row) => (row ? toCatalogFeature(row) : undefined));
     return this.remember(this.features, id, read, now);
   }
 

@@ -56,7 +56,11 @@ export class StartResponseDoc {
   @ApiProperty({ description: 'All live holds of the wallet, this one included.', ...MONEY_ANSWER, example: '5.000000' })
   held!: string;
 
-  @ApiProperty({ description: "This hold: the feature's min_holding_credits.", ...MONEY_ANSWER, example: '5.000000' })
+  @ApiProperty({
+    description: "This hold: the feature's min_holding_credits, or with an estimate max(min_holding_credits, the estimate's quote).",
+    ...MONEY_ANSWER,
+    example: '5.000000',
+  })
   hold_amount!: string;
 
   @ApiProperty({
@@ -78,6 +82,8 @@ export const SETTLEMENT_EXAMPLE = {
   balance: '99.280000',
   held: '0.000000',
   late: false,
+  final: true,
+  credits_charged_total: '0.720000',
   usages: [PRICED_USAGE_EXAMPLE],
 } satisfies SettlementResponseDoc;
 
@@ -116,8 +122,55 @@ export class SettlementResponseDoc {
   @ApiProperty({ description: 'True when the hold had expired before the settlement (it is settled all the same).', example: false })
   late!: boolean;
 
+  @ApiProperty({
+    description: 'False for an increment (final: false): the hold stays open. True when this settlement closed the usage.',
+    example: true,
+  })
+  final!: boolean;
+
+  @ApiProperty({
+    description: 'Every charge of this usage so far, this one included (= credits_charged for a usage settled at once).',
+    ...MONEY_ANSWER,
+    example: '0.720000',
+  })
+  credits_charged_total!: string;
+
   @ApiProperty({ type: [PricedUsageDoc] })
   usages!: PricedUsageDoc[];
+}
+
+export const EXTEND_EXAMPLE = {
+  status: 'extended',
+  usage_key: USAGE_KEY,
+  expires_at: '2026-11-25T10:30:00.000Z',
+  hold_amount: '10.000000',
+  credits: '90.000000',
+  balance: '100.000000',
+  held: '10.000000',
+} satisfies ExtendResponseDoc;
+
+/** The answer of POST /extend (§13). */
+export class ExtendResponseDoc {
+  @ApiProperty({ enum: ['extended'], example: 'extended' })
+  status!: 'extended';
+
+  @ApiProperty(USAGE_KEY_PROPERTY)
+  usage_key!: string;
+
+  @ApiProperty({ description: 'The new expiry: now + ttl_seconds.', format: 'date-time', example: '2026-11-25T10:30:00.000Z' })
+  expires_at!: string;
+
+  @ApiProperty({ description: 'The hold after the extend (grown by additional_hold).', ...MONEY_ANSWER, example: '10.000000' })
+  hold_amount!: string;
+
+  @ApiProperty({ description: 'Available after the extend: balance − held.', ...MONEY_ANSWER, example: '90.000000' })
+  credits!: string;
+
+  @ApiProperty({ ...MONEY_ANSWER, example: '100.000000' })
+  balance!: string;
+
+  @ApiProperty({ description: 'All live holds of the wallet, this one included.', ...MONEY_ANSWER, example: '10.000000' })
+  held!: string;
 }
 
 export const CANCEL_EXAMPLE = { status: 'cancelled', usage_key: USAGE_KEY, released: '5.000000' } satisfies CancelResponseDoc;

@@ -1,11 +1,19 @@
 import { ApiProperty, ApiPropertyOptional, IntersectionType } from '@nestjs/swagger';
-import { IsString, Length, Matches } from 'class-validator';
+import { Type } from 'class-transformer';
+import { IsBoolean, IsInt, IsString, Length, Matches, Max, Min, ValidateNested } from 'class-validator';
+import { FieldError, validationError } from '../../common/domain-error';
+import { IsMoney } from '../../common/money.validator';
+import { ApiMoneyField } from '../../common/openapi';
 import { Optional, registerFastBodyParser } from '../../common/validation';
+import { MAX_TTL_SECONDS } from '../../features/dto/feature.dto';
 import { UsageDto, UsagesField } from '../../pricing/dto/usage.dto';
 import { ID_MESSAGE, ID_PATTERN, ID_RULE } from '../../wallets/dto/wallet.dto';
 import { compileFastParser } from '../../common/fast-parse';
 
 const USAGE_KEY_EXAMPLE = '6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10';
+
+/** What the work is expected to consume: /start holds max(min_holding_credits, its quote). */
+export class EstimateDto extends UsagesField {}
 
 export class StartProcessDto {
   @ApiProperty({ description: `The user whose wallet pays. ${ID_RULE}`, minLength: 1, maxLength: 128, example: 'u1' })
@@ -19,6 +27,19 @@ export class StartProcessDto {
   @Length(1, 128)
   @Matches(ID_PATTERN, { message: ID_MESSAGE })
   feature_endpoint_id!: string;
+
+  /** Absent = the hold is the feature's min_holding_credits (v1). */
+  @ApiPropertyOptional({
+    description:
+      "What the work is expected to consume: the hold is then max(min_holding_credits, the quote of these usages at today's prices). " +
+      'An ai_model without a price: 422 unknown_model.',
+    type: () => EstimateDto,
+    example: { usages: [{ ai_model: 'gpt-4o', input_tokens: 200000, output_tokens: 50000 }] },
+  })
+  @Optional()
+  @ValidateNested()
+  @Type(() => EstimateDto)
+  estimate?: EstimateDto;
 }
 
 class SettlementTarget {
@@ -66,6 +87,41 @@ class SettlementTarget {
   @IsString()
   @Length(1, 128)
   idempotency_key?: string;
+
+  /** false = an increment: charged now, the hold stays open. Absent = true (closes the usage, as in v1). */
+  @ApiPropertyOptional({
+    description:
+      'false = an increment of a long-running usage: charged now, the hold stays open (amount and expiry unchanged); ' +
+      'needs usage_key and idempotency_key, and each (usage_key, idempotency_key) charges once. Absent or true closes the usage.',
+    default: true,
+    example: true,
+  })
+  @Optional()
+  @IsBoolean()
+  final?: boolean;
+}
+
+/**
+ * The rules between fields of a settlement, checked after either parser (the generated fast one or
+ * class-validator) and after the Idempotency-Key header was read, so HTTP and both queues refuse the
+ * same bodies: an increment (final: false) needs the hold it keeps open and the key that makes it
+ * charge once.
+ */
+export function settlementRuleErrors(dto: Pick<SettlementTarget, 'final' | 'usage_key' | 'idempotency_key'>): FieldError[] {
+  if (dto.final !== false) return [];
+  const errors: FieldError[] = [];
+  if (dto.usage_key === undefined)
+    errors.push({ field: 'usage_key', message: 'is required when final is false (an increment settles part of a hold)' });
+  if (dto.idempotency_key === undefined)
+    errors.push({ field: 'idempotency_key', message: 'is required when final is false (it makes each increment charge once)' });
+  return errors;
+}
+
+/** Throws `400 validation_error` when `settlementRuleErrors` finds anything. */
+export function assertSettlementRules<T extends Pick<SettlementTarget, 'final' | 'usage_key' | 'idempotency_key'>>(dto: T): T {
+  const errors = settlementRuleErrors(dto);
+  if (errors.length > 0) throw validationError(errors);
+  return dto;
 }
 
 /** Body of POST /end-multimodel and of `credits_process_end_multimodel_queue` messages. */
@@ -84,6 +140,36 @@ export class EndSingleModelDto extends IntersectionType(SettlementTarget, UsageD
 registerFastBodyParser(StartProcessDto, compileFastParser(StartProcessDto));
 registerFastBodyParser(EndMultiModelDto, compileFastParser(EndMultiModelDto));
 registerFastBodyParser(EndSingleModelDto, compileFastParser(EndSingleModelDto));
+
+/** Body of POST /extend: a new expiry for a live hold, and optionally more credits held. */
+export class ExtendDto {
+  @ApiProperty({ description: 'The live hold to extend (from /start).', minLength: 1, maxLength: 64, example: USAGE_KEY_EXAMPLE })
+  @IsString()
+  @Length(1, 64)
+  usage_key!: string;
+
+  @ApiPropertyOptional({
+    description: "The hold then expires this many seconds from now; absent = the feature's hold_ttl_seconds.",
+    type: 'integer',
+    minimum: 1,
+    maximum: MAX_TTL_SECONDS,
+    example: 900,
+  })
+  @Optional()
+  @IsInt()
+  @Min(1)
+  @Max(MAX_TTL_SECONDS)
+  ttl_seconds?: number;
+
+  @ApiMoneyField({
+    description: 'Credits added to the hold, checked against available credits like /start (402 insufficient_credits, nothing changed).',
+    example: '5.000000',
+    required: false,
+  })
+  @Optional()
+  @IsMoney()
+  additional_hold?: string | number;
+}
 
 export class CancelDto {
   @ApiProperty({ description: 'The hold to release (from /start).', minLength: 1, maxLength: 64, example: USAGE_KEY_EXAMPLE })

@@ -7,7 +7,7 @@ import { length, Matches } from 'class-validator';
 import { fastSchemaOf } from '../../common/fast-parse';
 import { IsMoney } from '../../common/money.validator';
 import { ID_PATTERN } from '../../wallets/dto/wallet.dto';
-import { EndMultiModelDto, EndSingleModelDto, StartProcessDto } from './credits-process.dto';
+import { assertSettlementRules, EndMultiModelDto, EndSingleModelDto, EstimateDto, StartProcessDto } from './credits-process.dto';
 
 /*
  * Differential test of the fast parsers generated from the DTOs' decorators (common/fast-parse.ts)
@@ -184,11 +184,18 @@ function validTarget(g: Gen): Record<string, unknown> {
   const target: Record<string, unknown> = { user_id: g.printable(1, 128), feature_endpoint_id: g.printable(1, 128) };
   if (g.chance(0.5)) target.usage_key = g.chance(0.5) ? '6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10' : g.printable(1, 64);
   if (g.chance(0.3)) target.idempotency_key = g.printable(1, 128);
+  if (g.chance(0.3)) target.final = g.chance(0.5);
   return target;
 }
 
+function validStart(g: Gen): Record<string, unknown> {
+  const start: Record<string, unknown> = { user_id: g.printable(1, 128), feature_endpoint_id: g.printable(1, 128) };
+  if (g.chance(0.3)) start.estimate = { usages: Array.from({ length: g.int(1, 3) }, () => validUsage(g)) };
+  return start;
+}
+
 const VALID: Record<string, (g: Gen) => Record<string, unknown>> = {
-  StartProcessDto: (g) => ({ user_id: g.printable(1, 128), feature_endpoint_id: g.printable(1, 128) }),
+  StartProcessDto: validStart,
   EndMultiModelDto: (g) => ({
     ...validTarget(g),
     usages: Array.from({ length: g.chance(0.1) ? g.pick([1, MAX_USAGES]) : g.int(1, 4) }, () => validUsage(g)),
@@ -207,6 +214,12 @@ function setOwn(target: object, key: string, value: unknown): void {
 }
 
 function mutateValue(g: Gen, key: string, value: unknown): unknown {
+  if (key === 'final') return g.pick([null, 0, 1, 'false', 'true', [], {}, g.junk()]);
+  if (key === 'estimate') {
+    if (g.chance(0.3)) return g.junk();
+    const estimate = value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+    return g.chance(0.5) ? { ...estimate, usages: mutateValue(g, 'usages', estimate.usages) } : mutate(g, estimate);
+  }
   if (key === 'usages') {
     const usages = Array.isArray(value) ? [...(value as unknown[])] : [];
     switch (g.int(0, 8)) {
@@ -245,11 +258,14 @@ function mutateValue(g: Gen, key: string, value: unknown): unknown {
 /** One to three mutations: a field dropped, set to null, to a value near its rules, to junk; a key added. */
 function mutate(g: Gen, body: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
+  if (body === null || typeof body !== 'object') return { junk: body }; // a nested value already mutated away
   for (const [key, value] of Object.entries(body)) setOwn(out, key, value);
   for (let n = g.int(1, 3); n > 0; n--) {
     const keys = Object.keys(out);
     const key =
-      keys.length > 0 && g.chance(0.85) ? g.pick(keys) : g.pick([...EXTRA_KEYS, ...Object.keys(KEY_MAX), ...COUNT_KEYS, 'usages']);
+      keys.length > 0 && g.chance(0.85)
+        ? g.pick(keys)
+        : g.pick([...EXTRA_KEYS, ...Object.keys(KEY_MAX), ...COUNT_KEYS, 'usages', 'final', 'estimate']);
     switch (g.int(0, 5)) {
       case 0:
         delete out[key];
@@ -394,6 +410,18 @@ describe('fast checkers on typical bodies', () => {
     ],
     [EndMultiModelDto, { user_id: 'u1', feature_endpoint_id: 'ai_chat_v1', idempotency_key: 'job-42', usages: [usage] }],
     [
+      EndMultiModelDto,
+      {
+        user_id: 'u1',
+        feature_endpoint_id: 'ai_chat_v1',
+        usage_key: '6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10',
+        idempotency_key: 'step-7',
+        final: false,
+        usages: [usage],
+      },
+    ],
+    [StartProcessDto, { user_id: 'u1', feature_endpoint_id: 'ai_chat_v1', estimate: { usages: [usage] } }],
+    [
       EndSingleModelDto,
       {
         user_id: 'u1',
@@ -446,6 +474,50 @@ describe('fast checkers on typical bodies', () => {
   });
 });
 
+describe('the §13 fields on the fast path', () => {
+  const usage = { ai_model: 'gpt-4o', input_tokens: 1200, output_tokens: 300 };
+  const increment = {
+    user_id: 'u1',
+    feature_endpoint_id: 'ai_chat_v1',
+    usage_key: '6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10',
+    idempotency_key: 'step-1',
+    final: false,
+  };
+
+  it('builds the estimate as nested DTOs, as plainToInstance does', () => {
+    const dto = fastParseBody(StartProcessDto, { user_id: 'u1', feature_endpoint_id: 'f', estimate: { usages: [usage], extra: 1 } });
+    expect(dto?.estimate).toBeInstanceOf(EstimateDto);
+    expect(dto?.estimate?.usages[0]).toBeInstanceOf(UsageDto);
+    expect(dto?.estimate).toEqual({ usages: [usage] });
+  });
+
+  it.each([
+    ['multi-model', EndMultiModelDto, { ...increment, usages: [usage] }],
+    ['single-model', EndSingleModelDto, { ...increment, ...usage }],
+  ] as const)('keeps a %s increment on the fast path', (_name, cls, body) => {
+    expect(fastParseBody(cls as DtoClass, body)).toEqual(body);
+  });
+
+  it.each([true, false])(
+    'refuses final: false without idempotency_key or usage_key after either parser (fast paths: %p)',
+    async (fastPaths) => {
+      const { idempotency_key: _k, ...noKey } = { ...increment, usages: [usage] };
+      const { usage_key: _u, ...noHold } = { ...increment, usages: [usage] };
+      const parse = async (body: object) => assertSettlementRules(await validateBody(EndMultiModelDto, body, { fastPaths }));
+      await expect(parse(noKey)).rejects.toMatchObject({
+        code: 'validation_error',
+        details: { errors: [{ field: 'idempotency_key', message: expect.stringContaining('final is false') as unknown }] },
+      });
+      await expect(parse(noHold)).rejects.toMatchObject({ code: 'validation_error', details: { errors: [{ field: 'usage_key' }] } });
+      // final absent or true needs neither (v1 bodies are unchanged).
+      await expect(parse({ ...noKey, final: true })).resolves.toMatchObject({ final: true });
+      const { final: _f, ...v1 } = noKey;
+      await expect(parse(v1)).resolves.not.toHaveProperty('final');
+      await expect(parse({ ...increment, usages: [usage] })).resolves.toMatchObject({ final: false, idempotency_key: 'step-1' });
+    },
+  );
+});
+
 describe('the generated schema', () => {
   const NOT_NULL = { type: ['string', 'number', 'boolean', 'array', 'object'] };
   const lengths = (min: number, max: number) => ({ type: 'string', minUnits: min, maxUnits: max });
@@ -458,9 +530,24 @@ describe('the generated schema', () => {
       definitions: {
         StartProcessDto: {
           type: 'object',
-          properties: { user_id: id, feature_endpoint_id: id },
+          properties: { user_id: id, feature_endpoint_id: id, estimate: { allOf: [{ $ref: '#/definitions/EstimateDto' }, NOT_NULL] } },
           required: ['user_id', 'feature_endpoint_id'],
         },
+        EstimateDto: {
+          type: 'object',
+          properties: {
+            usages: {
+              allOf: [
+                { type: 'array', items: { $ref: '#/definitions/UsageDto' } },
+                { type: 'array', maxItems: MAX_USAGES },
+                { type: 'array', minItems: 1 },
+                { type: 'array' },
+              ],
+            },
+          },
+          required: ['usages'],
+        },
+        UsageDto: expect.objectContaining({ required: ['ai_model', 'input_tokens', 'output_tokens'] }) as unknown,
       },
     });
   });

@@ -11,6 +11,7 @@ export const FEATURE_EXAMPLE = {
   fixed_cost: null,
   allowed_plans: [],
   active: true,
+  price_lock: false,
   created_at: '2026-11-25T10:00:00.000Z',
   updated_at: '2026-11-25T10:00:00.000Z',
 } satisfies FeatureResponseDoc;
@@ -47,6 +48,9 @@ export class FeatureResponseDoc {
 
   @ApiProperty({ example: true })
   active!: boolean;
+
+  @ApiProperty({ description: 'True: a hold settles at the prices in force when it was placed (API.md §13).', example: false })
+  price_lock!: boolean;
 
   @ApiProperty({ format: 'date-time', example: '2026-11-25T10:00:00.000Z' })
   created_at!: string;

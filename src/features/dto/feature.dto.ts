@@ -91,6 +91,17 @@ export class CreateFeatureDto {
   @Optional()
   @IsBoolean()
   active?: boolean;
+
+  @ApiPropertyOptional({
+    description:
+      'True: every settlement of a hold of this feature is priced with the model prices, margin and rate in force when the hold ' +
+      'was placed (the hold keeps that snapshot). False (the default): prices at settlement, as in v1.',
+    default: false,
+    example: false,
+  })
+  @Optional()
+  @IsBoolean()
+  price_lock?: boolean;
 }
 
 /** Absent fields stay as they are; null clears the nullable ones and is refused for the others. */

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { And, DataSource, EntityManager, FindOptionsWhere, LessThan, Like, MoreThan } from 'typeorm';
 import { isUniqueViolation } from '../common/database-errors';
+import { queryRows } from '../database/sql';
 import { DomainError } from '../common/domain-error';
 import { Money } from '../common/money';
 import { DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
@@ -37,14 +38,14 @@ export class WalletsService {
     try {
       return await this.dataSource.transaction(async (manager) => {
         const created = (await this.ledger.createWallet(manager, { userId: dto.user_id, plan: dto.plan ?? DEFAULT_PLAN }))!;
-        if (initial.isZero()) return walletView(created);
+        if (initial.isZero()) return this.view(manager, created);
         const { wallet } = await this.post(manager, {
           userId: dto.user_id,
           kind: 'initial',
           amount: initial,
           description: 'initial credits',
         });
-        return walletView(wallet);
+        return this.view(manager, wallet);
       });
     } catch (error) {
       if (isUniqueViolation(error, 'wallets_pkey')) throw walletExists(dto.user_id);
@@ -67,11 +68,37 @@ export class WalletsService {
       order: { userId: 'ASC' },
       take: limit + 1,
     });
-    return toPage(rows, limit, (w) => w.userId, walletView);
+    const thresholds = await this.thresholds(
+      this.dataSource.manager,
+      rows.map((w) => w.userId),
+    );
+    return toPage(rows, limit, (w) => w.userId, (w) => walletView(w, thresholds.get(w.userId) ?? []));
   }
 
   async get(userId: string): Promise<WalletView> {
-    return walletView(await this.find(userId));
+    return this.view(this.dataSource.manager, await this.find(userId));
+  }
+
+  private async view(manager: EntityManager, wallet: Wallet): Promise<WalletView> {
+    const thresholds = await this.thresholds(manager, [wallet.userId]);
+    return walletView(wallet, thresholds.get(wallet.userId) ?? []);
+  }
+
+  /**
+   * The low-balance thresholds in force per wallet, highest first: its own (wallet_alerts), or
+   * the settings' default. (The trigger that sends the events reads them the same way.)
+   */
+  private async thresholds(manager: EntityManager, userIds: string[]): Promise<Map<string, string[]>> {
+    if (userIds.length === 0) return new Map();
+    const rows = await queryRows<{ user_id: string; thresholds: string[] }>(
+      manager,
+      `SELECT u.user_id, ARRAY(SELECT x::text FROM unnest(COALESCE(a.thresholds, s.default_low_balance_thresholds)) AS x ORDER BY x DESC) AS thresholds
+       FROM unnest($1::varchar[]) AS u(user_id)
+       LEFT JOIN wallet_alerts a ON a.user_id = u.user_id
+       CROSS JOIN pricing_settings s WHERE s.id = 1`,
+      [userIds],
+    );
+    return new Map(rows.map((r) => [r.user_id, r.thresholds]));
   }
 
   async find(userId: string): Promise<Wallet> {
@@ -82,10 +109,28 @@ export class WalletsService {
 
   async update(userId: string, dto: UpdateWalletDto): Promise<WalletView> {
     return this.dataSource.transaction(async (manager) => {
+      // The ledger's update locks the wallet: its thresholds change under the lock the trigger runs under.
       const wallet = await this.ledger.updateWalletPlanStatus(manager, userId, { plan: dto.plan ?? null, status: dto.status ?? null });
       if (!wallet) throw walletNotFound(userId);
-      return walletView(wallet);
+      if (dto.low_balance_thresholds !== undefined) await this.setThresholds(manager, userId, dto.low_balance_thresholds);
+      return this.view(manager, wallet);
     });
+  }
+
+  /**
+   * A wallet's own thresholds (null = the default again). The thresholds it had fallen below and
+   * that are still in force stay fallen (no second low_balance before a recovery); a new threshold
+   * already above the wallet's credits is armed for the next crossing.
+   */
+  private async setThresholds(manager: EntityManager, userId: string, thresholds: (string | number)[] | null): Promise<void> {
+    const values = thresholds === null ? null : thresholds.map((t) => Money.parse(t).toString());
+    await manager.query(
+      `INSERT INTO wallet_alerts (user_id, thresholds) VALUES ($1, $2::numeric(38,6)[])
+       ON CONFLICT (user_id) DO UPDATE SET thresholds = EXCLUDED.thresholds,
+         fallen = ARRAY(SELECT x FROM unnest(wallet_alerts.fallen) AS x
+                        WHERE x = ANY (COALESCE(EXCLUDED.thresholds, (SELECT default_low_balance_thresholds FROM pricing_settings WHERE id = 1))))`,
+      [userId, values],
+    );
   }
 
   /**
@@ -108,7 +153,7 @@ export class WalletsService {
           idempotencyKey: key,
           description: dto.description ?? null,
         });
-        return { status: 'applied' as const, transaction: ledgerEntryView(entry), wallet: walletView(wallet) };
+        return { status: 'applied' as const, transaction: ledgerEntryView(entry), wallet: await this.view(manager, wallet) };
       });
     } catch (error) {
       if (key && isUniqueViolation(error, 'ledger_entries_idempotency')) {
@@ -137,7 +182,7 @@ export class WalletsService {
         description: dto.reason,
         metadata: { reason: dto.reason },
       });
-      return { status: 'applied' as const, transaction: ledgerEntryView(entry), wallet: walletView(wallet) };
+      return { status: 'applied' as const, transaction: ledgerEntryView(entry), wallet: await this.view(manager, wallet) };
     });
   }
 

@@ -4,6 +4,7 @@ import { HoldsAndSettlementFailures1764000000002 } from './1764000000002-holds-a
 import { WideMoneyColumns1764000000003 } from './1764000000003-wide-money-columns';
 import { SettlementFailureClaims1764000000004 } from './1764000000004-settlement-failure-claims';
 import { ApiKeysAndAuditLog1764000000006 } from './1764000000006-api-keys-and-audit-log';
+import { EventsOutbox1764000000008 } from './1764000000008-events-outbox';
 
 /** Every migration, oldest first (listed, not globbed: see database.options.ts). */
 export const MIGRATIONS: (new () => object)[] = [
@@ -13,4 +14,5 @@ export const MIGRATIONS: (new () => object)[] = [
   WideMoneyColumns1764000000003,
   SettlementFailureClaims1764000000004,
   ApiKeysAndAuditLog1764000000006,
+  EventsOutbox1764000000008,
 ];

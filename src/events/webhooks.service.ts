@@ -130,7 +130,9 @@ export class WebhooksService {
 
   private async find(manager: EntityManager, id: string, lock = false): Promise<WebhookRow> {
     const [row] = UUID.test(id)
-      ? await queryRows<WebhookRow>(manager, `SELECT ${WEBHOOK_COLUMNS} FROM webhooks WHERE webhook_id = $1 ${lock ? 'FOR UPDATE' : ''}`, [id])
+      ? await queryRows<WebhookRow>(manager, `SELECT ${WEBHOOK_COLUMNS} FROM webhooks WHERE webhook_id = $1 ${lock ? 'FOR UPDATE' : ''}`, [
+          id,
+        ])
       : [];
     if (!row) throw webhookNotFound(id);
     return row;
@@ -234,7 +236,9 @@ export class WebhooksService {
    * delivery in flight finishes first (its lease is kept).
    */
   async redeliver(id: string): Promise<RedeliverResponseDoc> {
-    const [event] = UUID.test(id) ? await queryRows<{ id: string }>(this.dataSource.manager, `SELECT id FROM events WHERE id = $1`, [id]) : [];
+    const [event] = UUID.test(id)
+      ? await queryRows<{ id: string }>(this.dataSource.manager, `SELECT id FROM events WHERE id = $1`, [id])
+      : [];
     if (!event) throw eventNotFound(id);
     const rows = await queryRows<{ n: string }>(
       this.dataSource.manager,

@@ -115,7 +115,9 @@ export class PricingService {
     return this.catalog.quote(featureEndpointId, usages);
   }
 
-  private async loadSettings(manager: EntityManager): Promise<PricingSettings & { defaultLowBalanceThresholds: string[]; updatedAt: Date }> {
+  private async loadSettings(
+    manager: EntityManager,
+  ): Promise<PricingSettings & { defaultLowBalanceThresholds: string[]; updatedAt: Date }> {
     const row = await manager.getRepository(PricingSettingsRow).findOneByOrFail({ id: 1 });
     return {
       creditsPerUsd: row.creditsPerUsd,

@@ -72,7 +72,12 @@ export class WalletsService {
       this.dataSource.manager,
       rows.map((w) => w.userId),
     );
-    return toPage(rows, limit, (w) => w.userId, (w) => walletView(w, thresholds.get(w.userId) ?? []));
+    return toPage(
+      rows,
+      limit,
+      (w) => w.userId,
+      (w) => walletView(w, thresholds.get(w.userId) ?? []),
+    );
   }
 
   async get(userId: string): Promise<WalletView> {
@@ -92,7 +97,7 @@ export class WalletsService {
     if (userIds.length === 0) return new Map();
     const rows = await queryRows<{ user_id: string; thresholds: string[] }>(
       manager,
-      `SELECT u.user_id, ARRAY(SELECT x::text FROM unnest(COALESCE(a.thresholds, s.default_low_balance_thresholds)) AS x ORDER BY x DESC) AS thresholds
+      `SELECT u.user_id, ARRAY(SELECT v.x::text FROM unnest(COALESCE(a.thresholds, s.default_low_balance_thresholds)) AS v(x) ORDER BY v.x DESC) AS thresholds
        FROM unnest($1::varchar[]) AS u(user_id)
        LEFT JOIN wallet_alerts a ON a.user_id = u.user_id
        CROSS JOIN pricing_settings s WHERE s.id = 1`,

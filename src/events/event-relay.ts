@@ -330,7 +330,7 @@ async function snippet(res: Response): Promise<string> {
   const text = Buffer.concat(chunks)
     .subarray(0, ERROR_SNIPPET_BYTES)
     .toString('utf8')
-    .replace(/[\u0000-\u001f\u007f]+/g, ' ')
+    .replace(/\p{Cc}+/gu, ' ')
     .trim()
     .slice(0, 200);
   return text ? `: ${text}` : '';

@@ -13,3 +13,5 @@ export type { CreditsLogger, FetchLike } from './http-transport';
 export { backoffDelay, classifyNetworkError, decideRetry, DEFAULT_RETRY_POLICY, parseRetryAfter } from './retry-policy';
 export type { AttemptFailure, RetryDecision, RetryPolicy } from './retry-policy';
 export { endBody, endMultiModelBody, MAX_TOKENS, MAX_USAGES } from './request-bodies';
+export { CREDITS_EVENT_TYPES, CREDITS_EVENTS_EXCHANGE, DEFAULT_SIGNATURE_TOLERANCE_SECONDS, verifyWebhookSignature } from './events';
+export type { CreditsEvent, CreditsEventData, CreditsEventType } from './events';

@@ -621,6 +621,138 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List webhooks
+         * @description Admin scope. No secrets.
+         */
+        get: operations["WebhooksController_list"];
+        put?: never;
+        /**
+         * Register a webhook
+         * @description Admin scope. The answer holds the signing secret; it is never shown again.
+         */
+        post: operations["WebhooksController_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/webhooks/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read a webhook
+         * @description Admin scope. No secret.
+         */
+        get: operations["WebhooksController_get"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a webhook
+         * @description Admin scope. Its pending deliveries and attempt history go with it.
+         */
+        delete: operations["WebhooksController_delete"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a webhook
+         * @description Admin scope: url, events, active, description. The secret never changes.
+         */
+        patch: operations["WebhooksController_update"];
+        trace?: never;
+    };
+    "/api/webhooks/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A webhook's delivery attempts
+         * @description Admin scope. Every attempt, newest first.
+         */
+        get: operations["WebhooksController_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List events
+         * @description Admin scope. The outbox, newest first; filter by type and user_id.
+         */
+        get: operations["EventsController_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/events/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read an event
+         * @description Admin scope.
+         */
+        get: operations["EventsController_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/events/{id}/redeliver": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Deliver an event again
+         * @description Admin scope. To every matching active webhook and to the exchange, with a fresh retry budget.
+         */
+        post: operations["EventsController_redeliver"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -702,7 +834,7 @@ export interface components {
              * @example wallet_not_found
              * @enum {string}
              */
-            status: "validation_error" | "unauthorized" | "insufficient_credits" | "spend_cap_exceeded" | "forbidden" | "wallet_suspended" | "feature_inactive" | "feature_not_permitted" | "feature_not_allowed_for_key" | "not_found" | "wallet_not_found" | "feature_not_found" | "usage_key_not_found" | "model_not_found" | "settlement_failure_not_found" | "key_not_found" | "method_not_allowed" | "request_timeout" | "conflict" | "usage_key_mismatch" | "already_settled" | "already_exists" | "hold_expired" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "unknown_model" | "rate_limited" | "headers_too_large" | "internal_error" | "unavailable";
+            status: "validation_error" | "unauthorized" | "insufficient_credits" | "spend_cap_exceeded" | "forbidden" | "wallet_suspended" | "feature_inactive" | "feature_not_permitted" | "feature_not_allowed_for_key" | "not_found" | "wallet_not_found" | "feature_not_found" | "usage_key_not_found" | "model_not_found" | "settlement_failure_not_found" | "key_not_found" | "webhook_not_found" | "event_not_found" | "method_not_allowed" | "request_timeout" | "conflict" | "usage_key_mismatch" | "already_settled" | "already_exists" | "hold_expired" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "unknown_model" | "rate_limited" | "headers_too_large" | "internal_error" | "unavailable";
             /**
              * @description One sentence for a person; always present.
              * @example No wallet exists for user "u1".
@@ -986,6 +1118,14 @@ export interface components {
              */
             credits: string;
             /**
+             * @description The wallet's low-balance thresholds in force (its own, or the settings' default), highest first.
+             * @example [
+             *       "10.000000",
+             *       "1.000000"
+             *     ]
+             */
+            low_balance_thresholds: string[];
+            /**
              * Format: date-time
              * @example 2026-11-25T10:00:00.000Z
              */
@@ -1025,6 +1165,14 @@ export interface components {
              * @enum {string}
              */
             status?: "active" | "suspended";
+            /**
+             * @description Available-credit levels below which `wallet.low_balance` is sent (API.md §10): positive decimal strings, at most 5. `[]` = none; `null` = the default of the pricing settings (`default_low_balance_thresholds`).
+             * @example [
+             *       "10",
+             *       "1"
+             *     ]
+             */
+            low_balance_thresholds?: string[] | null;
         };
         LedgerEntryResponseDoc: {
             /**
@@ -1451,6 +1599,11 @@ export interface components {
              */
             default_profit_margin: string;
             /**
+             * @description Low-balance thresholds of wallets without their own, highest first.
+             * @example []
+             */
+            default_low_balance_thresholds: string[];
+            /**
              * Format: date-time
              * @example 2026-11-25T10:00:00.000Z
              */
@@ -1467,6 +1620,14 @@ export interface components {
              * @example 0.000000
              */
             default_profit_margin?: string | number;
+            /**
+             * @description Low-balance thresholds of every wallet that has none of its own (API.md §10): at most 5; default [].
+             * @example [
+             *       "10",
+             *       "1"
+             *     ]
+             */
+            default_low_balance_thresholds?: string[];
         };
         PricedUsageDoc: {
             /** @example gpt-4o */
@@ -1907,6 +2068,129 @@ export interface components {
             created_at: string;
             /** Format: date-time */
             expires_at: string;
+        };
+        WebhookWithSecretResponseDoc: {
+            /** Format: uuid */
+            webhook_id: string;
+            /** @example https://partner.example.com/credits/webhook */
+            url: string;
+            events: ("wallet.low_balance" | "wallet.depleted" | "wallet.recovered" | "grant.expiring" | "grant.expired" | "usage.refunded" | "settlement_failure.recorded" | "*")[];
+            description: string | null;
+            active: boolean;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /**
+             * @description The signing secret, shown in this answer only.
+             * @example whsec_…
+             */
+            secret: string;
+        };
+        CreateWebhookDto: {
+            /**
+             * @description Where events are POSTed (http or https). In production it must not resolve to a private network.
+             * @example https://partner.example.com/credits/webhook
+             */
+            url: string;
+            /**
+             * @description Event types delivered to it, or ["*"] for all.
+             * @example [
+             *       "wallet.low_balance",
+             *       "wallet.depleted"
+             *     ]
+             */
+            events: ("wallet.low_balance" | "wallet.depleted" | "wallet.recovered" | "grant.expiring" | "grant.expired" | "usage.refunded" | "settlement_failure.recorded" | "*")[];
+            /** @example top-up reminders */
+            description?: string;
+        };
+        WebhookResponseDoc: {
+            /** Format: uuid */
+            webhook_id: string;
+            /** @example https://partner.example.com/credits/webhook */
+            url: string;
+            events: ("wallet.low_balance" | "wallet.depleted" | "wallet.recovered" | "grant.expiring" | "grant.expired" | "usage.refunded" | "settlement_failure.recorded" | "*")[];
+            description: string | null;
+            active: boolean;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        UpdateWebhookDto: {
+            /** @example https://partner.example.com/credits/webhook */
+            url?: string;
+            /**
+             * @example [
+             *       "*"
+             *     ]
+             */
+            events?: ("wallet.low_balance" | "wallet.depleted" | "wallet.recovered" | "grant.expiring" | "grant.expired" | "usage.refunded" | "settlement_failure.recorded" | "*")[];
+            /**
+             * @description false pauses deliveries (they wait); true resumes them.
+             * @example false
+             */
+            active?: boolean;
+            /** @example top-up reminders */
+            description?: string;
+        };
+        WebhookDeliveryResponseDoc: {
+            /** @example 31 */
+            id: string;
+            /** Format: uuid */
+            event_id: string;
+            /** @example 1 */
+            attempt: number;
+            /**
+             * @description null when no answer came.
+             * @example 200
+             */
+            status_code: number | null;
+            /** @description null on success. */
+            error: string | null;
+            /** @example 42 */
+            duration_ms: number;
+            /** Format: date-time */
+            at: string;
+            /** @enum {string} */
+            outcome: "delivered" | "retrying" | "failed";
+            /**
+             * Format: date-time
+             * @description When retrying: the next attempt.
+             */
+            next_attempt_at: string | null;
+        };
+        EventDeliveryCountsDoc: {
+            pending: number;
+            delivered: number;
+            failed: number;
+        };
+        EventResponseDoc: {
+            /**
+             * Format: uuid
+             * @description The event id: deduplicate on it.
+             */
+            id: string;
+            /** @enum {string} */
+            type: "wallet.low_balance" | "wallet.depleted" | "wallet.recovered" | "grant.expiring" | "grant.expired" | "usage.refunded" | "settlement_failure.recorded";
+            /** Format: date-time */
+            created_at: string;
+            /** @description See API.md §10 for each type. */
+            data: {
+                [key: string]: unknown;
+            };
+            /** @description The wallet's user id (null for a settlement failure). */
+            user_id: string | null;
+            /** @description Its deliveries (the exchange and each webhook) by state. */
+            deliveries: components["schemas"]["EventDeliveryCountsDoc"];
+        };
+        RedeliverResponseDoc: {
+            /** @enum {string} */
+            status: "queued";
+            /** Format: uuid */
+            event_id: string;
+            /** @description Deliveries queued: every matching active webhook, plus the exchange. */
+            deliveries: number;
         };
     };
     responses: never;
@@ -3102,6 +3386,10 @@ export interface operations {
                      *             "balance": "100.000000",
                      *             "held": "5.000000",
                      *             "credits": "95.000000",
+                     *             "low_balance_thresholds": [
+                     *               "10.000000",
+                     *               "1.000000"
+                     *             ],
                      *             "created_at": "2026-11-25T10:00:00.000Z",
                      *             "updated_at": "2026-11-25T10:05:00.000Z"
                      *           }
@@ -3224,6 +3512,10 @@ export interface operations {
                      *         "balance": "100.000000",
                      *         "held": "5.000000",
                      *         "credits": "95.000000",
+                     *         "low_balance_thresholds": [
+                     *           "10.000000",
+                     *           "1.000000"
+                     *         ],
                      *         "created_at": "2026-11-25T10:00:00.000Z",
                      *         "updated_at": "2026-11-25T10:05:00.000Z"
                      *       }
@@ -3380,6 +3672,10 @@ export interface operations {
                      *         "balance": "100.000000",
                      *         "held": "5.000000",
                      *         "credits": "95.000000",
+                     *         "low_balance_thresholds": [
+                     *           "10.000000",
+                     *           "1.000000"
+                     *         ],
                      *         "created_at": "2026-11-25T10:00:00.000Z",
                      *         "updated_at": "2026-11-25T10:05:00.000Z"
                      *       }
@@ -3484,6 +3780,10 @@ export interface operations {
                      *         "balance": "100.000000",
                      *         "held": "5.000000",
                      *         "credits": "95.000000",
+                     *         "low_balance_thresholds": [
+                     *           "10.000000",
+                     *           "1.000000"
+                     *         ],
                      *         "created_at": "2026-11-25T10:00:00.000Z",
                      *         "updated_at": "2026-11-25T10:05:00.000Z"
                      *       }
@@ -3659,6 +3959,10 @@ export interface operations {
                      *           "balance": "150.000000",
                      *           "held": "5.000000",
                      *           "credits": "145.000000",
+                     *           "low_balance_thresholds": [
+                     *             "10.000000",
+                     *             "1.000000"
+                     *           ],
                      *           "created_at": "2026-11-25T10:00:00.000Z",
                      *           "updated_at": "2026-11-25T10:05:00.000Z"
                      *         }
@@ -3851,6 +4155,10 @@ export interface operations {
                      *           "balance": "97.500000",
                      *           "held": "5.000000",
                      *           "credits": "92.500000",
+                     *           "low_balance_thresholds": [
+                     *             "10.000000",
+                     *             "1.000000"
+                     *           ],
                      *           "created_at": "2026-11-25T10:00:00.000Z",
                      *           "updated_at": "2026-11-25T10:05:00.000Z"
                      *         }
@@ -5399,6 +5707,7 @@ export interface operations {
                      *       "data": {
                      *         "credits_per_usd": "100.000000",
                      *         "default_profit_margin": "0.000000",
+                     *         "default_low_balance_thresholds": [],
                      *         "updated_at": "2026-11-25T10:00:00.000Z"
                      *       }
                      *     }
@@ -5495,6 +5804,7 @@ export interface operations {
                      *       "data": {
                      *         "credits_per_usd": "100.000000",
                      *         "default_profit_margin": "0.000000",
+                     *         "default_low_balance_thresholds": [],
                      *         "updated_at": "2026-11-25T10:00:00.000Z"
                      *       }
                      *     }
@@ -7251,6 +7561,1180 @@ export interface operations {
                         data?: {
                             /** @enum {string} */
                             status?: "wallet_not_found";
+                        };
+                    };
+                };
+            };
+            /** @description Too many requests (RATE_LIMIT_PER_SECOND for a service key, or too many failed keys from this client). `data.status`: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description The database is down; nothing was written. `data.status`: `unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    WebhooksController_list: {
+        parameters: {
+            query?: {
+                /** @description Opaque cursor: a previous page's `next_cursor`. */
+                cursor?: string;
+                /** @description Page size. */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of webhooks. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "data": {
+                     *         "items": [
+                     *           {
+                     *             "webhook_id": "0b7c8d2e-4f1a-4b3c-9d8e-7f6a5b4c3d2e",
+                     *             "url": "https://partner.example.com/credits/webhook",
+                     *             "events": [
+                     *               "wallet.low_balance",
+                     *               "wallet.depleted"
+                     *             ],
+                     *             "description": "top-up reminders",
+                     *             "active": true,
+                     *             "created_at": "2026-12-02T10:00:00.000Z",
+                     *             "updated_at": "2026-12-02T10:00:00.000Z"
+                     *           }
+                     *         ],
+                     *         "next_cursor": null
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            items: components["schemas"]["WebhookResponseDoc"][];
+                            /** @description Pass as `cursor` for the next page; null on the last page. */
+                            next_cursor: string | null;
+                        };
+                    };
+                };
+            };
+            /** @description The body, query or a header does not fit the route. `data.status`: `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "validation_error";
+                        };
+                    };
+                };
+            };
+            /** @description `x-server-api-key` is missing or unknown. `data.status`: `unauthorized`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `forbidden`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "forbidden";
+                        };
+                    };
+                };
+            };
+            /** @description Too many requests (RATE_LIMIT_PER_SECOND for a service key, or too many failed keys from this client). `data.status`: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description The database is down; nothing was written. `data.status`: `unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    WebhooksController_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateWebhookDto"];
+            };
+        };
+        responses: {
+            /** @description Registered. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "data": {
+                     *         "webhook_id": "0b7c8d2e-4f1a-4b3c-9d8e-7f6a5b4c3d2e",
+                     *         "url": "https://partner.example.com/credits/webhook",
+                     *         "events": [
+                     *           "wallet.low_balance",
+                     *           "wallet.depleted"
+                     *         ],
+                     *         "description": "top-up reminders",
+                     *         "active": true,
+                     *         "created_at": "2026-12-02T10:00:00.000Z",
+                     *         "updated_at": "2026-12-02T10:00:00.000Z",
+                     *         "secret": "whsec_…"
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: components["schemas"]["WebhookWithSecretResponseDoc"];
+                    };
+                };
+            };
+            /** @description The body, query or a header does not fit the route. `data.status`: `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "validation_error";
+                        };
+                    };
+                };
+            };
+            /** @description `x-server-api-key` is missing or unknown. `data.status`: `unauthorized`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `forbidden`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "forbidden";
+                        };
+                    };
+                };
+            };
+            /** @description The body is larger than BODY_LIMIT_BYTES. `data.status`: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description The body is not JSON. `data.status`: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description Too many requests (RATE_LIMIT_PER_SECOND for a service key, or too many failed keys from this client). `data.status`: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description The database is down; nothing was written. `data.status`: `unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    WebhooksController_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The webhook id. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The webhook. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "data": {
+                     *         "webhook_id": "0b7c8d2e-4f1a-4b3c-9d8e-7f6a5b4c3d2e",
+                     *         "url": "https://partner.example.com/credits/webhook",
+                     *         "events": [
+                     *           "wallet.low_balance",
+                     *           "wallet.depleted"
+                     *         ],
+                     *         "description": "top-up reminders",
+                     *         "active": true,
+                     *         "created_at": "2026-12-02T10:00:00.000Z",
+                     *         "updated_at": "2026-12-02T10:00:00.000Z"
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: components["schemas"]["WebhookResponseDoc"];
+                    };
+                };
+            };
+            /** @description `x-server-api-key` is missing or unknown. `data.status`: `unauthorized`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `forbidden`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "forbidden";
+                        };
+                    };
+                };
+            };
+            /** @description The thing named does not exist. `data.status`: `webhook_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "webhook_not_found";
+                        };
+                    };
+                };
+            };
+            /** @description Too many requests (RATE_LIMIT_PER_SECOND for a service key, or too many failed keys from this client). `data.status`: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description The database is down; nothing was written. `data.status`: `unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    WebhooksController_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The webhook id. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The deleted webhook. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "data": {
+                     *         "webhook_id": "0b7c8d2e-4f1a-4b3c-9d8e-7f6a5b4c3d2e",
+                     *         "url": "https://partner.example.com/credits/webhook",
+                     *         "events": [
+                     *           "wallet.low_balance",
+                     *           "wallet.depleted"
+                     *         ],
+                     *         "description": "top-up reminders",
+                     *         "active": true,
+                     *         "created_at": "2026-12-02T10:00:00.000Z",
+                     *         "updated_at": "2026-12-02T10:00:00.000Z"
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: components["schemas"]["WebhookResponseDoc"];
+                    };
+                };
+            };
+            /** @description `x-server-api-key` is missing or unknown. `data.status`: `unauthorized`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `forbidden`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "forbidden";
+                        };
+                    };
+                };
+            };
+            /** @description The thing named does not exist. `data.status`: `webhook_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "webhook_not_found";
+                        };
+                    };
+                };
+            };
+            /** @description Too many requests (RATE_LIMIT_PER_SECOND for a service key, or too many failed keys from this client). `data.status`: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description The database is down; nothing was written. `data.status`: `unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    WebhooksController_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The webhook id. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateWebhookDto"];
+            };
+        };
+        responses: {
+            /** @description The webhook. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "data": {
+                     *         "webhook_id": "0b7c8d2e-4f1a-4b3c-9d8e-7f6a5b4c3d2e",
+                     *         "url": "https://partner.example.com/credits/webhook",
+                     *         "events": [
+                     *           "wallet.low_balance",
+                     *           "wallet.depleted"
+                     *         ],
+                     *         "description": "top-up reminders",
+                     *         "active": false,
+                     *         "created_at": "2026-12-02T10:00:00.000Z",
+                     *         "updated_at": "2026-12-02T10:00:00.000Z"
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: components["schemas"]["WebhookResponseDoc"];
+                    };
+                };
+            };
+            /** @description The body, query or a header does not fit the route. `data.status`: `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "validation_error";
+                        };
+                    };
+                };
+            };
+            /** @description `x-server-api-key` is missing or unknown. `data.status`: `unauthorized`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `forbidden`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "forbidden";
+                        };
+                    };
+                };
+            };
+            /** @description The thing named does not exist. `data.status`: `webhook_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "webhook_not_found";
+                        };
+                    };
+                };
+            };
+            /** @description The body is larger than BODY_LIMIT_BYTES. `data.status`: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description The body is not JSON. `data.status`: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description Too many requests (RATE_LIMIT_PER_SECOND for a service key, or too many failed keys from this client). `data.status`: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description The database is down; nothing was written. `data.status`: `unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    WebhooksController_deliveries: {
+        parameters: {
+            query?: {
+                /** @description Opaque cursor: a previous page's `next_cursor`. */
+                cursor?: string;
+                /** @description Page size. */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The webhook id. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of attempts. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "data": {
+                     *         "items": [
+                     *           {
+                     *             "id": "31",
+                     *             "event_id": "3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b",
+                     *             "attempt": 1,
+                     *             "status_code": 200,
+                     *             "error": null,
+                     *             "duration_ms": 42,
+                     *             "at": "2026-12-02T10:05:00.250Z",
+                     *             "outcome": "delivered",
+                     *             "next_attempt_at": null
+                     *           }
+                     *         ],
+                     *         "next_cursor": null
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            items: components["schemas"]["WebhookDeliveryResponseDoc"][];
+                            /** @description Pass as `cursor` for the next page; null on the last page. */
+                            next_cursor: string | null;
+                        };
+                    };
+                };
+            };
+            /** @description The body, query or a header does not fit the route. `data.status`: `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "validation_error";
+                        };
+                    };
+                };
+            };
+            /** @description `x-server-api-key` is missing or unknown. `data.status`: `unauthorized`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `forbidden`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "forbidden";
+                        };
+                    };
+                };
+            };
+            /** @description The thing named does not exist. `data.status`: `webhook_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "webhook_not_found";
+                        };
+                    };
+                };
+            };
+            /** @description Too many requests (RATE_LIMIT_PER_SECOND for a service key, or too many failed keys from this client). `data.status`: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description The database is down; nothing was written. `data.status`: `unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    EventsController_list: {
+        parameters: {
+            query?: {
+                /** @description Opaque cursor: a previous page's `next_cursor`. */
+                cursor?: string;
+                /** @description Page size. */
+                limit?: number;
+                type?: "wallet.low_balance" | "wallet.depleted" | "wallet.recovered" | "grant.expiring" | "grant.expired" | "usage.refunded" | "settlement_failure.recorded";
+                user_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of events. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "data": {
+                     *         "items": [
+                     *           {
+                     *             "id": "3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b",
+                     *             "type": "wallet.low_balance",
+                     *             "created_at": "2026-12-02T10:05:00.000Z",
+                     *             "data": {
+                     *               "user_id": "u1",
+                     *               "threshold": "10.000000",
+                     *               "credits": "9.500000",
+                     *               "balance": "9.500000"
+                     *             },
+                     *             "user_id": "u1",
+                     *             "deliveries": {
+                     *               "pending": 0,
+                     *               "delivered": 2,
+                     *               "failed": 0
+                     *             }
+                     *           }
+                     *         ],
+                     *         "next_cursor": null
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            items: components["schemas"]["EventResponseDoc"][];
+                            /** @description Pass as `cursor` for the next page; null on the last page. */
+                            next_cursor: string | null;
+                        };
+                    };
+                };
+            };
+            /** @description The body, query or a header does not fit the route. `data.status`: `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "validation_error";
+                        };
+                    };
+                };
+            };
+            /** @description `x-server-api-key` is missing or unknown. `data.status`: `unauthorized`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `forbidden`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "forbidden";
+                        };
+                    };
+                };
+            };
+            /** @description Too many requests (RATE_LIMIT_PER_SECOND for a service key, or too many failed keys from this client). `data.status`: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description The database is down; nothing was written. `data.status`: `unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    EventsController_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The event id. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The event. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "data": {
+                     *         "id": "3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b",
+                     *         "type": "wallet.low_balance",
+                     *         "created_at": "2026-12-02T10:05:00.000Z",
+                     *         "data": {
+                     *           "user_id": "u1",
+                     *           "threshold": "10.000000",
+                     *           "credits": "9.500000",
+                     *           "balance": "9.500000"
+                     *         },
+                     *         "user_id": "u1",
+                     *         "deliveries": {
+                     *           "pending": 0,
+                     *           "delivered": 2,
+                     *           "failed": 0
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: components["schemas"]["EventResponseDoc"];
+                    };
+                };
+            };
+            /** @description `x-server-api-key` is missing or unknown. `data.status`: `unauthorized`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `forbidden`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "forbidden";
+                        };
+                    };
+                };
+            };
+            /** @description The thing named does not exist. `data.status`: `event_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "event_not_found";
+                        };
+                    };
+                };
+            };
+            /** @description Too many requests (RATE_LIMIT_PER_SECOND for a service key, or too many failed keys from this client). `data.status`: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description The database is down; nothing was written. `data.status`: `unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    EventsController_redeliver: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The event id. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Queued. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "data": {
+                     *         "status": "queued",
+                     *         "event_id": "3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b",
+                     *         "deliveries": 2
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: components["schemas"]["RedeliverResponseDoc"];
+                    };
+                };
+            };
+            /** @description `x-server-api-key` is missing or unknown. `data.status`: `unauthorized`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `forbidden`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "forbidden";
+                        };
+                    };
+                };
+            };
+            /** @description The thing named does not exist. `data.status`: `event_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "event_not_found";
                         };
                     };
                 };

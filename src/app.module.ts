@@ -16,6 +16,7 @@ import { QueueModule } from './queue/queue.module';
 import { WalletsModule } from './wallets/wallets.module';
 import { AuditModule } from './audit/audit.module';
 import { KeysModule } from './keys/keys.module';
+import { EventsModule } from './events/events.module';
 
 @Module({})
 export class AppModule {
@@ -36,6 +37,7 @@ export class AppModule {
         FeaturesModule,
         PricingModule,
         CreditsProcessModule,
+        EventsModule,
       ],
       providers: [
         // Order matters: the key guard identifies the caller that the rate limit counts.

@@ -639,10 +639,12 @@ describe('hostile input: null in every field of every route and queue, and value
       cached_input_price_per_million: '0.5',
       profit_margin: '0.1',
     }),
-    'PUT /api/pricing/settings': () => ({ credits_per_usd: '100', default_profit_margin: '0' }),
+    'PUT /api/pricing/settings': () => ({ credits_per_usd: '100', default_profit_margin: '0', default_low_balance_thresholds: ['5'] }),
+    'POST /api/webhooks': () => ({ url: 'https://partner.example.com/hook', events: ['wallet.low_balance'], description: 'd' }),
+    'PATCH /api/webhooks/{id}': () => ({ url: 'https://partner.example.com/hook', events: ['*'], active: true, description: 'd' }),
     'POST /api/pricing/quote': () => ({ feature_endpoint_id: FEATURE, usages: [usage] }),
     'POST /api/wallets': () => ({ user_id: `null-wallet-${++n}`, plan: 'pro', initial_credits: '10' }),
-    'PATCH /api/wallets/{user_id}': () => ({ plan: 'pro', status: 'active' }),
+    'PATCH /api/wallets/{user_id}': () => ({ plan: 'pro', status: 'active', low_balance_thresholds: ['10', '1'] }),
     'POST /api/wallets/{user_id}/top-up': () => ({ amount: '1', idempotency_key: `t-${++n}`, description: 'd' }),
     'POST /api/wallets/{user_id}/adjust': () => ({ amount: '-1', reason: 'r' }),
     'POST /api/features': () => ({
@@ -674,7 +676,7 @@ describe('hostile input: null in every field of every route and queue, and value
       active: true,
     }),
   };
-  const PARAMS: Record<string, string> = { ai_model: MODEL, user_id: WALLET, feature_endpoint_id: FEATURE, key_id: '' };
+  const PARAMS: Record<string, string> = { ai_model: MODEL, user_id: WALLET, feature_endpoint_id: FEATURE, key_id: '', id: '' };
   const SERVICE_ROUTES = new Set(['start', 'end-multimodel', 'end', 'cancel', 'quote'].map((r) => r));
   const keyFor = (path: string) => (SERVICE_ROUTES.has(path.split('/').pop()!) ? SERVICE_KEY : ADMIN_KEY);
 
@@ -688,7 +690,8 @@ describe('hostile input: null in every field of every route and queue, and value
 
   beforeAll(async () => {
     vhost = await createTestVhost();
-    t = await startTestApp({ RABBITMQ_URL: vhost.url, RABBITMQ_RETRY_DELAYS_MS: '100,200' });
+    // No relay: the webhook registered below points at a host nobody should be sent requests.
+    t = await startTestApp({ RABBITMQ_URL: vhost.url, RABBITMQ_RETRY_DELAYS_MS: '100,200', EVENT_RELAY_INTERVAL_MS: '0' });
     await waitFor('the broker to be ready', async () => (await t.request('GET', '/health/ready', { key: null })).status === 200);
     const ok = async (method: string, path: string, body: unknown, key?: string) => {
       const res = await t.request(method, path, { body, key });
@@ -700,6 +703,7 @@ describe('hostile input: null in every field of every route and queue, and value
     await ok('POST', '/api/wallets', { user_id: WALLET, initial_credits: '100' });
     holdKey = (await ok('POST', '/api/credits-process/start', { user_id: WALLET, feature_endpoint_id: FEATURE }, SERVICE_KEY)).usage_key;
     PARAMS.key_id = (await ok('POST', '/api/keys', { name: 'fuzz', scope: 'service' })).key_id;
+    PARAMS.id = (await ok('POST', '/api/webhooks', { url: 'https://partner.example.com/hook', events: ['*'] })).webhook_id;
     doc = (await t.request('GET', '/docs-json', { key: null })).body as unknown as typeof doc;
   }, 60_000);
   afterAll(async () => {
@@ -738,6 +742,8 @@ describe('hostile input: null in every field of every route and queue, and value
         // null = no spend cap (API.md §11)
         'POST /api/keys spend_cap',
         'PATCH /api/keys/{key_id} spend_cap',
+        // null = the settings' default thresholds (API.md §10)
+        'PATCH /api/wallets/{user_id} low_balance_thresholds',
       ].sort(),
     );
   });
@@ -789,7 +795,8 @@ describe('hostile input: null in every field of every route and queue, and value
       });
     }
     const after = await snapshot(t.db.url);
-    expect({ ...after, settlement_failures: '' }).toEqual({ ...before, settlement_failures: '' });
+    // Each recorded failure also wrote its settlement_failure.recorded event (API.md §10).
+    expect({ ...after, settlement_failures: '', events: '' }).toEqual({ ...before, settlement_failures: '', events: '' });
   }, 60_000);
 
   it('takes every value at its limit and refuses the next one: lengths, amounts, 6 vs 7 decimals, tokens, usages, TTL, page size', async () => {

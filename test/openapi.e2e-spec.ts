@@ -65,6 +65,7 @@ describe('the OpenAPI document', () => {
       balance: '100.000000',
       held: '0.000000',
       credits: '100.000000',
+      low_balance_thresholds: [],
       created_at: '2026-11-25T10:00:00.000Z',
       updated_at: '2026-11-25T10:00:00.000Z',
     };
@@ -218,6 +219,27 @@ describe('the OpenAPI document', () => {
     await call('POST', `/api/keys/${keyId}/rotate`, { body: { grace_seconds: 60 } });
     await call('POST', `/api/keys/${keyId}/revoke`);
     await call('GET', '/api/audit-log?limit=5');
+
+    // Events and webhooks (§10).
+    await call('POST', '/api/wallets', { body: { user_id: 'oa-ev', initial_credits: '5' } });
+    await call('PATCH', '/api/wallets/oa-ev', { body: { low_balance_thresholds: ['2', '1'] } });
+    await call('POST', '/api/wallets/oa-ev/adjust', { body: { amount: '-4', reason: 'events walk' } });
+    const hook = await call('POST', '/api/webhooks', { body: { url: 'http://127.0.0.1:9/hook', events: ['*'], description: 'walk' } });
+    const hookId = hook.body.data.webhook_id as string;
+    await call('POST', '/api/webhooks', { body: { url: 'ftp://x', events: ['*'] } });
+    await call('GET', '/api/webhooks');
+    await call('GET', `/api/webhooks/${hookId}`);
+    await call('GET', '/api/webhooks/00000000-0000-4000-8000-000000000000');
+    await call('PATCH', `/api/webhooks/${hookId}`, { body: { active: false } });
+    await call('GET', `/api/webhooks/${hookId}/deliveries`);
+    const listed = await call('GET', '/api/events?user_id=oa-ev');
+    const eventId = listed.body.data.items[0].id as string;
+    await call('GET', '/api/events?type=wallet.low_balance&limit=1');
+    await call('GET', `/api/events/${eventId}`);
+    await call('GET', '/api/events/00000000-0000-4000-8000-000000000000');
+    await call('POST', `/api/events/${eventId}/redeliver`);
+    await call('DELETE', `/api/webhooks/${hookId}`);
+    await call('DELETE', `/api/webhooks/${hookId}`);
 
     await call('GET', '/api/reconciliation');
     await call('GET', '/health/live', { key: null });

@@ -321,7 +321,12 @@ describe('features and pricing: admin routes, quote, price history', () => {
     it('starts at 100 credits per USD and a 0 default margin', async () => {
       const res = await t.request('GET', '/api/pricing/settings');
       expect(res.status).toBe(200);
-      expect(res.body.data).toEqual({ credits_per_usd: '100.000000', default_profit_margin: '0.000000', updated_at: expect.any(String) });
+      expect(res.body.data).toEqual({
+        credits_per_usd: '100.000000',
+        default_profit_margin: '0.000000',
+        default_low_balance_thresholds: [],
+        updated_at: expect.any(String),
+      });
     });
 
     it('changes with PUT, field by field, and refuses a zero rate', async () => {

@@ -35,6 +35,8 @@ describe('the error table', () => {
       headers_too_large: 431,
       internal_error: 500,
       key_not_found: 404,
+      webhook_not_found: 404,
+      event_not_found: 404,
       unavailable: 503,
     });
   });

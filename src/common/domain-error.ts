@@ -33,6 +33,8 @@ export const DOMAIN_ERRORS = {
   model_not_found: { http: 404, queue: 'record' },
   settlement_failure_not_found: { http: 404, queue: 'record' },
   key_not_found: { http: 404, queue: 'record' },
+  webhook_not_found: { http: 404, queue: 'record' },
+  event_not_found: { http: 404, queue: 'record' },
   conflict: { http: 409, queue: 'record' },
   usage_key_mismatch: { http: 409, queue: 'record' },
   already_settled: { http: 409, queue: 'record' },

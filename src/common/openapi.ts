@@ -182,6 +182,8 @@ const ERROR_EXAMPLES: Record<ErrorCode, { message: string; extra?: Record<string
     extra: { feature_endpoint_id: 'image_gen_v1' },
   },
   key_not_found: { message: 'No API key 5d1c8a4e-3b2f-4c6d-9e7f-0a1b2c3d4e5f exists.' },
+  webhook_not_found: { message: 'No webhook 0b7c8d2e-4f1a-4b3c-9d8e-7f6a5b4c3d2e exists.' },
+  event_not_found: { message: 'No event 3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b exists.' },
   insufficient_credits: {
     message: 'Not enough credits: 2.000000 available, 5.000000 required.',
     extra: { credits: '2.000000', required: '5.000000' },
@@ -278,7 +280,7 @@ export function ApiErrors(...codes: ErrorCode[]): MethodDecorator & ClassDecorat
 
 export interface SuccessOptions {
   /** 200 (default) or 201. */
-  status?: 200 | 201;
+  status?: 200 | 201 | 202;
   description: string;
   /** The class documenting `data` (or each item of a page). */
   type: Type<unknown>;

@@ -116,6 +116,8 @@ describe('Optional()', () => {
       'CreateModelPriceDto.profit_margin',
       // API.md §11: `spend_cap: null` means "no cap" (on create, and to remove one on PATCH).
       'KeyLimitsDto.spend_cap',
+      // API.md §10: `low_balance_thresholds: null` = the settings' default again.
+      'UpdateWalletDto.low_balance_thresholds',
       'UsageDto.cached_input_tokens',
     ]);
   });

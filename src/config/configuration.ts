@@ -50,6 +50,16 @@ export interface AppConfig {
    * whatever the database; `off` never.
    */
   seedDemo: 'auto' | 'on' | 'off';
+  /** How often the event relay looks at the outbox (API.md §10); 0 turns the relay off on this instance. */
+  eventRelayIntervalMs: number;
+  /** Delays before each retry of a webhook delivery; after the last one the delivery is `failed`. */
+  webhookRetryDelaysMs: number[];
+  /** How long a webhook has to answer (the contract's 10 s; lower only for tests). */
+  webhookTimeoutMs: number;
+  /** In production, webhook URLs resolving to loopback/private/link-local addresses are refused unless true. */
+  webhookAllowPrivateNetworks: boolean;
+  /** Events whose deliveries are all finished are pruned after this many days. */
+  eventRetentionDays: number;
 }
 
 export type BatchFallback = 'split' | 'fail';
@@ -78,6 +88,27 @@ function delaysVar(env: Env, name: string, fallback: number[]): number[] {
     throw new ConfigError(`${name} must be a comma-separated list of at most 20 millisecond delays, got "${raw}"`);
   }
   return parts.map(Number);
+}
+
+/** About 24 h in all (23 h 51 min): 10 s, 30 s, 1 min, 5 min, 15 min, 30 min, 1 h, 2 h, 4 h, 8 h, 8 h. */
+export const DEFAULT_WEBHOOK_RETRY_DELAYS_MS = [
+  10_000, 30_000, 60_000, 300_000, 900_000, 1_800_000, 3_600_000, 7_200_000, 14_400_000, 28_800_000, 28_800_000,
+];
+
+function longDelaysVar(env: Env, name: string, fallback: number[]): number[] {
+  const raw = env[name]?.trim();
+  if (!raw) return fallback;
+  const parts = raw.split(',').map((p) => p.trim());
+  if (parts.length > 30 || parts.some((p) => !/^\d{1,9}$/.test(p) || Number(p) > 86_400_000)) {
+    throw new ConfigError(`${name} must be a comma-separated list of at most 30 millisecond delays of at most a day, got "${raw}"`);
+  }
+  return parts.map(Number);
+}
+
+function boolVar(env: Env, name: string): boolean {
+  const raw = env[name]?.trim() ?? '';
+  if (raw !== '' && raw !== 'true' && raw !== 'false') throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+  return raw === 'true';
 }
 
 function urlVar(env: Env, name: string, protocols: string[]): string | undefined {
@@ -153,5 +184,10 @@ export function loadConfig(env: Env): AppConfig {
     authFailuresPerMinute: intVar(env, 'AUTH_FAILURES_PER_MINUTE', 30, 1, 1_000_000),
     bodyLimitBytes: intVar(env, 'BODY_LIMIT_BYTES', 262_144, 1024, 10_485_760),
     seedDemo: seed === '' ? 'auto' : seed === 'true' ? 'on' : 'off',
+    eventRelayIntervalMs: intVar(env, 'EVENT_RELAY_INTERVAL_MS', 250, 0, 60_000),
+    webhookRetryDelaysMs: longDelaysVar(env, 'WEBHOOK_RETRY_DELAYS_MS', DEFAULT_WEBHOOK_RETRY_DELAYS_MS),
+    webhookTimeoutMs: intVar(env, 'WEBHOOK_TIMEOUT_MS', 10_000, 100, 10_000),
+    webhookAllowPrivateNetworks: boolVar(env, 'WEBHOOK_ALLOW_PRIVATE_NETWORKS'),
+    eventRetentionDays: intVar(env, 'EVENT_RETENTION_DAYS', 30, 1, 3650),
   };
 }

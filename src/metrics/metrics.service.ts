@@ -93,6 +93,31 @@ export class MetricsService {
     },
   });
 
+  /** Counted by the relay that fans an event out: each event once, across instances. */
+  readonly eventsWritten = new Counter({
+    name: 'credits_events_total',
+    help: 'Events taken from the outbox (written by committed changes), by type',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
+
+  readonly eventDeliveries = new Counter({
+    name: 'credits_event_deliveries_total',
+    help: 'Event delivery attempts by target (webhook|exchange) and outcome (delivered|retrying|failed)',
+    labelNames: ['target', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly outboxLag = new Gauge({
+    name: 'credits_outbox_lag_seconds',
+    help: 'Age of the oldest event not yet delivered to every endpoint it is going to (0 when none)',
+    registers: [this.registry],
+    collect: async () => {
+      if (this.outboxLagSource) this.outboxLag.set(await this.outboxLagSource());
+    },
+  });
+
+  private outboxLagSource?: () => Promise<number>;
   private activeHoldsSource?: () => Promise<number>;
   private queueDepthSource?: () => Promise<Map<string, number>>;
 
@@ -104,6 +129,10 @@ export class MetricsService {
   setSources(sources: { activeHolds?: () => Promise<number>; queueDepth?: () => Promise<Map<string, number>> }): void {
     this.activeHoldsSource = sources.activeHolds ?? this.activeHoldsSource;
     this.queueDepthSource = sources.queueDepth ?? this.queueDepthSource;
+  }
+
+  setEventSources(sources: { outboxLagSeconds: () => Promise<number> }): void {
+    this.outboxLagSource = sources.outboxLagSeconds;
   }
 
   recordCharge(amount: Money): void {

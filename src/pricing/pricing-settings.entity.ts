@@ -13,6 +13,10 @@ export class PricingSettingsRow {
   @Column({ name: 'default_profit_margin', type: 'numeric', precision: 12, scale: 6, transformer: scaledColumn })
   defaultProfitMargin!: bigint;
 
+  /** numeric(38,6)[]: read as the texts PostgreSQL prints ("10.000000"). */
+  @Column({ name: 'default_low_balance_thresholds', type: 'numeric', array: true, precision: 38, scale: 6 })
+  defaultLowBalanceThresholds!: string[];
+
   @UpdateDateColumn({ name: 'updated_at', type: 'timestamptz' })
   updatedAt!: Date;
 }

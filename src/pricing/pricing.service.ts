@@ -4,6 +4,7 @@ import { DataSource, EntityManager, MoreThan } from 'typeorm';
 import type { Actor } from '../audit/actor';
 import { AuditService, changedFields } from '../audit/audit.service';
 import { toScaled } from '../common/decimal';
+import { Money } from '../common/money';
 import { isUniqueViolation } from '../common/database-errors';
 import { DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
 import { AiModel, ModelPriceVersion } from './ai-model.entity';
@@ -112,6 +113,12 @@ export class PricingService {
     const patch: Partial<PricingSettingsRow> = {};
     if (dto.credits_per_usd != null) patch.creditsPerUsd = toScaled(dto.credits_per_usd);
     if (dto.default_profit_margin != null) patch.defaultProfitMargin = toScaled(dto.default_profit_margin);
+    if (dto.default_low_balance_thresholds != null) {
+      patch.defaultLowBalanceThresholds = dto.default_low_balance_thresholds
+        .map((t) => Money.parse(t))
+        .sort((a, b) => (a.micros === b.micros ? 0 : a.micros > b.micros ? -1 : 1))
+        .map((t) => t.toString());
+    }
     if (Object.keys(patch).length > 0) {
       await this.dataSource.transaction(async (manager) => {
         const repo = manager.getRepository(PricingSettingsRow);
@@ -132,8 +139,15 @@ export class PricingService {
     return this.catalog.quote(featureEndpointId, usages);
   }
 
-  private async loadSettings(manager: EntityManager): Promise<PricingSettings & { updatedAt: Date }> {
+  private async loadSettings(
+    manager: EntityManager,
+  ): Promise<PricingSettings & { defaultLowBalanceThresholds: string[]; updatedAt: Date }> {
     const row = await manager.getRepository(PricingSettingsRow).findOneByOrFail({ id: 1 });
-    return { creditsPerUsd: row.creditsPerUsd, defaultProfitMargin: row.defaultProfitMargin, updatedAt: row.updatedAt };
+    return {
+      creditsPerUsd: row.creditsPerUsd,
+      defaultProfitMargin: row.defaultProfitMargin,
+      defaultLowBalanceThresholds: row.defaultLowBalanceThresholds.map((t) => Money.parse(t).toString()),
+      updatedAt: row.updatedAt,
+    };
   }
 }

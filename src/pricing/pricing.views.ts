@@ -39,10 +39,13 @@ export function modelPriceView(m: AiModel, history: ModelPriceVersion[]): ModelP
   return { ...modelPriceSummaryView(m), updated_at: m.updatedAt.toISOString(), history: history.map(modelPriceVersionView) };
 }
 
-export function pricingSettingsView(s: PricingSettings & { updatedAt: Date }): PricingSettingsResponseDoc {
+export function pricingSettingsView(
+  s: PricingSettings & { defaultLowBalanceThresholds: string[]; updatedAt: Date },
+): PricingSettingsResponseDoc {
   return {
     credits_per_usd: formatScaled(s.creditsPerUsd),
     default_profit_margin: formatScaled(s.defaultProfitMargin),
+    default_low_balance_thresholds: s.defaultLowBalanceThresholds,
     updated_at: s.updatedAt.toISOString(),
   };
 }

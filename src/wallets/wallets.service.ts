@@ -2,8 +2,9 @@ import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { And, DataSource, EntityManager, FindOptionsWhere, LessThan, Like, MoreThan } from 'typeorm';
 import type { Actor } from '../audit/actor';
-import { AuditService } from '../audit/audit.service';
+import { AuditService, changedFields } from '../audit/audit.service';
 import { isUniqueViolation } from '../common/database-errors';
+import { queryRows } from '../database/sql';
 import { DomainError } from '../common/domain-error';
 import { Money } from '../common/money';
 import { DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
@@ -62,7 +63,7 @@ export class WalletsService {
           initial_credits: initial.toString(),
           transaction_id: transactionId,
         });
-        return walletView(wallet);
+        return this.view(manager, wallet);
       });
     } catch (error) {
       if (isUniqueViolation(error, 'wallets_pkey')) throw walletExists(dto.user_id);
@@ -85,11 +86,42 @@ export class WalletsService {
       order: { userId: 'ASC' },
       take: limit + 1,
     });
-    return toPage(rows, limit, (w) => w.userId, walletView);
+    const thresholds = await this.thresholds(
+      this.dataSource.manager,
+      rows.map((w) => w.userId),
+    );
+    return toPage(
+      rows,
+      limit,
+      (w) => w.userId,
+      (w) => walletView(w, thresholds.get(w.userId) ?? []),
+    );
   }
 
   async get(userId: string): Promise<WalletView> {
-    return walletView(await this.find(userId));
+    return this.view(this.dataSource.manager, await this.find(userId));
+  }
+
+  private async view(manager: EntityManager, wallet: Wallet): Promise<WalletView> {
+    const thresholds = await this.thresholds(manager, [wallet.userId]);
+    return walletView(wallet, thresholds.get(wallet.userId) ?? []);
+  }
+
+  /**
+   * The low-balance thresholds in force per wallet, highest first: its own (wallet_alerts), or
+   * the settings' default. (The trigger that sends the events reads them the same way.)
+   */
+  private async thresholds(manager: EntityManager, userIds: string[]): Promise<Map<string, string[]>> {
+    if (userIds.length === 0) return new Map();
+    const rows = await queryRows<{ user_id: string; thresholds: string[] }>(
+      manager,
+      `SELECT u.user_id, ARRAY(SELECT v.x::text FROM unnest(COALESCE(a.thresholds, s.default_low_balance_thresholds)) AS v(x) ORDER BY v.x DESC) AS thresholds
+       FROM unnest($1::varchar[]) AS u(user_id)
+       LEFT JOIN wallet_alerts a ON a.user_id = u.user_id
+       CROSS JOIN pricing_settings s WHERE s.id = 1`,
+      [userIds],
+    );
+    return new Map(rows.map((r) => [r.user_id, r.thresholds]));
   }
 
   async find(userId: string): Promise<Wallet> {
@@ -100,19 +132,39 @@ export class WalletsService {
 
   async update(userId: string, dto: UpdateWalletDto, actor: Actor): Promise<WalletView> {
     return this.dataSource.transaction(async (manager) => {
-      // Read (and locked: the ledger's update takes the same row lock next) for the audit row's `before`.
+      // Read (and locked: the ledger's update takes the same row lock next) for the audit row's `before`;
+      // the thresholds change under that lock, the one the events trigger runs under.
       const before = await manager.getRepository(Wallet).findOne({ where: { userId }, lock: { mode: 'pessimistic_write' } });
       if (!before) throw walletNotFound(userId);
+      const thresholdsBefore =
+        dto.low_balance_thresholds !== undefined ? ((await this.thresholds(manager, [userId])).get(userId) ?? []) : undefined;
       const wallet = await this.ledger.updateWalletPlanStatus(manager, userId, { plan: dto.plan ?? null, status: dto.status ?? null });
       if (!wallet) throw walletNotFound(userId);
-      if (wallet.plan !== before.plan || wallet.status !== before.status) {
-        await this.audit.append(manager, actor, 'wallet.update', userId, {
-          before: { plan: before.plan, status: before.status },
-          after: { plan: wallet.plan, status: wallet.status },
-        });
-      }
-      return walletView(wallet);
+      if (dto.low_balance_thresholds !== undefined) await this.setThresholds(manager, userId, dto.low_balance_thresholds);
+      const view = await this.view(manager, wallet);
+      const changes = changedFields(
+        { plan: before.plan, status: before.status, ...(thresholdsBefore && { low_balance_thresholds: thresholdsBefore }) },
+        { plan: wallet.plan, status: wallet.status, ...(thresholdsBefore && { low_balance_thresholds: view.low_balance_thresholds }) },
+      );
+      if (Object.keys(changes.after).length > 0) await this.audit.append(manager, actor, 'wallet.update', userId, changes);
+      return view;
     });
+  }
+
+  /**
+   * A wallet's own thresholds (null = the default again). The thresholds it had fallen below and
+   * that are still in force stay fallen (no second low_balance before a recovery); a new threshold
+   * already above the wallet's credits is armed for the next crossing.
+   */
+  private async setThresholds(manager: EntityManager, userId: string, thresholds: (string | number)[] | null): Promise<void> {
+    const values = thresholds === null ? null : thresholds.map((t) => Money.parse(t).toString());
+    await manager.query(
+      `INSERT INTO wallet_alerts (user_id, thresholds) VALUES ($1, $2::numeric(38,6)[])
+       ON CONFLICT (user_id) DO UPDATE SET thresholds = EXCLUDED.thresholds,
+         fallen = ARRAY(SELECT x FROM unnest(wallet_alerts.fallen) AS x
+                        WHERE x = ANY (COALESCE(EXCLUDED.thresholds, (SELECT default_low_balance_thresholds FROM pricing_settings WHERE id = 1))))`,
+      [userId, values],
+    );
   }
 
   /**
@@ -143,7 +195,7 @@ export class WalletsService {
           balance_before: wallet.balance.minus(entry.amount).toString(),
           balance_after: wallet.balance.toString(),
         });
-        return { status: 'applied' as const, transaction: ledgerEntryView(entry), wallet: walletView(wallet) };
+        return { status: 'applied' as const, transaction: ledgerEntryView(entry), wallet: await this.view(manager, wallet) };
       });
     } catch (error) {
       if (key && isUniqueViolation(error, 'ledger_entries_idempotency')) {
@@ -179,7 +231,7 @@ export class WalletsService {
         balance_before: wallet.balance.minus(entry.amount).toString(),
         balance_after: wallet.balance.toString(),
       });
-      return { status: 'applied' as const, transaction: ledgerEntryView(entry), wallet: walletView(wallet) };
+      return { status: 'applied' as const, transaction: ledgerEntryView(entry), wallet: await this.view(manager, wallet) };
     });
   }
 

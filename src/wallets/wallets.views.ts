@@ -3,7 +3,8 @@ import type { LedgerEntry } from './ledger-entry.entity';
 import type { Wallet } from './wallet.entity';
 
 /** The API's picture of a wallet (API.md §6); an entity change never silently changes it. */
-export function walletView(w: Wallet): WalletResponseDoc {
+/** `thresholds`: the wallet's low-balance thresholds in force (see WalletsService.thresholds). */
+export function walletView(w: Wallet, thresholds: string[]): WalletResponseDoc {
   return {
     user_id: w.userId,
     plan: w.plan,
@@ -11,6 +12,7 @@ export function walletView(w: Wallet): WalletResponseDoc {
     balance: w.balance.toString(),
     held: w.held.toString(),
     credits: w.balance.minus(w.held).toString(),
+    low_balance_thresholds: thresholds,
     created_at: w.createdAt.toISOString(),
     updated_at: w.updatedAt.toISOString(),
   };

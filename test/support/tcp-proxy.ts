@@ -20,7 +20,8 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
-export async function startTcpProxy(targetUrl: string): Promise<TcpProxy> {
+/** `port` 0 = any free port; a given port lets a test bring a closed proxy back where it was (a broker outage and its end). */
+export async function startTcpProxy(targetUrl: string, listenPort = 0): Promise<TcpProxy> {
   const target = new URL(targetUrl);
   const targetHost = target.hostname;
   const targetPort = Number(target.port || 5672);
@@ -44,7 +45,7 @@ export async function startTcpProxy(targetUrl: string): Promise<TcpProxy> {
     if (frozen) client.pause();
     upstream.connect(targetPort, targetHost);
   });
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  await new Promise<void>((done) => server.listen(listenPort, '127.0.0.1', done));
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
   const proxy: TcpProxy = {

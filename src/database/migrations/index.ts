@@ -4,6 +4,7 @@ import { HoldsAndSettlementFailures1764000000002 } from './1764000000002-holds-a
 import { WideMoneyColumns1764000000003 } from './1764000000003-wide-money-columns';
 import { SettlementFailureClaims1764000000004 } from './1764000000004-settlement-failure-claims';
 import { ApiKeysAndAuditLog1764000000006 } from './1764000000006-api-keys-and-audit-log';
+import { EventsOutbox1764000000008 } from './1764000000008-events-outbox';
 import { PriceLock1764000000010 } from './1764000000010-price-lock';
 import { ApiKeySpendCounters1764000000017 } from './1764000000017-api-key-spend-counters';
 
@@ -15,6 +16,7 @@ export const MIGRATIONS: (new () => object)[] = [
   WideMoneyColumns1764000000003,
   SettlementFailureClaims1764000000004,
   ApiKeysAndAuditLog1764000000006,
+  EventsOutbox1764000000008,
   PriceLock1764000000010,
   ApiKeySpendCounters1764000000017,
 ];

@@ -79,6 +79,7 @@ export class ModelPriceResponseDoc extends ModelPriceSummaryDoc {
 export const PRICING_SETTINGS_EXAMPLE = {
   credits_per_usd: '100.000000',
   default_profit_margin: '0.000000',
+  default_low_balance_thresholds: [],
   updated_at: '2026-11-25T10:00:00.000Z',
 } satisfies PricingSettingsResponseDoc;
 
@@ -88,6 +89,9 @@ export class PricingSettingsResponseDoc {
 
   @ApiProperty({ description: 'Margin when neither the feature nor the model sets one.', ...PRICE, example: '0.000000' })
   default_profit_margin!: string;
+
+  @ApiProperty({ description: 'Low-balance thresholds of wallets without their own, highest first.', type: [String], example: [] })
+  default_low_balance_thresholds!: string[];
 
   @ApiProperty({ format: 'date-time', example: '2026-11-25T10:00:00.000Z' })
   updated_at!: string;

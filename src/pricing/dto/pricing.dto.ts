@@ -1,5 +1,5 @@
-import { OmitType, PartialType, ApiProperty } from '@nestjs/swagger';
-import { IsString, Length, Matches } from 'class-validator';
+import { OmitType, PartialType, ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { ArrayMaxSize, ArrayUnique, IsArray, IsString, Length, Matches } from 'class-validator';
 import { Optional } from '../../common/validation';
 import { IsMoney } from '../../common/money.validator';
 import { ApiMoneyField } from '../../common/openapi';
@@ -65,4 +65,17 @@ export class PricingSettingsDto {
   @Optional()
   @IsMoney({ max: MAX_MARGIN })
   default_profit_margin?: string | number;
+
+  @ApiPropertyOptional({
+    description: 'Low-balance thresholds of every wallet that has none of its own (API.md §10): at most 5; default [].',
+    type: [String],
+    maxItems: 5,
+    example: ['10', '1'],
+  })
+  @Optional()
+  @IsArray()
+  @ArrayMaxSize(5)
+  @ArrayUnique()
+  @IsMoney({ nonZero: true }, { each: true })
+  default_low_balance_thresholds?: (string | number)[];
 }

@@ -16,6 +16,7 @@ export const WALLET_EXAMPLE = {
   balance: '100.000000',
   held: '5.000000',
   credits: '95.000000',
+  low_balance_thresholds: ['10.000000', '1.000000'],
   created_at: '2026-11-25T10:00:00.000Z',
   updated_at: '2026-11-25T10:05:00.000Z',
 } satisfies WalletResponseDoc;
@@ -38,6 +39,13 @@ export class WalletResponseDoc {
 
   @ApiProperty({ description: 'Available credits: balance − held.', ...MONEY_ANSWER, example: '95.000000' })
   credits!: string;
+
+  @ApiProperty({
+    description: "The wallet's low-balance thresholds in force (its own, or the settings' default), highest first.",
+    type: [String],
+    example: ['10.000000', '1.000000'],
+  })
+  low_balance_thresholds!: string[];
 
   @ApiProperty({ format: 'date-time', example: '2026-11-25T10:00:00.000Z' })
   created_at!: string;

@@ -1,5 +1,5 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsIn, IsString, Length, Matches } from 'class-validator';
+import { ArrayMaxSize, ArrayUnique, IsArray, IsIn, IsString, Length, Matches } from 'class-validator';
 import { Optional } from '../../common/validation';
 import { IsMoney } from '../../common/money.validator';
 import { ApiMoneyField } from '../../common/openapi';
@@ -57,6 +57,22 @@ export class UpdateWalletDto {
   @Optional()
   @IsIn(['active', 'suspended'])
   status?: WalletStatus;
+
+  @ApiPropertyOptional({
+    description:
+      'Available-credit levels below which `wallet.low_balance` is sent (API.md §10): positive decimal strings, at most 5. ' +
+      '`[]` = none; `null` = the default of the pricing settings (`default_low_balance_thresholds`).',
+    type: [String],
+    maxItems: 5,
+    nullable: true,
+    example: ['10', '1'],
+  })
+  @Optional({ nullable: true })
+  @IsArray()
+  @ArrayMaxSize(5)
+  @ArrayUnique()
+  @IsMoney({ nonZero: true }, { each: true })
+  low_balance_thresholds?: (string | number)[] | null;
 }
 
 export class TopUpDto {

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { And, DataSource, EntityManager, FindOptionsWhere, LessThan, Like, MoreThan } from 'typeorm';
 import type { Actor } from '../audit/actor';
-import { AuditService, changedFields } from '../audit/audit.service';
+import { AuditService } from '../audit/audit.service';
 import { isUniqueViolation } from '../common/database-errors';
 import { queryRows } from '../database/sql';
 import { DomainError } from '../common/domain-error';
@@ -142,11 +142,18 @@ export class WalletsService {
       if (!wallet) throw walletNotFound(userId);
       if (dto.low_balance_thresholds !== undefined) await this.setThresholds(manager, userId, dto.low_balance_thresholds);
       const view = await this.view(manager, wallet);
-      const changes = changedFields(
-        { plan: before.plan, status: before.status, ...(thresholdsBefore && { low_balance_thresholds: thresholdsBefore }) },
-        { plan: wallet.plan, status: wallet.status, ...(thresholdsBefore && { low_balance_thresholds: view.low_balance_thresholds }) },
-      );
-      if (Object.keys(changes.after).length > 0) await this.audit.append(manager, actor, 'wallet.update', userId, changes);
+      const thresholdsChanged =
+        thresholdsBefore !== undefined && JSON.stringify(thresholdsBefore) !== JSON.stringify(view.low_balance_thresholds);
+      if (wallet.plan !== before.plan || wallet.status !== before.status || thresholdsChanged) {
+        await this.audit.append(manager, actor, 'wallet.update', userId, {
+          before: { plan: before.plan, status: before.status, ...(thresholdsChanged && { low_balance_thresholds: thresholdsBefore }) },
+          after: {
+            plan: wallet.plan,
+            status: wallet.status,
+            ...(thresholdsChanged && { low_balance_thresholds: view.low_balance_thresholds }),
+          },
+        });
+      }
       return view;
     });
   }

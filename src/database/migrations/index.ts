@@ -7,6 +7,7 @@ import { ApiKeysAndAuditLog1764000000006 } from './1764000000006-api-keys-and-au
 import { EventsOutbox1764000000008 } from './1764000000008-events-outbox';
 import { PriceLock1764000000010 } from './1764000000010-price-lock';
 import { ApiKeySpendCounters1764000000017 } from './1764000000017-api-key-spend-counters';
+import { Grants1764000000018 } from './1764000000018-grants';
 
 /** Every migration, oldest first (listed, not globbed: see database.options.ts). */
 export const MIGRATIONS: (new () => object)[] = [
@@ -19,4 +20,5 @@ export const MIGRATIONS: (new () => object)[] = [
   EventsOutbox1764000000008,
   PriceLock1764000000010,
   ApiKeySpendCounters1764000000017,
+  Grants1764000000018,
 ];

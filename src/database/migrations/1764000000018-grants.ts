@@ -40,7 +40,9 @@ export class Grants1764000000018 implements MigrationInterface {
       )`);
     await q.query(`CREATE UNIQUE INDEX grants_idempotency ON grants (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL`);
     // The drawing order of a wallet's active grants: priority, soonest expiry (none last), oldest.
-    await q.query(`CREATE INDEX grants_draw_order ON grants (user_id, priority, expires_at NULLS LAST, created_at, grant_id) WHERE status = 'active'`);
+    await q.query(
+      `CREATE INDEX grants_draw_order ON grants (user_id, priority, expires_at NULLS LAST, created_at, grant_id) WHERE status = 'active'`,
+    );
     await q.query(`CREATE INDEX grants_by_user ON grants (user_id, created_at, grant_id)`);
     // The expiry sweeper's scan.
     await q.query(`CREATE INDEX grants_expiring ON grants (expires_at) WHERE status IN ('active', 'depleted') AND expires_at IS NOT NULL`);

@@ -301,6 +301,50 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/wallets/{user_id}/grants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The wallet's grants
+         * @description Admin scope. In drawing order: active grants as they would be drawn, then the others, newest first.
+         */
+        get: operations["GrantsController_list"];
+        put?: never;
+        /**
+         * Grant credits
+         * @description Admin scope. A paid or promotional grant with a priority and an optional expiry; it pays the wallet's debt first. A repeated idempotency_key with the same body answers 200 `already_applied`; with another body 409.
+         */
+        post: operations["GrantsController_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/wallets/{user_id}/grants/{grant_id}/void": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Void a grant
+         * @description Admin scope. What remains leaves the balance (ledger kind grant_voided). Voiding again answers `already_voided`.
+         */
+        post: operations["GrantsController_void"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/features": {
         parameters: {
             query?: never;
@@ -535,6 +579,26 @@ export interface paths {
         get: operations["CreditsProcessController_usage"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/credits-process/usages/{usage_key}/refund": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Refund a usage
+         * @description Gives back all (no amount) or part of what the usage was charged, to the grants its charge drew from (last drawn first; debt it created is cancelled first; a grant since expired or voided takes its part and expires it again). A repeated idempotency_key gives nothing more and answers `already_refunded`.
+         */
+        post: operations["CreditsProcessController_refund"];
         delete?: never;
         options?: never;
         head?: never;
@@ -834,7 +898,7 @@ export interface components {
              * @example wallet_not_found
              * @enum {string}
              */
-            status: "validation_error" | "unauthorized" | "insufficient_credits" | "spend_cap_exceeded" | "forbidden" | "wallet_suspended" | "feature_inactive" | "feature_not_permitted" | "feature_not_allowed_for_key" | "not_found" | "wallet_not_found" | "feature_not_found" | "usage_key_not_found" | "model_not_found" | "settlement_failure_not_found" | "key_not_found" | "webhook_not_found" | "event_not_found" | "method_not_allowed" | "request_timeout" | "conflict" | "usage_key_mismatch" | "already_settled" | "already_exists" | "hold_expired" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "unknown_model" | "rate_limited" | "headers_too_large" | "internal_error" | "unavailable";
+            status: "validation_error" | "unauthorized" | "insufficient_credits" | "spend_cap_exceeded" | "forbidden" | "wallet_suspended" | "feature_inactive" | "feature_not_permitted" | "feature_not_allowed_for_key" | "not_found" | "wallet_not_found" | "feature_not_found" | "usage_key_not_found" | "model_not_found" | "settlement_failure_not_found" | "key_not_found" | "webhook_not_found" | "event_not_found" | "grant_not_found" | "method_not_allowed" | "request_timeout" | "conflict" | "usage_key_mismatch" | "already_settled" | "already_exists" | "hold_expired" | "refund_exceeds_charge" | "not_settled" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "unknown_model" | "rate_limited" | "headers_too_large" | "internal_error" | "unavailable";
             /**
              * @description One sentence for a person; always present.
              * @example No wallet exists for user "u1".
@@ -862,6 +926,21 @@ export interface components {
              * @example image_gen_v1
              */
             feature_endpoint_id?: string;
+            /**
+             * @description With `refund_exceeds_charge`: what is left to refund of the usage.
+             * @example 1.500000
+             */
+            refundable?: string;
+            /**
+             * @description With `refund_exceeds_charge`: the amount asked (absent for "all").
+             * @example 2.000000
+             */
+            requested?: string;
+            /**
+             * @description With `not_settled`: the usage's status (held, cancelled, expired).
+             * @example held
+             */
+            usage_status?: string;
             /**
              * @description With `spend_cap_exceeded`: the key's charges this period plus its live holds.
              * @example 495.000000
@@ -1092,6 +1171,91 @@ export interface components {
              */
             grace_seconds?: number;
         };
+        GrantFiguresDoc: {
+            /** @example 90.000000 */
+            paid: string;
+            /** @example 10.000000 */
+            promotional: string;
+        };
+        NextExpiryDoc: {
+            /**
+             * Format: date-time
+             * @example 2026-12-31T00:00:00.000Z
+             */
+            at: string;
+            /** @example 10.000000 */
+            amount: string;
+        };
+        WalletCreatedResponseDoc: {
+            /** @example u1 */
+            user_id: string;
+            /** @example pro */
+            plan: string;
+            /**
+             * @example active
+             * @enum {string}
+             */
+            status: "active" | "suspended";
+            /**
+             * @description Credits on the wallet (may be negative after a settlement).
+             * @example 100.000000
+             */
+            balance: string;
+            /**
+             * @description Credits reserved by live holds.
+             * @example 5.000000
+             */
+            held: string;
+            /**
+             * @description Available credits: balance − held.
+             * @example 95.000000
+             */
+            credits: string;
+            /**
+             * @description The wallet's low-balance thresholds in force (its own, or the settings' default), highest first.
+             * @example [
+             *       "10.000000",
+             *       "1.000000"
+             *     ]
+             */
+            low_balance_thresholds: string[];
+            /** @description What its active grants hold, by kind (API.md §8). */
+            grants: components["schemas"]["GrantFiguresDoc"];
+            /** @description The soonest expiry of a grant with credits left, and what expires then; null when none expires. */
+            next_expiry: components["schemas"]["NextExpiryDoc"] | null;
+            /**
+             * Format: date-time
+             * @example 2026-11-25T10:00:00.000Z
+             */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @example 2026-11-25T10:05:00.000Z
+             */
+            updated_at: string;
+            /**
+             * Format: uuid
+             * @description The paid grant initial_credits became; null without initial credits.
+             */
+            grant_id: string | null;
+        };
+        CreateWalletDto: {
+            /**
+             * @description The partner's user id. Printable: no control characters, no leading space.
+             * @example u1
+             */
+            user_id: string;
+            /**
+             * @description Plan name, checked against a feature's allowed_plans (default "free"). Printable: no control characters, no leading space.
+             * @example pro
+             */
+            plan?: string;
+            /**
+             * @description Credits the wallet starts with (written to the ledger as an initial entry; default 0). A decimal string (or a JSON number) with at most 6 fraction digits.
+             * @example 100.000000
+             */
+            initial_credits?: string | number;
+        };
         WalletResponseDoc: {
             /** @example u1 */
             user_id: string;
@@ -1125,6 +1289,10 @@ export interface components {
              *     ]
              */
             low_balance_thresholds: string[];
+            /** @description What its active grants hold, by kind (API.md §8). */
+            grants: components["schemas"]["GrantFiguresDoc"];
+            /** @description The soonest expiry of a grant with credits left, and what expires then; null when none expires. */
+            next_expiry: components["schemas"]["NextExpiryDoc"] | null;
             /**
              * Format: date-time
              * @example 2026-11-25T10:00:00.000Z
@@ -1135,23 +1303,6 @@ export interface components {
              * @example 2026-11-25T10:05:00.000Z
              */
             updated_at: string;
-        };
-        CreateWalletDto: {
-            /**
-             * @description The partner's user id. Printable: no control characters, no leading space.
-             * @example u1
-             */
-            user_id: string;
-            /**
-             * @description Plan name, checked against a feature's allowed_plans (default "free"). Printable: no control characters, no leading space.
-             * @example pro
-             */
-            plan?: string;
-            /**
-             * @description Credits the wallet starts with (written to the ledger as an initial entry; default 0). A decimal string (or a JSON number) with at most 6 fraction digits.
-             * @example 100.000000
-             */
-            initial_credits?: string | number;
         };
         UpdateWalletDto: {
             /**
@@ -1186,7 +1337,7 @@ export interface components {
              * @example charge
              * @enum {string}
              */
-            kind: "initial" | "top_up" | "adjustment" | "charge";
+            kind: "initial" | "top_up" | "adjustment" | "charge" | "grant" | "grant_expired" | "grant_voided" | "refund";
             /**
              * @description Signed: positive credits the wallet, negative debits it.
              * @example -0.123457
@@ -1237,6 +1388,16 @@ export interface components {
             status: "applied" | "already_applied";
             transaction: components["schemas"]["LedgerEntryResponseDoc"];
             wallet: components["schemas"]["WalletResponseDoc"];
+            /**
+             * Format: uuid
+             * @description The paid grant the credits became (API.md §8); null for a negative adjustment, which draws like a charge.
+             */
+            grant_id: string | null;
+            /**
+             * @description What of the credits paid the wallet's debt first.
+             * @example 0.000000
+             */
+            debt_paid: string;
         };
         TopUpDto: {
             /**
@@ -1267,6 +1428,17 @@ export interface components {
              */
             reason: string;
         };
+        GrantMismatchDoc: {
+            /** Format: uuid */
+            grant_id: string;
+            /** @example 10.000000 */
+            remaining: string;
+            /**
+             * @description What its ledger says it should hold.
+             * @example 9.000000
+             */
+            expected: string;
+        };
         MismatchDoc: {
             /** @example u1 */
             user_id: string;
@@ -1286,6 +1458,13 @@ export interface components {
              * @example 5.000000
              */
             live_holds: string;
+            /**
+             * @description Σ remaining of the wallet's grants − its debt (must equal balance).
+             * @example 100.000000
+             */
+            grants_less_debt: string;
+            /** @description The wallet's grants whose remaining ≠ amount − debt paid − Σ draws − expired − voided + refunded. */
+            grant_mismatches: components["schemas"]["GrantMismatchDoc"][];
         };
         ReconciliationResponseDoc: {
             /** @example 1200 */
@@ -1295,6 +1474,138 @@ export interface components {
              * @example []
              */
             mismatches: components["schemas"]["MismatchDoc"][];
+        };
+        GrantResponseDoc: {
+            /**
+             * Format: uuid
+             * @example 3f0b6a52-5f5e-4c55-8f0e-8a1d2b3c4d5e
+             */
+            grant_id: string;
+            /** @example u1 */
+            user_id: string;
+            /**
+             * @example promotional
+             * @enum {string}
+             */
+            kind: "paid" | "promotional";
+            /**
+             * @description Credits granted.
+             * @example 50.000000
+             */
+            amount: string;
+            /**
+             * @description What is left to draw.
+             * @example 42.500000
+             */
+            remaining: string;
+            /** @example 10 */
+            priority: number;
+            /**
+             * Format: date-time
+             * @example 2027-01-01T00:00:00.000Z
+             */
+            expires_at: string | null;
+            /**
+             * @example active
+             * @enum {string}
+             */
+            status: "active" | "depleted" | "expired" | "voided";
+            /**
+             * @description How it came: grant, initial (initial_credits), top_up, adjustment, refund, upgrade (the balance before grants).
+             * @example grant
+             */
+            origin: string;
+            /**
+             * @description What of the amount paid the wallet's debt when it was granted.
+             * @example 0.000000
+             */
+            debt_paid: string;
+            /**
+             * @description What left the balance when it expired.
+             * @example 0.000000
+             */
+            expired: string;
+            /**
+             * @description What left the balance when it was voided.
+             * @example 0.000000
+             */
+            voided: string;
+            /**
+             * @description What refunds gave back to it.
+             * @example 0.000000
+             */
+            refunded: string;
+            /** @example welcome bonus */
+            description: string | null;
+            /** @example null */
+            void_reason: string | null;
+            /**
+             * Format: date-time
+             * @example 2026-12-02T10:00:00.000Z
+             */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description When it was depleted, expired or voided.
+             * @example null
+             */
+            closed_at: string | null;
+        };
+        GrantChangeResponseDoc: {
+            /**
+             * @description create: `applied` | `already_applied` (a repeated idempotency_key, nothing granted); void: `voided` | `already_voided`.
+             * @example applied
+             * @enum {string}
+             */
+            status: "applied" | "already_applied" | "voided" | "already_voided";
+            grant: components["schemas"]["GrantResponseDoc"];
+            /**
+             * @description What of the grant paid the wallet's debt first (create); 0 for a void.
+             * @example 0.000000
+             */
+            debt_paid: string;
+            /** @description Its ledger entry (kind grant or grant_voided); null for a void that removed nothing. */
+            transaction: components["schemas"]["LedgerEntryResponseDoc"] | null;
+            wallet: components["schemas"]["WalletResponseDoc"];
+        };
+        CreateGrantDto: {
+            /**
+             * @description Credits granted; positive, not zero. A decimal string (or a JSON number) with at most 6 fraction digits.
+             * @example 50.000000
+             */
+            amount: string | number;
+            /**
+             * @default paid
+             * @example promotional
+             * @enum {string}
+             */
+            kind?: "paid" | "promotional";
+            /**
+             * @description Lower is drawn first.
+             * @default 50
+             * @example 10
+             */
+            priority?: number;
+            /**
+             * Format: date-time
+             * @description When what remains expires (in the future); null or absent: never.
+             * @example 2027-01-01T00:00:00Z
+             */
+            expires_at?: string | null;
+            /**
+             * @description Makes the grant safe to repeat: the same key with the same body grants once (`already_applied`); with another body, 409.
+             * @example welcome-bonus-u1
+             */
+            idempotency_key?: string;
+            /** @example welcome bonus */
+            description?: string;
+        };
+        VoidGrantDto: {
+            /**
+             * @description Why: kept on the grant and its ledger entry.
+             * @example granted by mistake
+             */
+            reason: string;
         };
         FeatureResponseDoc: {
             /** @example ai_chat_v1 */
@@ -1976,8 +2287,96 @@ export interface components {
             late: boolean;
             /** @description The settlement answer (null while held, cancelled or expired). */
             settlement: components["schemas"]["SettlementResponseDoc"] | null;
-            /** @description The ledger entries this authorization wrote. */
+            /**
+             * @description What its refunds gave back (API.md §9).
+             * @example 0.000000
+             */
+            credits_refunded: string;
+            /** @description The ledger entries this authorization wrote (its charge, then its refunds). */
             ledger_entries: components["schemas"]["LedgerEntryResponseDoc"][];
+        };
+        ReturnedCreditsDoc: {
+            /**
+             * Format: uuid
+             * @description The grant the credits went back to.
+             */
+            grant_id: string;
+            /** @example 0.500000 */
+            amount: string;
+            /**
+             * @description True when the grant had expired or been voided: the part was expired again at once.
+             * @example false
+             */
+            expired: boolean;
+        };
+        RefundResponseDoc: {
+            /**
+             * @example refunded
+             * @enum {string}
+             */
+            status: "refunded" | "already_refunded";
+            /**
+             * Format: uuid
+             * @description Names the authorization: pass it to the settlement.
+             * @example 6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10
+             */
+            usage_key: string;
+            /**
+             * @description The refund ledger entry id.
+             * @example 1043
+             */
+            transaction_id: string;
+            /**
+             * @description What this refund gave back.
+             * @example 0.500000
+             */
+            amount: string;
+            /**
+             * @description What the usage was charged.
+             * @example 0.720000
+             */
+            credits_charged: string;
+            /**
+             * @description What its refunds gave back in all, this one included.
+             * @example 0.500000
+             */
+            credits_refunded: string;
+            /**
+             * @description The wallet's balance after the refund (and any re-expiry).
+             * @example 99.780000
+             */
+            balance: string;
+            /** @example 0.000000 */
+            held: string;
+            /**
+             * @description Available credits: balance − held.
+             * @example 99.780000
+             */
+            credits: string;
+            /**
+             * @description What of the refund cancelled the wallet's debt.
+             * @example 0.000000
+             */
+            debt_cancelled: string;
+            /** @description Where the credits went, last drawn first. */
+            returned: components["schemas"]["ReturnedCreditsDoc"][];
+        };
+        RefundDto: {
+            /**
+             * @description Credits to give back; positive, not zero, at most what is left to refund. Absent: all that is left. A decimal string (or a JSON number) with at most 6 fraction digits.
+             * @example 0.500000
+             */
+            amount?: string | number;
+            /**
+             * @description Why: kept on the refund ledger entry.
+             * @example generation failed
+             */
+            reason: string;
+            /**
+             * @description Makes the refund safe to repeat: a second refund of this usage with this key gives nothing more (`already_refunded`).
+             * @example ticket-981
+             */
+            idempotency_key?: string;
         };
         SettlementFailureResponseDoc: {
             /** @example 7 */
@@ -3390,6 +3789,14 @@ export interface operations {
                      *               "10.000000",
                      *               "1.000000"
                      *             ],
+                     *             "grants": {
+                     *               "paid": "90.000000",
+                     *               "promotional": "10.000000"
+                     *             },
+                     *             "next_expiry": {
+                     *               "at": "2026-12-31T00:00:00.000Z",
+                     *               "amount": "10.000000"
+                     *             },
                      *             "created_at": "2026-11-25T10:00:00.000Z",
                      *             "updated_at": "2026-11-25T10:05:00.000Z"
                      *           }
@@ -3516,15 +3923,24 @@ export interface operations {
                      *           "10.000000",
                      *           "1.000000"
                      *         ],
+                     *         "grants": {
+                     *           "paid": "90.000000",
+                     *           "promotional": "10.000000"
+                     *         },
+                     *         "next_expiry": {
+                     *           "at": "2026-12-31T00:00:00.000Z",
+                     *           "amount": "10.000000"
+                     *         },
                      *         "created_at": "2026-11-25T10:00:00.000Z",
-                     *         "updated_at": "2026-11-25T10:05:00.000Z"
+                     *         "updated_at": "2026-11-25T10:05:00.000Z",
+                     *         "grant_id": "3f0b6a52-5f5e-4c55-8f0e-8a1d2b3c4d5e"
                      *       }
                      *     }
                      */
                     "application/json": {
                         /** @enum {boolean} */
                         success: true;
-                        data: components["schemas"]["WalletResponseDoc"];
+                        data: components["schemas"]["WalletCreatedResponseDoc"];
                     };
                 };
             };
@@ -3676,6 +4092,14 @@ export interface operations {
                      *           "10.000000",
                      *           "1.000000"
                      *         ],
+                     *         "grants": {
+                     *           "paid": "90.000000",
+                     *           "promotional": "10.000000"
+                     *         },
+                     *         "next_expiry": {
+                     *           "at": "2026-12-31T00:00:00.000Z",
+                     *           "amount": "10.000000"
+                     *         },
                      *         "created_at": "2026-11-25T10:00:00.000Z",
                      *         "updated_at": "2026-11-25T10:05:00.000Z"
                      *       }
@@ -3784,6 +4208,14 @@ export interface operations {
                      *           "10.000000",
                      *           "1.000000"
                      *         ],
+                     *         "grants": {
+                     *           "paid": "90.000000",
+                     *           "promotional": "10.000000"
+                     *         },
+                     *         "next_expiry": {
+                     *           "at": "2026-12-31T00:00:00.000Z",
+                     *           "amount": "10.000000"
+                     *         },
                      *         "created_at": "2026-11-25T10:00:00.000Z",
                      *         "updated_at": "2026-11-25T10:05:00.000Z"
                      *       }
@@ -3963,9 +4395,19 @@ export interface operations {
                      *             "10.000000",
                      *             "1.000000"
                      *           ],
+                     *           "grants": {
+                     *             "paid": "90.000000",
+                     *             "promotional": "10.000000"
+                     *           },
+                     *           "next_expiry": {
+                     *             "at": "2026-12-31T00:00:00.000Z",
+                     *             "amount": "10.000000"
+                     *           },
                      *           "created_at": "2026-11-25T10:00:00.000Z",
                      *           "updated_at": "2026-11-25T10:05:00.000Z"
-                     *         }
+                     *         },
+                     *         "grant_id": "3f0b6a52-5f5e-4c55-8f0e-8a1d2b3c4d5e",
+                     *         "debt_paid": "0.000000"
                      *       }
                      *     }
                      */
@@ -4159,9 +4601,19 @@ export interface operations {
                      *             "10.000000",
                      *             "1.000000"
                      *           ],
+                     *           "grants": {
+                     *             "paid": "90.000000",
+                     *             "promotional": "10.000000"
+                     *           },
+                     *           "next_expiry": {
+                     *             "at": "2026-12-31T00:00:00.000Z",
+                     *             "amount": "10.000000"
+                     *           },
                      *           "created_at": "2026-11-25T10:00:00.000Z",
                      *           "updated_at": "2026-11-25T10:05:00.000Z"
-                     *         }
+                     *         },
+                     *         "grant_id": null,
+                     *         "debt_paid": "0.000000"
                      *       }
                      *     }
                      */
@@ -4494,6 +4946,689 @@ export interface operations {
                         data?: {
                             /** @enum {string} */
                             status?: "forbidden";
+                        };
+                    };
+                };
+            };
+            /** @description Too many requests (RATE_LIMIT_PER_SECOND for a service key, or too many failed keys from this client). `data.status`: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description The database is down; nothing was written. `data.status`: `unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    GrantsController_list: {
+        parameters: {
+            query?: {
+                /** @description Opaque cursor: a previous page's `next_cursor`. */
+                cursor?: string;
+                /** @description Page size. */
+                limit?: number;
+                /** @description Only grants in this status (every status when absent). */
+                status?: "active" | "depleted" | "expired" | "voided";
+            };
+            header?: never;
+            path: {
+                /** @description The wallet's user id. */
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of grants. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "data": {
+                     *         "items": [
+                     *           {
+                     *             "grant_id": "3f0b6a52-5f5e-4c55-8f0e-8a1d2b3c4d5e",
+                     *             "user_id": "u1",
+                     *             "kind": "promotional",
+                     *             "amount": "50.000000",
+                     *             "remaining": "50.000000",
+                     *             "priority": 10,
+                     *             "expires_at": "2027-01-01T00:00:00.000Z",
+                     *             "status": "active",
+                     *             "origin": "grant",
+                     *             "debt_paid": "0.000000",
+                     *             "expired": "0.000000",
+                     *             "voided": "0.000000",
+                     *             "refunded": "0.000000",
+                     *             "description": "welcome bonus",
+                     *             "void_reason": null,
+                     *             "created_at": "2026-12-02T10:00:00.000Z",
+                     *             "closed_at": null
+                     *           }
+                     *         ],
+                     *         "next_cursor": null
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            items: components["schemas"]["GrantResponseDoc"][];
+                            /** @description Pass as `cursor` for the next page; null on the last page. */
+                            next_cursor: string | null;
+                        };
+                    };
+                };
+            };
+            /** @description The body, query or a header does not fit the route. `data.status`: `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "validation_error";
+                        };
+                    };
+                };
+            };
+            /** @description `x-server-api-key` is missing or unknown. `data.status`: `unauthorized`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `forbidden`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "forbidden";
+                        };
+                    };
+                };
+            };
+            /** @description The thing named does not exist. `data.status`: `wallet_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "wallet_not_found";
+                        };
+                    };
+                };
+            };
+            /** @description Too many requests (RATE_LIMIT_PER_SECOND for a service key, or too many failed keys from this client). `data.status`: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description The database is down; nothing was written. `data.status`: `unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    GrantsController_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The wallet's user id. */
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateGrantDto"];
+            };
+        };
+        responses: {
+            /** @description A repeat of an idempotency_key with the same body: nothing granted, the first grant answered. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "data": {
+                     *         "status": "already_applied",
+                     *         "grant": {
+                     *           "grant_id": "3f0b6a52-5f5e-4c55-8f0e-8a1d2b3c4d5e",
+                     *           "user_id": "u1",
+                     *           "kind": "promotional",
+                     *           "amount": "50.000000",
+                     *           "remaining": "50.000000",
+                     *           "priority": 10,
+                     *           "expires_at": "2027-01-01T00:00:00.000Z",
+                     *           "status": "active",
+                     *           "origin": "grant",
+                     *           "debt_paid": "0.000000",
+                     *           "expired": "0.000000",
+                     *           "voided": "0.000000",
+                     *           "refunded": "0.000000",
+                     *           "description": "welcome bonus",
+                     *           "void_reason": null,
+                     *           "created_at": "2026-12-02T10:00:00.000Z",
+                     *           "closed_at": null
+                     *         },
+                     *         "debt_paid": "0.000000",
+                     *         "transaction": {
+                     *           "id": "1042",
+                     *           "user_id": "u1",
+                     *           "kind": "grant",
+                     *           "amount": "50.000000",
+                     *           "balance_after": "150.000000",
+                     *           "held_after": "0.000000",
+                     *           "usage_key": null,
+                     *           "idempotency_key": null,
+                     *           "description": "welcome bonus",
+                     *           "metadata": {
+                     *             "grant_id": "3f0b6a52-5f5e-4c55-8f0e-8a1d2b3c4d5e",
+                     *             "debt_paid": "0.000000"
+                     *           },
+                     *           "created_at": "2026-11-25T10:06:00.000Z"
+                     *         },
+                     *         "wallet": {
+                     *           "user_id": "u1",
+                     *           "plan": "pro",
+                     *           "status": "active",
+                     *           "balance": "150.000000",
+                     *           "held": "5.000000",
+                     *           "credits": "145.000000",
+                     *           "low_balance_thresholds": [
+                     *             "10.000000",
+                     *             "1.000000"
+                     *           ],
+                     *           "grants": {
+                     *             "paid": "90.000000",
+                     *             "promotional": "10.000000"
+                     *           },
+                     *           "next_expiry": {
+                     *             "at": "2026-12-31T00:00:00.000Z",
+                     *             "amount": "10.000000"
+                     *           },
+                     *           "created_at": "2026-11-25T10:00:00.000Z",
+                     *           "updated_at": "2026-11-25T10:05:00.000Z"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: components["schemas"]["GrantChangeResponseDoc"];
+                    };
+                };
+            };
+            /** @description Granted. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "data": {
+                     *         "status": "applied",
+                     *         "grant": {
+                     *           "grant_id": "3f0b6a52-5f5e-4c55-8f0e-8a1d2b3c4d5e",
+                     *           "user_id": "u1",
+                     *           "kind": "promotional",
+                     *           "amount": "50.000000",
+                     *           "remaining": "50.000000",
+                     *           "priority": 10,
+                     *           "expires_at": "2027-01-01T00:00:00.000Z",
+                     *           "status": "active",
+                     *           "origin": "grant",
+                     *           "debt_paid": "0.000000",
+                     *           "expired": "0.000000",
+                     *           "voided": "0.000000",
+                     *           "refunded": "0.000000",
+                     *           "description": "welcome bonus",
+                     *           "void_reason": null,
+                     *           "created_at": "2026-12-02T10:00:00.000Z",
+                     *           "closed_at": null
+                     *         },
+                     *         "debt_paid": "0.000000",
+                     *         "transaction": {
+                     *           "id": "1042",
+                     *           "user_id": "u1",
+                     *           "kind": "grant",
+                     *           "amount": "50.000000",
+                     *           "balance_after": "150.000000",
+                     *           "held_after": "0.000000",
+                     *           "usage_key": null,
+                     *           "idempotency_key": null,
+                     *           "description": "welcome bonus",
+                     *           "metadata": {
+                     *             "grant_id": "3f0b6a52-5f5e-4c55-8f0e-8a1d2b3c4d5e",
+                     *             "debt_paid": "0.000000"
+                     *           },
+                     *           "created_at": "2026-11-25T10:06:00.000Z"
+                     *         },
+                     *         "wallet": {
+                     *           "user_id": "u1",
+                     *           "plan": "pro",
+                     *           "status": "active",
+                     *           "balance": "150.000000",
+                     *           "held": "5.000000",
+                     *           "credits": "145.000000",
+                     *           "low_balance_thresholds": [
+                     *             "10.000000",
+                     *             "1.000000"
+                     *           ],
+                     *           "grants": {
+                     *             "paid": "90.000000",
+                     *             "promotional": "10.000000"
+                     *           },
+                     *           "next_expiry": {
+                     *             "at": "2026-12-31T00:00:00.000Z",
+                     *             "amount": "10.000000"
+                     *           },
+                     *           "created_at": "2026-11-25T10:00:00.000Z",
+                     *           "updated_at": "2026-11-25T10:05:00.000Z"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: components["schemas"]["GrantChangeResponseDoc"];
+                    };
+                };
+            };
+            /** @description The body, query or a header does not fit the route. `data.status`: `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "validation_error";
+                        };
+                    };
+                };
+            };
+            /** @description `x-server-api-key` is missing or unknown. `data.status`: `unauthorized`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `forbidden`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "forbidden";
+                        };
+                    };
+                };
+            };
+            /** @description The thing named does not exist. `data.status`: `wallet_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "wallet_not_found";
+                        };
+                    };
+                };
+            };
+            /** @description The current state forbids it. `data.status`: `conflict`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "conflict";
+                        };
+                    };
+                };
+            };
+            /** @description The body is larger than BODY_LIMIT_BYTES. `data.status`: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description The body is not JSON. `data.status`: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unsupported_media_type";
+                        };
+                    };
+                };
+            };
+            /** @description Too many requests (RATE_LIMIT_PER_SECOND for a service key, or too many failed keys from this client). `data.status`: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description The database is down; nothing was written. `data.status`: `unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    GrantsController_void: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The wallet's user id. */
+                user_id: string;
+                grant_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["VoidGrantDto"];
+            };
+        };
+        responses: {
+            /** @description Voided (or already voided). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "data": {
+                     *         "status": "voided",
+                     *         "grant": {
+                     *           "grant_id": "3f0b6a52-5f5e-4c55-8f0e-8a1d2b3c4d5e",
+                     *           "user_id": "u1",
+                     *           "kind": "promotional",
+                     *           "amount": "50.000000",
+                     *           "remaining": "0.000000",
+                     *           "priority": 10,
+                     *           "expires_at": "2027-01-01T00:00:00.000Z",
+                     *           "status": "voided",
+                     *           "origin": "grant",
+                     *           "debt_paid": "0.000000",
+                     *           "expired": "0.000000",
+                     *           "voided": "50.000000",
+                     *           "refunded": "0.000000",
+                     *           "description": "welcome bonus",
+                     *           "void_reason": "granted by mistake",
+                     *           "created_at": "2026-12-02T10:00:00.000Z",
+                     *           "closed_at": null
+                     *         },
+                     *         "debt_paid": "0.000000",
+                     *         "transaction": {
+                     *           "id": "1042",
+                     *           "user_id": "u1",
+                     *           "kind": "grant_voided",
+                     *           "amount": "-50.000000",
+                     *           "balance_after": "100.000000",
+                     *           "held_after": "0.000000",
+                     *           "usage_key": null,
+                     *           "idempotency_key": null,
+                     *           "description": "welcome bonus",
+                     *           "metadata": {
+                     *             "grant_id": "3f0b6a52-5f5e-4c55-8f0e-8a1d2b3c4d5e",
+                     *             "debt_paid": "0.000000"
+                     *           },
+                     *           "created_at": "2026-11-25T10:06:00.000Z"
+                     *         },
+                     *         "wallet": {
+                     *           "user_id": "u1",
+                     *           "plan": "pro",
+                     *           "status": "active",
+                     *           "balance": "150.000000",
+                     *           "held": "5.000000",
+                     *           "credits": "145.000000",
+                     *           "low_balance_thresholds": [
+                     *             "10.000000",
+                     *             "1.000000"
+                     *           ],
+                     *           "grants": {
+                     *             "paid": "90.000000",
+                     *             "promotional": "10.000000"
+                     *           },
+                     *           "next_expiry": {
+                     *             "at": "2026-12-31T00:00:00.000Z",
+                     *             "amount": "10.000000"
+                     *           },
+                     *           "created_at": "2026-11-25T10:00:00.000Z",
+                     *           "updated_at": "2026-11-25T10:05:00.000Z"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: components["schemas"]["GrantChangeResponseDoc"];
+                    };
+                };
+            };
+            /** @description The body, query or a header does not fit the route. `data.status`: `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "validation_error";
+                        };
+                    };
+                };
+            };
+            /** @description `x-server-api-key` is missing or unknown. `data.status`: `unauthorized`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `forbidden`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "forbidden";
+                        };
+                    };
+                };
+            };
+            /** @description The thing named does not exist. `data.status`: `wallet_not_found`, `grant_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "wallet_not_found" | "grant_not_found";
+                        };
+                    };
+                };
+            };
+            /** @description The current state forbids it. `data.status`: `conflict`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "conflict";
+                        };
+                    };
+                };
+            };
+            /** @description The body is larger than BODY_LIMIT_BYTES. `data.status`: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description The body is not JSON. `data.status`: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unsupported_media_type";
                         };
                     };
                 };
@@ -6879,6 +8014,7 @@ export interface operations {
                      *             }
                      *           ]
                      *         },
+                     *         "credits_refunded": "0.000000",
                      *         "ledger_entries": [
                      *           {
                      *             "id": "1042",
@@ -6946,6 +8082,189 @@ export interface operations {
                         data?: {
                             /** @enum {string} */
                             status?: "usage_key_not_found";
+                        };
+                    };
+                };
+            };
+            /** @description Too many requests (RATE_LIMIT_PER_SECOND for a service key, or too many failed keys from this client). `data.status`: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description The database is down; nothing was written. `data.status`: `unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    CreditsProcessController_refund: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The settled usage. */
+                usage_key: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RefundDto"];
+            };
+        };
+        responses: {
+            /** @description Refunded (or already refunded). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "data": {
+                     *         "status": "refunded",
+                     *         "usage_key": "6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10",
+                     *         "transaction_id": "1043",
+                     *         "amount": "0.500000",
+                     *         "credits_charged": "0.720000",
+                     *         "credits_refunded": "0.500000",
+                     *         "balance": "99.780000",
+                     *         "held": "0.000000",
+                     *         "credits": "99.780000",
+                     *         "debt_cancelled": "0.000000",
+                     *         "returned": [
+                     *           {
+                     *             "grant_id": "3f0b6a52-5f5e-4c55-8f0e-8a1d2b3c4d5e",
+                     *             "amount": "0.500000",
+                     *             "expired": false
+                     *           }
+                     *         ]
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: components["schemas"]["RefundResponseDoc"];
+                    };
+                };
+            };
+            /** @description The body, query or a header does not fit the route. `data.status`: `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "validation_error";
+                        };
+                    };
+                };
+            };
+            /** @description `x-server-api-key` is missing or unknown. `data.status`: `unauthorized`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `feature_not_allowed_for_key`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "feature_not_allowed_for_key";
+                        };
+                    };
+                };
+            };
+            /** @description The thing named does not exist. `data.status`: `usage_key_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "usage_key_not_found";
+                        };
+                    };
+                };
+            };
+            /** @description The current state forbids it. `data.status`: `not_settled`, `refund_exceeds_charge`, `conflict`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "not_settled" | "refund_exceeds_charge" | "conflict";
+                        };
+                    };
+                };
+            };
+            /** @description The body is larger than BODY_LIMIT_BYTES. `data.status`: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description The body is not JSON. `data.status`: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unsupported_media_type";
                         };
                     };
                 };

@@ -25,11 +25,12 @@ export class GrantsController {
       'A repeated idempotency_key with the same body answers 200 `already_applied`; with another body 409.',
   })
   @USER_ID
+  @ApiSuccess({ status: 201, description: 'Granted.', type: GrantChangeResponseDoc, example: GRANT_CHANGE_EXAMPLE })
   @ApiSuccess({
-    status: 201,
-    description: 'Granted (200 with `already_applied` for a repeat).',
+    status: 200,
+    description: 'A repeat of an idempotency_key with the same body: nothing granted, the first grant answered.',
     type: GrantChangeResponseDoc,
-    example: GRANT_CHANGE_EXAMPLE,
+    example: { ...GRANT_CHANGE_EXAMPLE, status: 'already_applied' },
   })
   @ApiErrors(...ADMIN_ROUTE_ERRORS, ...BODY_ERRORS, 'wallet_not_found', 'conflict')
   async create(

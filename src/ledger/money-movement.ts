@@ -28,7 +28,7 @@
 export function moveMoney(postings: string): string {
   return `locked AS (
     -- ARRAY(…) is computed whole first, so every row the postings' CTEs lock is locked before any wallet.
-    SELECT user_id, balance, held FROM wallets WHERE user_id = ANY (ARRAY(SELECT user_id FROM ${postings})) ORDER BY user_id FOR UPDATE
+    SELECT user_id, balance, held, debt, version FROM wallets WHERE user_id = ANY (ARRAY(SELECT user_id FROM ${postings})) ORDER BY user_id FOR UPDATE
   ), applied AS (
     -- The aggregate reads all of locked first: ledger_apply runs once every wallet is locked.
     SELECT a.* FROM (
@@ -49,10 +49,13 @@ export function moveMoney(postings: string): string {
     FROM applied a JOIN ${postings} p ON p.ord = a.ord JOIN locked l ON l.user_id = p.user_id
     WINDOW w AS (PARTITION BY p.user_id ORDER BY a.ord, a.sub)
   ), moved AS (
-    UPDATE wallets SET balance = wallets.balance + t.amount, held = wallets.held + t.held_delta, debt = wallets.debt + t.debt_delta,
-           version = wallets.version + t.n, updated_at = now()
-    FROM (SELECT user_id, sum(amount) AS amount, sum(held_delta) AS held_delta, sum(debt_delta) AS debt_delta, count(*)::int AS n
-          FROM chain GROUP BY user_id) t
+    -- New values from \`locked\` (the row as locked), not from the UPDATE's own read of it: once
+    -- ledger_apply has written (grants), the UPDATE's re-read of a row another transaction changed
+    -- while this one waited for its lock was seen to use the old version (a lost debt update).
+    UPDATE wallets SET balance = t.balance, held = t.held, debt = t.debt, version = t.version, updated_at = now()
+    FROM (SELECT c.user_id, l.balance + sum(c.amount) AS balance, l.held + sum(c.held_delta) AS held,
+                 l.debt + sum(c.debt_delta) AS debt, l.version + count(*)::int AS version
+          FROM chain c JOIN locked l ON l.user_id = c.user_id GROUP BY c.user_id, l.balance, l.held, l.debt, l.version) t
     WHERE wallets.user_id = t.user_id
     RETURNING wallets.*
   ), entries AS (

@@ -17,6 +17,7 @@ import { WalletsModule } from './wallets/wallets.module';
 import { AuditModule } from './audit/audit.module';
 import { KeysModule } from './keys/keys.module';
 import { EventsModule } from './events/events.module';
+import { GrantsModule } from './grants/grants.module';
 
 @Module({})
 export class AppModule {
@@ -34,6 +35,7 @@ export class AppModule {
         AuditModule,
         KeysModule,
         WalletsModule,
+        GrantsModule,
         FeaturesModule,
         PricingModule,
         CreditsProcessModule,

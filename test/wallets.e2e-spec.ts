@@ -80,11 +80,23 @@ describe('wallets and the ledger', () => {
       expect(res.status).toBe(201);
       expect(res.body).toEqual({
         success: true,
-        data: walletShape({ user_id: userId, plan: 'free', status: 'active', balance: '0.000000', held: '0.000000', credits: '0.000000' }),
+        data: walletShape({
+          user_id: userId,
+          plan: 'free',
+          status: 'active',
+          balance: '0.000000',
+          held: '0.000000',
+          credits: '0.000000',
+          grants: { paid: '0.000000', promotional: '0.000000' },
+          next_expiry: null,
+          // No initial credits: no grant (API.md §8).
+          grant_id: null,
+        }),
       });
       const read = await getWallet(userId);
       expect(read.status).toBe(200);
-      expect(read.body.data).toEqual(res.body.data);
+      const { grant_id: _created, ...created } = res.body.data;
+      expect(read.body.data).toEqual(created);
       expect(await allEntries(userId)).toEqual([]);
     });
 
@@ -185,7 +197,15 @@ describe('wallets and the ledger', () => {
       expect(first.body.data).toEqual({
         status: 'applied',
         transaction: transactionShape({ user_id: asStrings, kind: 'top_up', amount: '0.100000', balance_after: '0.100000' }),
-        wallet: walletShape({ user_id: asStrings, balance: '0.100000', credits: '0.100000' }),
+        wallet: walletShape({
+          user_id: asStrings,
+          balance: '0.100000',
+          credits: '0.100000',
+          grants: { paid: '0.100000', promotional: '0.000000' },
+        }),
+        // The top-up became a paid grant with no expiry (API.md §8); there was no debt to pay.
+        grant_id: expect.stringMatching(/^[0-9a-f-]{36}$/),
+        debt_paid: '0.000000',
       });
       const second = await topUp(asStrings, { amount: '0.2' });
       expect(second.body.data.transaction.balance_after).toBe('0.300000');
@@ -330,13 +350,22 @@ describe('wallets and the ledger', () => {
           amount: '-5.500000',
           balance_after: '-4.500000',
           description: 'refund reversal',
+          // A negative adjustment draws like a charge: the 1 credit of the initial grant, the rest is debt.
+          metadata: expect.objectContaining({
+            draws: [{ grant_id: expect.any(String), amount: '1.000000' }, { debt: '4.500000' }],
+          }),
         }),
         wallet: walletShape({ user_id: userId, balance: '-4.500000', credits: '-4.500000' }),
+        grant_id: null,
+        debt_paid: '0.000000',
       });
       expect((await getWallet(userId)).body.data).toMatchObject({ balance: '-4.500000', credits: '-4.500000' });
 
       const back = await adjust(userId, { amount: 4.5, reason: 'goodwill' });
       expect(back.body.data.wallet.balance).toBe('0.000000');
+      // A positive one is a paid grant, and it paid the debt first: nothing of it remains.
+      expect(back.body.data.debt_paid).toBe('4.500000');
+      expect(back.body.data.wallet.grants).toEqual({ paid: '0.000000', promotional: '0.000000' });
     });
 
     it.each([
@@ -562,6 +591,9 @@ describe('wallets and the ledger', () => {
             last_balance_after: '5.000000',
             held: '1.000000',
             live_holds: '0.000000',
+            // The grants still hold what the ledger says: only the tampered balance disagrees with them.
+            grants_less_debt: '5.000000',
+            grant_mismatches: [],
           },
         ]);
       } finally {

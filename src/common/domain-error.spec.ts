@@ -37,6 +37,9 @@ describe('the error table', () => {
       key_not_found: 404,
       webhook_not_found: 404,
       event_not_found: 404,
+      grant_not_found: 404,
+      refund_exceeds_charge: 409,
+      not_settled: 409,
       unavailable: 503,
     });
   });

@@ -35,12 +35,16 @@ export const DOMAIN_ERRORS = {
   key_not_found: { http: 404, queue: 'record' },
   webhook_not_found: { http: 404, queue: 'record' },
   event_not_found: { http: 404, queue: 'record' },
+  grant_not_found: { http: 404, queue: 'record' },
   conflict: { http: 409, queue: 'record' },
   usage_key_mismatch: { http: 409, queue: 'record' },
   already_settled: { http: 409, queue: 'record' },
   already_exists: { http: 409, queue: 'record' },
   // §13: an extend of a hold past its expiry (a settlement of it is still taken, late).
   hold_expired: { http: 409, queue: 'record' },
+  // §9: a refund of more than is left to refund, or of a usage with no charge.
+  refund_exceeds_charge: { http: 409, queue: 'record' },
+  not_settled: { http: 409, queue: 'record' },
   unknown_model: { http: 422, queue: 'record' },
   // A refusal to be repeated later: on the queue, waiting is exactly what helps.
   rate_limited: { http: 429, queue: 'retry' },

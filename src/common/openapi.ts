@@ -206,6 +206,15 @@ const ERROR_EXAMPLES: Record<ErrorCode, { message: string; extra?: Record<string
   hold_expired: {
     message: 'The hold "6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10" has expired; it can still be settled (late), but not extended.',
   },
+  grant_not_found: { message: 'No grant "3f0b6a52-5f5e-4c55-8f0e-8a1d2b3c4d5e" exists on the wallet of user "u1".' },
+  refund_exceeds_charge: {
+    message: 'Only 1.500000 credits of usage "6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10" are left to refund; 2.000000 asked.',
+    extra: { refundable: '1.500000', requested: '2.000000' },
+  },
+  not_settled: {
+    message: 'The usage "6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10" has no charge to refund (it is held).',
+    extra: { usage_status: 'held' },
+  },
   payload_too_large: { message: 'The request body is too large.' },
   unsupported_media_type: { message: 'The request body must be JSON (content-type: application/json).' },
   unknown_model: { message: 'No price is set for ai_model "gpt-unknown".', extra: { ai_model: 'gpt-unknown' } },

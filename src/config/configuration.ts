@@ -39,6 +39,8 @@ export interface AppConfig {
   keyCacheTtlMs: number;
   /** How often the sweeper marks expired holds; 0 turns it off. */
   holdSweepIntervalMs: number;
+  /** How often the sweeper expires grants past their expiry (API.md §8); 0 turns it off on this instance. */
+  grantSweepIntervalMs: number;
   logLevel: LogLevel;
   ratePerSecond: number;
   /** Failed key checks allowed per client address per minute before 429 (brute-force guard). */
@@ -179,6 +181,7 @@ export function loadConfig(env: Env): AppConfig {
     pricingCacheTtlMs: intVar(env, 'PRICING_CACHE_TTL_MS', 1000, 0, 600_000),
     keyCacheTtlMs: intVar(env, 'KEY_CACHE_TTL_MS', 1000, 0, 1000),
     holdSweepIntervalMs: intVar(env, 'HOLD_SWEEP_INTERVAL_MS', 1000, 0, 3_600_000),
+    grantSweepIntervalMs: intVar(env, 'GRANT_SWEEP_INTERVAL_MS', 1000, 0, 3_600_000),
     logLevel,
     ratePerSecond: intVar(env, 'RATE_LIMIT_PER_SECOND', 0, 0, 1_000_000),
     authFailuresPerMinute: intVar(env, 'AUTH_FAILURES_PER_MINUTE', 30, 1, 1_000_000),

@@ -1,5 +1,6 @@
 import { Body, Controller, Get, Headers, HttpCode, Param, Post } from '@nestjs/common';
 import { ApiHeader, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
+import { type Actor, CurrentActor } from '../audit/actor';
 import { type Caller, CurrentCaller, ServiceScope } from '../common/api-key.guard';
 import { validationError } from '../common/domain-error';
 import { bindLogFields } from '../common/logging';
@@ -9,12 +10,15 @@ import {
   CancelDto,
   EndMultiModelDto,
   EndSingleModelDto,
+  RefundDto,
   StartProcessDto,
   toMultiModel,
 } from './dto/credits-process.dto';
 import {
   CANCEL_EXAMPLE,
   CancelResponseDoc,
+  REFUND_EXAMPLE,
+  RefundResponseDoc,
   SETTLEMENT_EXAMPLE,
   SettlementResponseDoc,
   START_EXAMPLE,
@@ -143,6 +147,31 @@ export class CreditsProcessController {
   usage(@Param('usage_key') usageKey: string, @CurrentCaller() caller: Caller) {
     bindLogFields({ usage_key: usageKey.toLowerCase() });
     return this.creditsProcess.usage(usageKey, caller);
+  }
+
+  @Post('usages/:usage_key/refund')
+  @HttpCode(200)
+  @ApiOperation({
+    summary: 'Refund a usage',
+    description:
+      'Gives back all (no amount) or part of what the usage was charged, to the grants its charge drew from (last drawn ' +
+      'first; debt it created is cancelled first; a grant since expired or voided takes its part and expires it again). ' +
+      'A repeated idempotency_key gives nothing more and answers `already_refunded`.',
+  })
+  @ApiParam({ name: 'usage_key', description: 'The settled usage.', example: START_EXAMPLE.usage_key })
+  @ApiSuccess({ description: 'Refunded (or already refunded).', type: RefundResponseDoc, example: REFUND_EXAMPLE })
+  @ApiErrors(
+    ...API_ROUTE_ERRORS,
+    ...BODY_ERRORS,
+    'usage_key_not_found',
+    'not_settled',
+    'refund_exceeds_charge',
+    'conflict',
+    'feature_not_allowed_for_key',
+  )
+  refund(@Param('usage_key') usageKey: string, @Body() dto: RefundDto, @CurrentCaller() caller: Caller, @CurrentActor() actor: Actor) {
+    bindLogFields({ usage_key: usageKey.toLowerCase() });
+    return this.creditsProcess.refund(usageKey, dto, caller, actor);
   }
 
   private async settle(dto: EndMultiModelDto, caller: Caller): Promise<SettlementResult> {

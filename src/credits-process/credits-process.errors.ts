@@ -27,3 +27,14 @@ export const extendSettled = (usageKey: string) =>
   new DomainError('already_settled', `The usage_key "${usageKey}" is already settled; there is no hold left to extend.`);
 export const extendCancelled = (usageKey: string) =>
   new DomainError('conflict', `The hold "${usageKey}" was cancelled; start a new process instead of extending it.`);
+
+export const notSettled = (usageKey: string, status: string) =>
+  new DomainError('not_settled', `The usage "${usageKey}" has no charge to refund (it is ${status}).`, { usage_status: status });
+export const refundExceedsCharge = (usageKey: string, left: Money, requested: Money | null) =>
+  new DomainError(
+    'refund_exceeds_charge',
+    requested === null
+      ? `Nothing of usage "${usageKey}" is left to refund.`
+      : `Only ${left.toString()} credits of usage "${usageKey}" are left to refund; ${requested.toString()} asked.`,
+    { refundable: left.toString(), ...(requested && { requested: requested.toString() }) },
+  );

@@ -1,10 +1,13 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { createHash, randomUUID } from 'node:crypto';
-import { DataSource } from 'typeorm';
+import { DataSource, EntityManager } from 'typeorm';
+import type { Actor } from '../audit/actor';
+import { AuditService } from '../audit/audit.service';
 import { assertFeatureAllowed, type Caller, isFeatureScoped } from '../common/api-key.guard';
 import { Coalescer } from '../common/coalescer';
-import { isDatabaseUnavailable } from '../common/database-errors';
+import { isDatabaseUnavailable, isUniqueViolation } from '../common/database-errors';
+import { queryRows } from '../database/sql';
 import { DomainError, validationError } from '../common/domain-error';
 import { Money } from '../common/money';
 import { APP_CONFIG } from '../config/config.module';
@@ -12,7 +15,7 @@ import type { AppConfig } from '../config/configuration';
 import { Feature } from '../features/feature.entity';
 import { featureNotFound } from '../features/features.errors';
 import { LIVE_HOLD_STATUS } from '../ledger/hold-states';
-import { Charge, HoldRequest, LedgerService, PlacedHold, SettledCharge } from '../ledger/ledger.service';
+import { Charge, HoldRequest, LedgerService, PlacedHold, RefundRefused, SettledCharge } from '../ledger/ledger.service';
 import { MetricsService } from '../metrics/metrics.service';
 import { PricingCatalog } from '../pricing/pricing-catalog';
 import type { Quote } from '../pricing/pricing-engine';
@@ -20,8 +23,14 @@ import { LedgerEntry } from '../wallets/ledger-entry.entity';
 import { walletNotFound } from '../wallets/wallets.errors';
 import { isUuid, WalletsService } from '../wallets/wallets.service';
 import { ledgerEntryView } from '../wallets/wallets.views';
-import { EndMultiModelDto, EstimateDto } from './dto/credits-process.dto';
-import type { CancelResponseDoc, SettlementResponseDoc, StartResponseDoc, UsageResponseDoc } from './dto/credits-process-responses.dto';
+import { EndMultiModelDto, EstimateDto, RefundDto } from './dto/credits-process.dto';
+import type {
+  CancelResponseDoc,
+  RefundResponseDoc,
+  SettlementResponseDoc,
+  StartResponseDoc,
+  UsageResponseDoc,
+} from './dto/credits-process-responses.dto';
 import {
   alreadySettled,
   featureInactive,
@@ -29,6 +38,8 @@ import {
   holdCancelled,
   idempotencyConflict,
   insufficientCredits,
+  notSettled,
+  refundExceedsCharge,
   usageKeyMismatch,
   usageKeyNotFound,
   walletSuspended,
@@ -89,6 +100,7 @@ export class CreditsProcessService {
     private readonly wallets: WalletsService,
     private readonly catalog: PricingCatalog,
     private readonly metrics: MetricsService,
+    private readonly audit: AuditService,
   ) {
     metrics.setSources({ activeHolds: () => this.activeHolds() });
     this.starts = new Coalescer((items) => this.startMany(items), config.batchMaxSize, config.batchConcurrency);
@@ -156,7 +168,11 @@ export class CreditsProcessService {
   /** A start the batch did not place: the same statement for it alone, around the reason it is refused. */
   private async startAlone(request: HoldRequest, tryAgain: boolean): Promise<StartResult> {
     let hold = tryAgain ? await this.placeHold(request) : undefined;
-    if (!hold && (await this.ledger.expireHolds(request.userId)) > 0) hold = await this.placeHold(request);
+    // Refused: free what has lapsed on this wallet (holds past expiry; grants past expiry, which may
+    // have made it refuse on figures the sweeper has not caught up with) and try once more.
+    if (!hold && (await this.ledger.expireGrants(request.userId)) + (await this.ledger.expireHolds(request.userId)) > 0) {
+      hold = await this.placeHold(request);
+    }
     for (let attempt = 1; !hold; attempt++) {
       const why = await this.whyNotAccessible(request.userId, request.featureEndpointId);
       // The refusal was decided by the conditional statement; the reason is read by a later one.
@@ -376,6 +392,106 @@ export class CreditsProcessService {
     return { status: 'cancelled', usage_key: usageKey, released: Money.ZERO.toString() };
   }
 
+  /**
+   * Gives back all or part of what a usage was charged (API.md §9), to the grants its charge drew
+   * from. The ledger decides under the wallet's lock how much is left (so concurrent refunds never
+   * give back more than was charged) and where it goes. With an idempotency key a repeat gives
+   * nothing more and answers the first refund (`already_refunded`).
+   */
+  async refund(rawUsageKey: string, dto: RefundDto, caller: Caller | undefined, actor: Actor): Promise<RefundResponseDoc> {
+    const usageKey = rawUsageKey.toLowerCase();
+    const hold = isUuid(usageKey) ? await this.dataSource.getRepository(Hold).findOneBy({ usageKey }) : null;
+    if (!hold) throw usageKeyNotFound(rawUsageKey);
+    assertFeatureAllowed(caller, hold.featureEndpointId);
+    const amount = dto.amount === undefined ? null : Money.parse(dto.amount);
+    const key = dto.idempotency_key === undefined ? null : `refund:${usageKey}:${dto.idempotency_key}`;
+    const request = { amount: amount?.toString() ?? null, reason: dto.reason };
+    if (key) {
+      const previous = await this.replayRefund(hold, key, request);
+      if (previous) return previous;
+    }
+    if (hold.status !== 'settled') throw notSettled(usageKey, hold.status);
+    try {
+      return await this.dataSource.transaction(async (manager) => {
+        const posted = await this.ledger.refund(manager, {
+          userId: hold.userId,
+          usageKey,
+          amount,
+          reason: dto.reason,
+          idempotencyKey: key,
+          request,
+        });
+        if (!posted) throw walletNotFound(hold.userId);
+        const answer = await this.refundView(manager, hold, posted.entry, 'refunded', posted.also.at(-1) ?? posted.entry);
+        if (caller?.scope === 'admin') {
+          await this.audit.append(manager, actor, 'usage.refund', usageKey, {
+            user_id: hold.userId,
+            amount: answer.amount,
+            reason: dto.reason,
+            idempotency_key: dto.idempotency_key ?? null,
+            transaction_id: posted.entry.id,
+            returned: answer.returned,
+          });
+        }
+        return answer;
+      });
+    } catch (error) {
+      if (error instanceof RefundRefused) {
+        if (error.code === 'not_settled') throw notSettled(usageKey, hold.status);
+        throw refundExceedsCharge(usageKey, error.left ?? Money.ZERO, amount);
+      }
+      if (key && isUniqueViolation(error, 'ledger_entries_idempotency')) {
+        const previous = await this.replayRefund(hold, key, request);
+        if (previous) return previous;
+      }
+      throw error;
+    }
+  }
+
+  /** The refund first made under this key, or 409 when it was asked with another amount or reason. */
+  private async replayRefund(
+    hold: Hold,
+    key: string,
+    request: { amount: string | null; reason: string },
+  ): Promise<RefundResponseDoc | undefined> {
+    const entry = await this.dataSource.getRepository(LedgerEntry).findOneBy({ userId: hold.userId, idempotencyKey: key });
+    if (!entry) return undefined;
+    if (entry.kind !== 'refund' || JSON.stringify(entry.metadata.request) !== JSON.stringify(request)) throw idempotencyConflict(key);
+    return this.refundView(this.dataSource.manager, hold, entry, 'already_refunded', undefined);
+  }
+
+  /** A refund's answer; `last`: the last entry it wrote (the wallet figures after it), else read now. */
+  private async refundView(
+    manager: EntityManager,
+    hold: Hold,
+    entry: LedgerEntry,
+    status: RefundResponseDoc['status'],
+    last: LedgerEntry | undefined,
+  ): Promise<RefundResponseDoc> {
+    const [totals] = await queryRows<{ charged: string; refunded: string }>(
+      manager,
+      `SELECT COALESCE(-sum(amount) FILTER (WHERE kind = 'charge'), 0)::numeric(38,6)::text AS charged,
+              COALESCE(sum(amount) FILTER (WHERE kind = 'refund'), 0)::numeric(38,6)::text AS refunded
+       FROM ledger_entries WHERE usage_key = $1 AND kind IN ('charge', 'refund')`,
+      [hold.usageKey],
+    );
+    const wallet = last ? { balance: last.balanceAfter, held: last.heldAfter } : await this.wallets.find(hold.userId);
+    const meta = entry.metadata as { returned?: RefundResponseDoc['returned']; debt_cancelled?: string };
+    return {
+      status,
+      usage_key: hold.usageKey,
+      transaction_id: entry.id,
+      amount: entry.amount.toString(),
+      credits_charged: totals.charged,
+      credits_refunded: totals.refunded,
+      balance: wallet.balance.toString(),
+      held: wallet.held.toString(),
+      credits: wallet.balance.minus(wallet.held).toString(),
+      debt_cancelled: meta.debt_cancelled ?? Money.ZERO.toString(),
+      returned: meta.returned ?? [],
+    };
+  }
+
   /** The authorization's whole story: status, hold, expiry, settlement and its ledger entries. */
   async usage(usageKey: string, caller?: Caller): Promise<UsageResponseDoc> {
     const hold = isUuid(usageKey) ? await this.dataSource.getRepository(Hold).findOneBy({ usageKey }) : null;
@@ -385,6 +501,7 @@ export class CreditsProcessService {
     // Past its expiry and not swept yet: it is expired already, whatever the row says.
     const expired = hold.status === LIVE_HOLD_STATUS && hold.expiresAt.getTime() <= Date.now();
     const charge = entries.find((e) => e.kind === 'charge');
+    const refunded = entries.filter((e) => e.kind === 'refund').reduce((sum, e) => sum.plus(e.amount), Money.ZERO);
     return {
       usage_key: hold.usageKey,
       status: expired ? 'expired' : hold.status,
@@ -398,6 +515,7 @@ export class CreditsProcessService {
       closed_at: hold.closedAt?.toISOString() ?? null,
       late: hold.late,
       settlement: charge ? entrySettlementView(hold, charge, 'settled') : null,
+      credits_refunded: refunded.toString(),
       ledger_entries: entries.map(ledgerEntryView),
     };
   }

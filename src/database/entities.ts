@@ -7,6 +7,7 @@ import { LedgerEntry } from '../wallets/ledger-entry.entity';
 import { Wallet } from '../wallets/wallet.entity';
 import { ApiKey } from '../keys/api-key.entity';
 import { AuditEntry } from '../audit/audit-entry.entity';
+import { Grant } from '../grants/grant.entity';
 
 /** Every TypeORM entity of the service (listed, not globbed: see database.options.ts). */
 export const ENTITIES: (new () => object)[] = [
@@ -20,4 +21,5 @@ export const ENTITIES: (new () => object)[] = [
   SettlementFailure,
   ApiKey,
   AuditEntry,
+  Grant,
 ];

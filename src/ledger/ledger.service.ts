@@ -51,12 +51,68 @@ export interface SettledCharge {
 /** A balance change that is not a charge (charges go through `settle`). */
 export interface Posting {
   userId: string;
-  kind: Exclude<LedgerEntryKind, 'charge'>;
-  /** Signed change of the balance. */
+  kind: 'initial' | 'top_up' | 'adjustment';
+  /** Signed change of the balance: a credit is a new paid grant, a debit draws like a charge. */
   amount: Money;
   idempotencyKey?: string | null;
   description?: string | null;
   metadata?: Record<string, unknown>;
+}
+
+/** A posting as `moveMoney` takes it (ledger_apply reads `spec`; a null amount is its to decide). */
+interface RawPosting {
+  userId: string;
+  kind: Exclude<LedgerEntryKind, 'charge' | 'grant_expired'>;
+  amount: Money | null;
+  usageKey?: string | null;
+  idempotencyKey?: string | null;
+  description?: string | null;
+  metadata?: Record<string, unknown>;
+  spec?: Record<string, unknown> | null;
+}
+
+/** What one posting wrote: the wallet after it, its entry, and any entry it added (a re-expiry). */
+export interface Posted {
+  wallet: Wallet;
+  entry: LedgerEntry;
+  also: LedgerEntry[];
+}
+
+export type GrantKind = 'paid' | 'promotional';
+
+/** A grant given by POST …/grants (API.md §8). */
+export interface GrantRequest {
+  userId: string;
+  amount: Money;
+  kind: GrantKind;
+  priority: number;
+  expiresAt: Date | null;
+  idempotencyKey: string | null;
+  requestHash: string;
+  description: string | null;
+}
+
+/** A refund of a settled usage (API.md §9); a null amount is all that is left to refund. */
+export interface RefundRequest {
+  userId: string;
+  usageKey: string;
+  amount: Money | null;
+  reason: string;
+  /** Namespaced by the caller per usage; a repeat is a unique violation on `ledger_entries_idempotency`. */
+  idempotencyKey: string | null;
+  /** What was asked, kept on the entry (metadata.request) so a repeat of the key can be compared. */
+  request: Record<string, unknown>;
+}
+
+/** A refund ledger_apply refused, by the API's error word. */
+export class RefundRefused extends Error {
+  constructor(
+    readonly code: 'refund_exceeds_charge' | 'not_settled',
+    /** For refund_exceeds_charge: what was left to refund. */
+    readonly left: Money | null,
+  ) {
+    super(code);
+  }
 }
 
 export interface Mismatch {
@@ -66,6 +122,10 @@ export interface Mismatch {
   lastBalanceAfter: Money | null;
   held: Money;
   liveHolds: Money;
+  /** Σ remaining of the wallet's grants − its debt: must equal balance. */
+  grantsLessDebt: Money;
+  /** The wallet's grants whose remaining ≠ amount − debt_paid − Σ draws − expired − voided + refunded. */
+  grantMismatches: { grantId: string; remaining: Money; expected: Money }[];
 }
 
 /** More than this many mismatching wallets are not listed (the first ones by user_id are). */
@@ -124,27 +184,129 @@ export class LedgerService {
 
   /**
    * Credits or debits a wallet outside a settlement (initial credits, top-up, adjustment): the
-   * wallet update and its ledger entry in one statement (`moveMoney`). An idempotency key already
-   * used for the wallet is a unique violation on `ledger_entries_idempotency` ("already done").
-   * Undefined when the wallet does not exist.
+   * wallet update, the grant it creates or the grants it draws, and its ledger entry, in one
+   * statement (`moveMoney`). An idempotency key already used for the wallet is a unique violation
+   * on `ledger_entries_idempotency` ("already done"). Undefined when the wallet does not exist.
    */
-  async post(manager: EntityManager, p: Posting): Promise<{ wallet: Wallet; entry: LedgerEntry } | undefined> {
-    const [row] = await queryRows<WalletRow & LedgerEntryRow>(
+  async post(manager: EntityManager, p: Posting): Promise<Posted | undefined> {
+    return this.postRaw(manager, p);
+  }
+
+  /**
+   * A grant (API.md §8): a new grant paying the wallet's debt first, with its `grant` ledger entry.
+   * A repeated idempotency key is a unique violation on `grants_idempotency`.
+   */
+  async createGrant(manager: EntityManager, g: GrantRequest): Promise<Posted | undefined> {
+    return this.postRaw(manager, {
+      userId: g.userId,
+      kind: 'grant',
+      amount: g.amount,
+      description: g.description,
+      metadata: { grant_kind: g.kind, priority: g.priority, expires_at: g.expiresAt?.toISOString() ?? null },
+      spec: {
+        kind: g.kind,
+        priority: g.priority,
+        expires_at: g.expiresAt?.toISOString() ?? null,
+        idempotency_key: g.idempotencyKey,
+        request_hash: g.requestHash,
+        description: g.description,
+      },
+    });
+  }
+
+  /**
+   * Voids a grant: what remains leaves the balance (`grant_voided` entry). Undefined when there was
+   * nothing to write: no such grant of that wallet, already voided or expired, or nothing remained
+   * (a depleted grant is marked voided all the same).
+   */
+  async voidGrant(manager: EntityManager, userId: string, grantId: string, reason: string): Promise<Posted | undefined> {
+    return this.postRaw(manager, {
+      userId,
+      kind: 'grant_voided',
+      amount: null,
+      description: reason,
+      metadata: { reason },
+      spec: { grant_id: grantId, reason },
+    });
+  }
+
+  /**
+   * Refunds (part of) a settled usage to the grants its charges drew (API.md §9): one `refund`
+   * entry, plus a `grant_expired` entry per expired or voided grant it gave back to. Never more than
+   * is left: ledger_apply checks it under the wallet's lock (RefundRefused).
+   */
+  async refund(manager: EntityManager, r: RefundRequest): Promise<Posted | undefined> {
+    try {
+      return await this.postRaw(manager, {
+        userId: r.userId,
+        kind: 'refund',
+        amount: r.amount,
+        usageKey: r.usageKey,
+        idempotencyKey: r.idempotencyKey,
+        description: r.reason,
+        metadata: { reason: r.reason, request: r.request },
+      });
+    } catch (error) {
+      const e = error as { code?: string; message?: string; detail?: string; driverError?: { code?: string } };
+      if ((e.code ?? e.driverError?.code) === 'P0001' && (e.message === 'refund_exceeds_charge' || e.message === 'not_settled')) {
+        throw new RefundRefused(e.message, e.detail ? Money.fromDb(e.detail) : null);
+      }
+      throw error;
+    }
+  }
+
+  private async postRaw(manager: EntityManager, p: RawPosting): Promise<Posted | undefined> {
+    const rows = await queryRows<WalletRow & LedgerEntryRow>(
       manager,
       `WITH postings AS (
          SELECT 1::bigint AS ord, $1::varchar AS user_id, $2::varchar AS kind, $3::numeric AS amount, 0::numeric AS held_delta,
-                NULL::uuid AS usage_key, $4::varchar AS idempotency_key, $5::varchar AS description, $6::jsonb AS metadata
+                $7::uuid AS usage_key, $4::varchar AS idempotency_key, $5::varchar AS description, $6::jsonb AS metadata, $8::jsonb AS spec
        ), ${moveMoney('postings')}
        SELECT ${WALLET_COLUMNS.split(', ')
          .map((c) => `m.${c}`)
          .join(', ')},
               e.id, e.kind, e.amount, e.balance_after, e.held_after, e.usage_key, e.idempotency_key, e.description, e.metadata,
               e.created_at AS entry_created_at
-       FROM moved m JOIN entries e ON e.user_id = m.user_id`,
-      [p.userId, p.kind, p.amount.toString(), p.idempotencyKey ?? null, p.description ?? null, JSON.stringify(p.metadata ?? {})],
+       FROM moved m JOIN entries e ON e.user_id = m.user_id ORDER BY e.id`,
+      [
+        p.userId,
+        p.kind,
+        p.amount?.toString() ?? null,
+        p.idempotencyKey ?? null,
+        p.description ?? null,
+        JSON.stringify(p.metadata ?? {}),
+        p.usageKey ?? null,
+        p.spec ? JSON.stringify(p.spec) : null,
+      ],
       { prepared: true },
     );
-    return row && { wallet: walletFromRow(row), entry: ledgerEntryFromRow(row) };
+    if (rows.length === 0) return undefined;
+    return { wallet: walletFromRow(rows[0]), entry: ledgerEntryFromRow(rows[0]), also: rows.slice(1).map(ledgerEntryFromRow) };
+  }
+
+  /**
+   * Expires the grants past their expiry (all wallets', or one's): what remains of each leaves the
+   * balance as a `grant_expired` entry, in one statement per batch. Safe with several instances:
+   * ledger_apply re-checks each grant under its wallet's lock, so a grant expires once. Live holds
+   * are left alone. Returns how many grants were due (a full batch means there may be more).
+   */
+  async expireGrants(userId?: string, limit = 500): Promise<number> {
+    const rows = await queryRows<{ due: string }>(
+      this.dataSource.manager,
+      `WITH due AS (
+         SELECT grant_id, user_id FROM grants
+         WHERE status IN ('active', 'depleted') AND expires_at <= now() AND ($1::varchar IS NULL OR user_id = $1)
+         ORDER BY expires_at LIMIT $2
+       ), postings AS (
+         SELECT row_number() OVER (ORDER BY user_id, grant_id) AS ord, user_id, 'grant_expired'::varchar AS kind, NULL::numeric AS amount,
+                0::numeric AS held_delta, NULL::uuid AS usage_key, NULL::varchar AS idempotency_key, 'grant expired'::varchar AS description,
+                '{}'::jsonb AS metadata, jsonb_build_object('grant_id', grant_id) AS spec
+         FROM due
+       ), ${moveMoney('postings')}
+       SELECT (SELECT count(*) FROM due)::text AS due, (SELECT count(*) FROM entries) AS written`,
+      [userId ?? null, limit],
+    );
+    return Number(rows[0]?.due ?? 0);
   }
 
   // --- holds ---------------------------------------------------------------------------------
@@ -285,9 +447,11 @@ export class LedgerService {
   // --- the books -----------------------------------------------------------------------------
 
   /**
-   * Checks every wallet: balance = Σ its ledger = the last entry's balance_after, and held = Σ its
-   * live holds. Read in one REPEATABLE READ snapshot so concurrent traffic cannot produce a false
-   * mismatch, and compared in SQL, exactly, so only mismatches cross the wire.
+   * Checks every wallet: balance = Σ its ledger = the last entry's balance_after, held = Σ its live
+   * holds, balance = Σ its grants' remaining − debt, and each grant's remaining = amount − debt it
+   * paid − Σ its draws (the charges' metadata.draws) − expired − voided + refunded. Read in one
+   * REPEATABLE READ snapshot so concurrent traffic cannot produce a false mismatch, and compared in
+   * SQL, exactly, so only mismatches cross the wire.
    */
   async reconcile(): Promise<{ walletsChecked: number; mismatches: Mismatch[] }> {
     return this.dataSource.transaction('REPEATABLE READ', async (manager) => {
@@ -299,20 +463,38 @@ export class LedgerService {
         ledger_sum: string;
         last_balance_after: string | null;
         live_holds: string;
+        grants_less_debt: string;
+        bad_grants: { grant_id: string; remaining: string; expected: string }[] | null;
       }>(
         manager,
-        `SELECT * FROM (
+        `WITH drawn AS (
+           SELECT (d->>'grant_id')::uuid AS grant_id, sum((d->>'amount')::numeric) AS amount
+           FROM ledger_entries e, jsonb_array_elements(e.metadata->'draws') d
+           WHERE e.kind IN ('charge', 'adjustment') AND e.metadata ? 'draws' AND d ? 'grant_id' GROUP BY 1
+         ), bad_grants AS (
+           SELECT user_id, jsonb_agg(jsonb_build_object('grant_id', grant_id, 'remaining', remaining::text, 'expected', expected::text) ORDER BY grant_id) AS list
+           FROM (SELECT t.user_id, t.grant_id, t.remaining,
+                        t.amount - t.debt_paid - COALESCE(dr.amount, 0) - t.expired - t.voided + t.refunded AS expected
+                 FROM grants t LEFT JOIN drawn dr USING (grant_id)) x
+           WHERE remaining <> expected GROUP BY user_id
+         )
+         SELECT * FROM (
              SELECT w.user_id, w.balance, w.held,
                     COALESCE(l.total, 0) AS ledger_sum,
                     (SELECT e.balance_after FROM ledger_entries e WHERE e.user_id = w.user_id ORDER BY e.id DESC LIMIT 1) AS last_balance_after,
-                    COALESCE(h.total, 0) AS live_holds
+                    COALESCE(h.total, 0) AS live_holds,
+                    COALESCE(g.total, 0) - w.debt AS grants_less_debt,
+                    b.list AS bad_grants
              FROM wallets w
              LEFT JOIN (SELECT user_id, SUM(amount) AS total FROM ledger_entries GROUP BY user_id) l ON l.user_id = w.user_id
              LEFT JOIN (SELECT user_id, SUM(amount) AS total FROM holds WHERE status = '${LIVE_HOLD_STATUS}' GROUP BY user_id) h
                ON h.user_id = w.user_id
+             LEFT JOIN (SELECT user_id, SUM(remaining) AS total FROM grants GROUP BY user_id) g ON g.user_id = w.user_id
+             LEFT JOIN bad_grants b ON b.user_id = w.user_id
            ) c
            -- A wallet with no entry yet must have a zero balance.
            WHERE balance <> ledger_sum OR held <> live_holds OR COALESCE(last_balance_after, 0) <> balance
+              OR balance <> grants_less_debt OR bad_grants IS NOT NULL
            ORDER BY user_id LIMIT $1`,
         [MAX_MISMATCHES],
       );
@@ -325,6 +507,12 @@ export class LedgerService {
           lastBalanceAfter: r.last_balance_after === null ? null : Money.fromDb(r.last_balance_after),
           held: Money.fromDb(r.held),
           liveHolds: Money.fromDb(r.live_holds),
+          grantsLessDebt: Money.fromDb(r.grants_less_debt),
+          grantMismatches: (r.bad_grants ?? []).map((g) => ({
+            grantId: g.grant_id,
+            remaining: Money.fromDb(g.remaining),
+            expected: Money.fromDb(g.expected),
+          })),
         })),
       };
     });
@@ -341,15 +529,22 @@ const PLACE_HOLDS = `WITH r AS (
    SELECT user_id, plan, balance, held FROM wallets
    WHERE user_id IN (SELECT user_id FROM r) AND status = 'active'
    ORDER BY user_id FOR UPDATE
+ ), due AS (
+   -- What grants past their expiry still hold (the sweeper has not run yet): not available. Read in the
+   -- statement's snapshot; a grant expired meanwhile is counted twice at worst, and the refused start
+   -- expires the wallet's grants and tries again.
+   SELECT user_id, sum(remaining) AS amount FROM grants
+   WHERE user_id IN (SELECT user_id FROM r) AND status = 'active' AND expires_at <= now() GROUP BY user_id
  ), c AS (
-   SELECT r.*, f.amount, f.ttl, l.balance, l.held + sum(f.amount) OVER w - f.amount AS held_before
-   FROM r JOIN f USING (feature_endpoint_id) JOIN locked l USING (user_id)
+   SELECT r.*, f.amount, f.ttl, l.balance, l.balance - COALESCE(d.amount, 0) AS spendable,
+          l.held + sum(f.amount) OVER w - f.amount AS held_before
+   FROM r JOIN f USING (feature_endpoint_id) JOIN locked l USING (user_id) LEFT JOIN due d USING (user_id)
    WHERE cardinality(f.allowed_plans) = 0 OR l.plan = ANY (f.allowed_plans)
    WINDOW w AS (PARTITION BY r.user_id ORDER BY r.ord)
  ), ok AS (
    SELECT * FROM (
      -- A wallet at or below zero is refused even for a hold of 0.
-     SELECT c.*, bool_and(balance - held_before > 0 AND balance - held_before >= amount) OVER (PARTITION BY user_id ORDER BY ord) AS fits FROM c
+     SELECT c.*, bool_and(spendable - held_before > 0 AND spendable - held_before >= amount) OVER (PARTITION BY user_id ORDER BY ord) AS fits FROM c
    ) x WHERE fits
  ), w AS (
    UPDATE wallets SET held = wallets.held + t.amount, version = wallets.version + t.n, updated_at = now()
@@ -388,7 +583,8 @@ const SETTLE_CHARGES = `WITH r AS (
    RETURNING usage_key, 0::numeric AS held_delta, false AS late
  ), postings AS (
    SELECT r.ord, r.user_id, 'charge'::varchar AS kind, r.amount, x.held_delta, r.usage_key, NULL::varchar AS idempotency_key,
-          'usage of ' || r.feature_endpoint_id AS description, r.metadata || jsonb_build_object('late', x.late) AS metadata
+          'usage of ' || r.feature_endpoint_id AS description, r.metadata || jsonb_build_object('late', x.late) AS metadata,
+          NULL::jsonb AS spec
    FROM (SELECT ord, held_delta, late FROM claimed UNION ALL SELECT r.ord, i.held_delta, i.late FROM inserted i JOIN r USING (usage_key)) x
    JOIN r USING (ord)
  ), ${moveMoney('postings')}

@@ -1,7 +1,17 @@
 import { Column, CreateDateColumn, Entity, Index, PrimaryGeneratedColumn } from 'typeorm';
 import { Money, moneyColumn } from '../common/money';
 
-export type LedgerEntryKind = 'initial' | 'top_up' | 'adjustment' | 'charge';
+export const LEDGER_ENTRY_KINDS = [
+  'initial',
+  'top_up',
+  'adjustment',
+  'charge',
+  'grant',
+  'grant_expired',
+  'grant_voided',
+  'refund',
+] as const;
+export type LedgerEntryKind = (typeof LEDGER_ENTRY_KINDS)[number];
 
 /**
  * One change of one wallet's balance, written by the ledger (src/ledger/money-movement.ts) in the

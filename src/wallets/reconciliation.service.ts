@@ -18,6 +18,12 @@ export class ReconciliationService {
         last_balance_after: m.lastBalanceAfter?.toString() ?? null,
         held: m.held.toString(),
         live_holds: m.liveHolds.toString(),
+        grants_less_debt: m.grantsLessDebt.toString(),
+        grant_mismatches: m.grantMismatches.map((g) => ({
+          grant_id: g.grantId,
+          remaining: g.remaining.toString(),
+          expected: g.expected.toString(),
+        })),
       })),
     };
   }

@@ -10,6 +10,7 @@ import {
   WALLET_CHANGE_EXAMPLE,
   WALLET_EXAMPLE,
   WalletChangeResponseDoc,
+  WalletCreatedResponseDoc,
   WalletResponseDoc,
 } from './dto/wallet-responses.dto';
 import { WalletsService } from './wallets.service';
@@ -24,7 +25,12 @@ export class WalletsController {
   @Post()
   @HttpCode(201)
   @ApiOperation({ summary: 'Create a wallet', description: 'Admin scope. initial_credits are written to the ledger as its first entry.' })
-  @ApiSuccess({ status: 201, description: 'Created.', type: WalletResponseDoc, example: WALLET_EXAMPLE })
+  @ApiSuccess({
+    status: 201,
+    description: 'Created.',
+    type: WalletCreatedResponseDoc,
+    example: { ...WALLET_EXAMPLE, grant_id: '3f0b6a52-5f5e-4c55-8f0e-8a1d2b3c4d5e' },
+  })
   @ApiErrors(...ADMIN_ROUTE_ERRORS, ...BODY_ERRORS, 'already_exists')
   create(@Body() dto: CreateWalletDto, @CurrentActor() actor: Actor) {
     return this.wallets.create(dto, actor);
@@ -92,6 +98,8 @@ export class WalletsController {
         metadata: { reason: 'refund of a failed generation' },
       },
       wallet: { ...WALLET_EXAMPLE, balance: '97.500000', credits: '92.500000' },
+      grant_id: null,
+      debt_paid: '0.000000',
     },
   })
   @ApiErrors(...ADMIN_ROUTE_ERRORS, ...BODY_ERRORS, 'wallet_not_found')

@@ -10,11 +10,11 @@ import { Money } from '../common/money';
 import { DEFAULT_PAGE_SIZE, Page, toPage } from '../common/pagination';
 import { LedgerService, Posting } from '../ledger/ledger.service';
 import { AdjustDto, CreateWalletDto, TopUpDto, TransactionsQueryDto, UpdateWalletDto } from './dto/wallet.dto';
-import type { WalletChangeResponseDoc } from './dto/wallet-responses.dto';
+import type { WalletChangeResponseDoc, WalletCreatedResponseDoc } from './dto/wallet-responses.dto';
 import { LedgerEntry } from './ledger-entry.entity';
 import { Wallet } from './wallet.entity';
 import { idempotencyKeyReused, walletExists, walletNotFound } from './wallets.errors';
-import { LedgerEntryView, ledgerEntryView, WalletView, walletView } from './wallets.views';
+import { LedgerEntryView, ledgerEntryView, NO_FIGURES, WalletFigures, WalletView, walletView } from './wallets.views';
 
 export const DEFAULT_PLAN = 'free';
 
@@ -40,13 +40,14 @@ export class WalletsService {
    * Every admin write below appends its audit row (API.md §12) with the same EntityManager as the
    * ledger's statements: the row commits with the change, or neither does (a 404/409 writes none).
    */
-  async create(dto: CreateWalletDto, actor: Actor): Promise<WalletView> {
+  async create(dto: CreateWalletDto, actor: Actor): Promise<WalletCreatedResponseDoc> {
     const initial = dto.initial_credits === undefined ? Money.ZERO : Money.parse(dto.initial_credits);
     try {
       return await this.dataSource.transaction(async (manager) => {
         const created = (await this.ledger.createWallet(manager, { userId: dto.user_id, plan: dto.plan ?? DEFAULT_PLAN }))!;
         let wallet = created;
         let transactionId: string | null = null;
+        let grantId: string | null = null;
         if (!initial.isZero()) {
           const posted = await this.post(manager, {
             userId: dto.user_id,
@@ -56,14 +57,16 @@ export class WalletsService {
           });
           wallet = posted.wallet;
           transactionId = posted.entry.id;
+          grantId = grantOf(posted.entry).grant_id;
         }
         await this.audit.append(manager, actor, 'wallet.create', dto.user_id, {
           plan: wallet.plan,
           status: wallet.status,
           initial_credits: initial.toString(),
           transaction_id: transactionId,
+          grant_id: grantId,
         });
-        return this.view(manager, wallet);
+        return { ...(await this.view(manager, wallet)), grant_id: grantId };
       });
     } catch (error) {
       if (isUniqueViolation(error, 'wallets_pkey')) throw walletExists(dto.user_id);
@@ -86,7 +89,7 @@ export class WalletsService {
       order: { userId: 'ASC' },
       take: limit + 1,
     });
-    const thresholds = await this.thresholds(
+    const figures = await this.figures(
       this.dataSource.manager,
       rows.map((w) => w.userId),
     );
@@ -94,7 +97,7 @@ export class WalletsService {
       rows,
       limit,
       (w) => w.userId,
-      (w) => walletView(w, thresholds.get(w.userId) ?? []),
+      (w) => walletView(w, figures.get(w.userId) ?? NO_FIGURES),
     );
   }
 
@@ -102,26 +105,59 @@ export class WalletsService {
     return this.view(this.dataSource.manager, await this.find(userId));
   }
 
-  private async view(manager: EntityManager, wallet: Wallet): Promise<WalletView> {
-    const thresholds = await this.thresholds(manager, [wallet.userId]);
-    return walletView(wallet, thresholds.get(wallet.userId) ?? []);
+  /** The wallet as the API shows it, with its thresholds and grant figures read in `manager`. */
+  async view(manager: EntityManager, wallet: Wallet): Promise<WalletView> {
+    const figures = await this.figures(manager, [wallet.userId]);
+    return walletView(wallet, figures.get(wallet.userId) ?? NO_FIGURES);
   }
 
   /**
-   * The low-balance thresholds in force per wallet, highest first: its own (wallet_alerts), or
-   * the settings' default. (The trigger that sends the events reads them the same way.)
+   * Per wallet, in one query: the low-balance thresholds in force, highest first — its own
+   * (wallet_alerts) or the settings' default, as the events trigger reads them — and what its
+   * active grants hold by kind, with the soonest expiry (API.md §8).
    */
-  private async thresholds(manager: EntityManager, userIds: string[]): Promise<Map<string, string[]>> {
+  private async figures(manager: EntityManager, userIds: string[]): Promise<Map<string, WalletFigures>> {
     if (userIds.length === 0) return new Map();
-    const rows = await queryRows<{ user_id: string; thresholds: string[] }>(
+    const rows = await queryRows<{
+      user_id: string;
+      thresholds: string[];
+      paid: string;
+      promotional: string;
+      next_at: Date | null;
+      next_amount: string | null;
+    }>(
       manager,
-      `SELECT u.user_id, ARRAY(SELECT v.x::text FROM unnest(COALESCE(a.thresholds, s.default_low_balance_thresholds)) AS v(x) ORDER BY v.x DESC) AS thresholds
+      `SELECT u.user_id, ARRAY(SELECT v.x::text FROM unnest(COALESCE(a.thresholds, s.default_low_balance_thresholds)) AS v(x) ORDER BY v.x DESC) AS thresholds,
+              g.paid, g.promotional, nx.at AS next_at, nx.amount AS next_amount
        FROM unnest($1::varchar[]) AS u(user_id)
        LEFT JOIN wallet_alerts a ON a.user_id = u.user_id
-       CROSS JOIN pricing_settings s WHERE s.id = 1`,
+       CROSS JOIN pricing_settings s
+       CROSS JOIN LATERAL (
+         SELECT COALESCE(sum(t.remaining) FILTER (WHERE t.kind = 'paid'), 0)::numeric(38,6)::text AS paid,
+                COALESCE(sum(t.remaining) FILTER (WHERE t.kind = 'promotional'), 0)::numeric(38,6)::text AS promotional
+         FROM grants t WHERE t.user_id = u.user_id AND t.status = 'active') g
+       LEFT JOIN LATERAL (
+         SELECT t.expires_at AS at, sum(t.remaining)::text AS amount FROM grants t
+         WHERE t.user_id = u.user_id AND t.status = 'active' AND t.remaining > 0 AND t.expires_at IS NOT NULL
+         GROUP BY t.expires_at ORDER BY t.expires_at LIMIT 1) nx ON true
+       WHERE s.id = 1`,
       [userIds],
     );
-    return new Map(rows.map((r) => [r.user_id, r.thresholds]));
+    return new Map(
+      rows.map((r) => [
+        r.user_id,
+        {
+          thresholds: r.thresholds,
+          grants: { paid: r.paid, promotional: r.promotional },
+          nextExpiry: r.next_at === null ? null : { at: r.next_at.toISOString(), amount: r.next_amount! },
+        },
+      ]),
+    );
+  }
+
+  /** The low-balance thresholds in force of one wallet (see `figures`). */
+  private async thresholds(manager: EntityManager, userId: string): Promise<string[]> {
+    return (await this.figures(manager, [userId])).get(userId)?.thresholds ?? [];
   }
 
   async find(userId: string): Promise<Wallet> {
@@ -136,8 +172,7 @@ export class WalletsService {
       // the thresholds change under that lock, the one the events trigger runs under.
       const before = await manager.getRepository(Wallet).findOne({ where: { userId }, lock: { mode: 'pessimistic_write' } });
       if (!before) throw walletNotFound(userId);
-      const thresholdsBefore =
-        dto.low_balance_thresholds !== undefined ? ((await this.thresholds(manager, [userId])).get(userId) ?? []) : undefined;
+      const thresholdsBefore = dto.low_balance_thresholds !== undefined ? await this.thresholds(manager, userId) : undefined;
       const wallet = await this.ledger.updateWalletPlanStatus(manager, userId, { plan: dto.plan ?? null, status: dto.status ?? null });
       if (!wallet) throw walletNotFound(userId);
       if (dto.low_balance_thresholds !== undefined) await this.setThresholds(manager, userId, dto.low_balance_thresholds);
@@ -202,7 +237,7 @@ export class WalletsService {
           balance_before: wallet.balance.minus(entry.amount).toString(),
           balance_after: wallet.balance.toString(),
         });
-        return { status: 'applied' as const, transaction: ledgerEntryView(entry), wallet: await this.view(manager, wallet) };
+        return { status: 'applied' as const, ...changeView(entry), wallet: await this.view(manager, wallet) };
       });
     } catch (error) {
       if (key && isUniqueViolation(error, 'ledger_entries_idempotency')) {
@@ -217,7 +252,7 @@ export class WalletsService {
     const entry = await this.dataSource.getRepository(LedgerEntry).findOneBy({ userId, idempotencyKey: key });
     if (!entry) return undefined;
     if (entry.kind !== 'top_up' || !entry.amount.equals(amount)) throw idempotencyKeyReused(key);
-    return { status: 'already_applied', transaction: ledgerEntryView(entry), wallet: await this.get(userId) };
+    return { status: 'already_applied', ...changeView(entry), wallet: await this.get(userId) };
   }
 
   /** An operator's signed correction; it may take the balance below zero. */
@@ -238,7 +273,7 @@ export class WalletsService {
         balance_before: wallet.balance.minus(entry.amount).toString(),
         balance_after: wallet.balance.toString(),
       });
-      return { status: 'applied' as const, transaction: ledgerEntryView(entry), wallet: await this.view(manager, wallet) };
+      return { status: 'applied' as const, ...changeView(entry), wallet: await this.view(manager, wallet) };
     });
   }
 
@@ -262,6 +297,17 @@ export class WalletsService {
         : await this.dataSource.getRepository(LedgerEntry).find({ where, order: { id: 'DESC' }, take: limit + 1 });
     return toPage(rows, limit, (e) => e.id, ledgerEntryView);
   }
+}
+
+/** The grant a crediting entry created and the debt it paid (ledger_apply's metadata), if any. */
+export function grantOf(entry: LedgerEntry): { grant_id: string | null; debt_paid: string } {
+  const m = entry.metadata as { grant_id?: string; debt_paid?: string };
+  return { grant_id: m.grant_id ?? null, debt_paid: m.debt_paid ?? Money.ZERO.toString() };
+}
+
+/** A top-up's or adjustment's answer, less its status and wallet. */
+function changeView(entry: LedgerEntry): Pick<WalletChangeResponseDoc, 'transaction' | 'grant_id' | 'debt_paid'> {
+  return { transaction: ledgerEntryView(entry), ...grantOf(entry) };
 }
 
 export function isUuid(value: string): boolean {

@@ -203,6 +203,7 @@ export const USAGE_EXAMPLE = {
   closed_at: '2026-11-25T10:01:00.000Z',
   late: false,
   settlement: SETTLEMENT_EXAMPLE,
+  credits_refunded: '0.000000',
   ledger_entries: [{ ...LEDGER_ENTRY_EXAMPLE, amount: '-0.720000', balance_after: '99.280000' }],
 } satisfies UsageResponseDoc;
 
@@ -247,7 +248,13 @@ export class UsageResponseDoc {
   })
   settlement!: SettlementResponseDoc | null;
 
-  @ApiProperty({ description: 'The ledger entries this authorization wrote.', type: [LedgerEntryResponseDoc] })
+  @ApiProperty({ description: 'What its refunds gave back (API.md §9).', ...MONEY_ANSWER, example: '0.000000' })
+  credits_refunded!: string;
+
+  @ApiProperty({
+    description: 'The ledger entries this authorization wrote (its charge, then its refunds).',
+    type: [LedgerEntryResponseDoc],
+  })
   ledger_entries!: LedgerEntryResponseDoc[];
 }
 
@@ -347,3 +354,63 @@ export class DiscardResponseDoc {
 type _FailureDoc = NoKeyDrift<KeyDiff<FailureView, SettlementFailureResponseDoc>>;
 type _ReplayDoc = NoKeyDrift<KeyDiff<ReplayView, ReplayResponseDoc>>;
 type _DiscardDoc = NoKeyDrift<KeyDiff<DiscardView, DiscardResponseDoc>>;
+
+export class ReturnedCreditsDoc {
+  @ApiProperty({ format: 'uuid', description: 'The grant the credits went back to.' })
+  grant_id!: string;
+
+  @ApiProperty({ ...MONEY_ANSWER, example: '0.500000' })
+  amount!: string;
+
+  @ApiProperty({ description: 'True when the grant had expired or been voided: the part was expired again at once.', example: false })
+  expired!: boolean;
+}
+
+export class RefundResponseDoc {
+  @ApiProperty({ enum: ['refunded', 'already_refunded'], example: 'refunded' })
+  status!: 'refunded' | 'already_refunded';
+
+  @ApiProperty(USAGE_KEY_PROPERTY)
+  usage_key!: string;
+
+  @ApiProperty({ description: 'The refund ledger entry id.', example: '1043' })
+  transaction_id!: string;
+
+  @ApiProperty({ description: 'What this refund gave back.', ...MONEY_ANSWER, example: '0.500000' })
+  amount!: string;
+
+  @ApiProperty({ description: 'What the usage was charged.', ...MONEY_ANSWER, example: '0.720000' })
+  credits_charged!: string;
+
+  @ApiProperty({ description: 'What its refunds gave back in all, this one included.', ...MONEY_ANSWER, example: '0.500000' })
+  credits_refunded!: string;
+
+  @ApiProperty({ description: "The wallet's balance after the refund (and any re-expiry).", ...MONEY_ANSWER, example: '99.780000' })
+  balance!: string;
+
+  @ApiProperty({ ...MONEY_ANSWER, example: '0.000000' })
+  held!: string;
+
+  @ApiProperty({ description: 'Available credits: balance − held.', ...MONEY_ANSWER, example: '99.780000' })
+  credits!: string;
+
+  @ApiProperty({ description: "What of the refund cancelled the wallet's debt.", ...MONEY_ANSWER, example: '0.000000' })
+  debt_cancelled!: string;
+
+  @ApiProperty({ type: () => [ReturnedCreditsDoc], description: 'Where the credits went, last drawn first.' })
+  returned!: ReturnedCreditsDoc[];
+}
+
+export const REFUND_EXAMPLE = {
+  status: 'refunded',
+  usage_key: SETTLEMENT_EXAMPLE.usage_key,
+  transaction_id: '1043',
+  amount: '0.500000',
+  credits_charged: '0.720000',
+  credits_refunded: '0.500000',
+  balance: '99.780000',
+  held: '0.000000',
+  credits: '99.780000',
+  debt_cancelled: '0.000000',
+  returned: [{ grant_id: '3f0b6a52-5f5e-4c55-8f0e-8a1d2b3c4d5e', amount: '0.500000', expired: false }],
+} satisfies RefundResponseDoc;

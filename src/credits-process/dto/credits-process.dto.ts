@@ -186,3 +186,33 @@ export function toMultiModel(dto: EndSingleModelDto): EndMultiModelDto {
     usages: [{ ai_model, input_tokens, output_tokens, ...(cached_input_tokens === undefined ? {} : { cached_input_tokens }) }],
   });
 }
+
+/** Refund idempotency keys are namespaced per usage in the ledger (`refund:<usage_key>:<key>`, ≤ 128). */
+export const MAX_REFUND_IDEMPOTENCY_KEY = 80;
+
+export class RefundDto {
+  @ApiMoneyField({
+    description: 'Credits to give back; positive, not zero, at most what is left to refund. Absent: all that is left.',
+    example: '0.500000',
+    required: false,
+  })
+  @Optional()
+  @IsMoney({ nonZero: true })
+  amount?: string | number;
+
+  @ApiProperty({ description: 'Why: kept on the refund ledger entry.', minLength: 1, maxLength: 500, example: 'generation failed' })
+  @IsString()
+  @Length(1, 500)
+  reason!: string;
+
+  @ApiPropertyOptional({
+    description: 'Makes the refund safe to repeat: a second refund of this usage with this key gives nothing more (`already_refunded`).',
+    minLength: 1,
+    maxLength: MAX_REFUND_IDEMPOTENCY_KEY,
+    example: 'ticket-981',
+  })
+  @Optional()
+  @IsString()
+  @Length(1, MAX_REFUND_IDEMPOTENCY_KEY)
+  idempotency_key?: string;
+}

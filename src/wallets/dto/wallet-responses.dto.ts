@@ -1,6 +1,6 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { MONEY_ANSWER } from '../../common/openapi';
-import type { LedgerEntryKind } from '../ledger-entry.entity';
+import { LEDGER_ENTRY_KINDS, type LedgerEntryKind } from '../ledger-entry.entity';
 import type { WalletStatus } from '../wallet.entity';
 
 /*
@@ -8,6 +8,22 @@ import type { WalletStatus } from '../wallet.entity';
  * in wallets.views.ts and the services return plain objects typed by them, and the decorators
  * document them.
  */
+
+export class GrantFiguresDoc {
+  @ApiProperty({ ...MONEY_ANSWER, example: '90.000000' })
+  paid!: string;
+
+  @ApiProperty({ ...MONEY_ANSWER, example: '10.000000' })
+  promotional!: string;
+}
+
+export class NextExpiryDoc {
+  @ApiProperty({ format: 'date-time', example: '2026-12-31T00:00:00.000Z' })
+  at!: string;
+
+  @ApiProperty({ ...MONEY_ANSWER, example: '10.000000' })
+  amount!: string;
+}
 
 export const WALLET_EXAMPLE = {
   user_id: 'u1',
@@ -17,6 +33,8 @@ export const WALLET_EXAMPLE = {
   held: '5.000000',
   credits: '95.000000',
   low_balance_thresholds: ['10.000000', '1.000000'],
+  grants: { paid: '90.000000', promotional: '10.000000' },
+  next_expiry: { at: '2026-12-31T00:00:00.000Z', amount: '10.000000' },
   created_at: '2026-11-25T10:00:00.000Z',
   updated_at: '2026-11-25T10:05:00.000Z',
 } satisfies WalletResponseDoc;
@@ -47,6 +65,16 @@ export class WalletResponseDoc {
   })
   low_balance_thresholds!: string[];
 
+  @ApiProperty({ description: 'What its active grants hold, by kind (API.md §8).', type: () => GrantFiguresDoc })
+  grants!: GrantFiguresDoc;
+
+  @ApiProperty({
+    description: 'The soonest expiry of a grant with credits left, and what expires then; null when none expires.',
+    type: () => NextExpiryDoc,
+    nullable: true,
+  })
+  next_expiry!: NextExpiryDoc | null;
+
   @ApiProperty({ format: 'date-time', example: '2026-11-25T10:00:00.000Z' })
   created_at!: string;
 
@@ -75,7 +103,7 @@ export class LedgerEntryResponseDoc {
   @ApiProperty({ example: 'u1' })
   user_id!: string;
 
-  @ApiProperty({ enum: ['initial', 'top_up', 'adjustment', 'charge'], example: 'charge' })
+  @ApiProperty({ enum: LEDGER_ENTRY_KINDS, example: 'charge' })
   kind!: LedgerEntryKind;
 
   @ApiProperty({ description: 'Signed: positive credits the wallet, negative debits it.', ...MONEY_ANSWER, example: '-0.123457' })
@@ -121,6 +149,8 @@ export const WALLET_CHANGE_EXAMPLE = {
     metadata: {},
   },
   wallet: { ...WALLET_EXAMPLE, balance: '150.000000', credits: '145.000000' },
+  grant_id: '3f0b6a52-5f5e-4c55-8f0e-8a1d2b3c4d5e',
+  debt_paid: '0.000000',
 } satisfies WalletChangeResponseDoc;
 
 export class WalletChangeResponseDoc {
@@ -136,6 +166,38 @@ export class WalletChangeResponseDoc {
 
   @ApiProperty({ type: () => WalletResponseDoc })
   wallet!: WalletResponseDoc;
+
+  @ApiProperty({
+    description: 'The paid grant the credits became (API.md §8); null for a negative adjustment, which draws like a charge.',
+    type: 'string',
+    format: 'uuid',
+    nullable: true,
+  })
+  grant_id!: string | null;
+
+  @ApiProperty({ description: "What of the credits paid the wallet's debt first.", ...MONEY_ANSWER, example: '0.000000' })
+  debt_paid!: string;
+}
+
+export class WalletCreatedResponseDoc extends WalletResponseDoc {
+  @ApiProperty({
+    description: 'The paid grant initial_credits became; null without initial credits.',
+    type: 'string',
+    format: 'uuid',
+    nullable: true,
+  })
+  grant_id!: string | null;
+}
+
+export class GrantMismatchDoc {
+  @ApiProperty({ format: 'uuid' })
+  grant_id!: string;
+
+  @ApiProperty({ ...MONEY_ANSWER, example: '10.000000' })
+  remaining!: string;
+
+  @ApiProperty({ description: 'What its ledger says it should hold.', ...MONEY_ANSWER, example: '9.000000' })
+  expected!: string;
 }
 
 export class MismatchDoc {
@@ -156,6 +218,19 @@ export class MismatchDoc {
 
   @ApiProperty({ description: 'Σ of the live holds.', ...MONEY_ANSWER, example: '5.000000' })
   live_holds!: string;
+
+  @ApiProperty({
+    description: "Σ remaining of the wallet's grants − its debt (must equal balance).",
+    ...MONEY_ANSWER,
+    example: '100.000000',
+  })
+  grants_less_debt!: string;
+
+  @ApiProperty({
+    description: "The wallet's grants whose remaining ≠ amount − debt paid − Σ draws − expired − voided + refunded.",
+    type: () => [GrantMismatchDoc],
+  })
+  grant_mismatches!: GrantMismatchDoc[];
 }
 
 export class ReconciliationResponseDoc {

@@ -20,13 +20,17 @@ import {
   expectBooksClean,
   expectDrawsOf,
   FEATURE,
+  formatMicros,
   fromNow,
+  grantBooksProblems,
   grantById,
   grantsPath,
   ledger,
   listGrants,
+  micros,
   settleHold,
   startHold,
+  usagesFor,
   wallet,
 } from './support/grants';
 
@@ -320,6 +324,33 @@ describe('credit grants (API.md §8)', () => {
 
       // No debt left: the next grant pays nothing.
       expect(debtPaidOf(await addGrant(t.request, userId, { amount: '1' }))).toBe('0.000000');
+    });
+
+    it('a grant or top-up racing a charge that creates debt both apply, and the debt is paid exactly once', async () => {
+      // Each round: an empty wallet, a charge into debt sent together with a top-up and a grant.
+      // Whichever order they land in, nothing fails and the books stay exact.
+      for (let round = 0; round < 15; round++) {
+        const userId = uid('debt-race');
+        await createWallet(t.request, userId);
+        const [charge, topUp, grant] = await Promise.all([
+          t.request('POST', '/api/credits-process/end-multimodel', {
+            key: SERVICE_KEY,
+            body: { user_id: userId, feature_endpoint_id: FEATURE, usages: usagesFor('0.5') },
+          }),
+          post(`/api/wallets/${userId}/top-up`, { amount: '1' }),
+          post(grantsPath(userId), { amount: '0.25' }),
+        ]);
+        expect([charge.status, topUp.status, grant.status]).toEqual([200, 200, 201]);
+        const paid = micros(debtPaidOf(topUp.body.data)) + micros(debtPaidOf(grant.body.data));
+        const drawnFromDebt = expectDrawsOf(await chargeEntry(t.request, userId, charge.body.data.usage_key))
+          .filter((d) => 'debt' in d)
+          .reduce((s, d) => s + micros((d as { debt: string }).debt), 0n);
+        // What the charge left as debt was paid by the credits that came after it, and no more.
+        expect(formatMicros(paid)).toBe(formatMicros(drawnFromDebt));
+        expect(await debtOf(t.db.url, userId)).toBe('0.000000');
+        expect((await wallet(t.request, userId)).balance).toBe('0.750000');
+        expect(await grantBooksProblems(t.db.url, [userId])).toEqual([]);
+      }
     });
 
     it('initial_credits and top-up create a paid grant with no expiry and answer its grant_id (a repeated top-up the same one)', async () => {

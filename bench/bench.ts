@@ -29,7 +29,18 @@ import { BenchOptions, parseOptions, USAGE } from './options';
 import { queueDrain } from './queue-drain';
 import { measureRoundTrips } from './round-trips';
 import { BenchResults, find, PointKind, PointResult, renderMarkdown, targets } from './report';
-import { checkWallet, issueServiceKey, quiesce, quote, reconcile, seedCatalogue, seedScale, seedSpecialWallets, seedWallets } from './seed';
+import {
+  checkWallet,
+  issueServiceKey,
+  quiesce,
+  quote,
+  reconcile,
+  seedCatalogue,
+  seedScale,
+  seedSpanWallets,
+  seedSpecialWallets,
+  seedWallets,
+} from './seed';
 import { cpuWindow, CpuWindow, memoryMiB, rssSampler, uptimeLine } from './system';
 import {
   cycleUsages,
@@ -40,6 +51,8 @@ import {
   K_HOLDS,
   K_WALLET,
   PARITY_WALLET,
+  SPAN_WALLET_PREFIX,
+  SPAN_WALLETS,
   SERVICE_KEY,
   WalletChoice,
 } from './workload';
@@ -142,6 +155,10 @@ async function main(options: BenchOptions): Promise<number> {
     await seedCatalogue(service.origin);
     await seedWallets(db, 1, options.wallets);
     await seedSpecialWallets(db);
+    // The span wallets' small grants: 40 % of what one cycle charges (in micro-credits, exactly).
+    const cycleCost = BigInt((await quote(service.origin, cycleUsages())).replace('.', ''));
+    const small = (cycleCost * 4n) / 10n;
+    await seedSpanWallets(db, `${small / 1_000_000n}.${String(small % 1_000_000n).padStart(6, '0')}`);
     await db.query('ANALYZE');
     const apiKey = options.dbKey ? await issueServiceKey(service.origin) : undefined;
     if (apiKey) out('the HTTP load authenticates with a key issued by POST /api/keys (--db-key)');
@@ -184,6 +201,11 @@ async function main(options: BenchOptions): Promise<number> {
       if (options.phases.has('http')) await runPoint('http', c, random, options.cpuProf && c === top);
       if (options.phases.has('baseline')) await runPoint('baseline', c, random);
       printRatio(results, 'http', 'baseline', c);
+      // The same cycle on wallets whose every charge draws from two or three grants (API.md §8).
+      if (options.phases.has('http')) {
+        await runPoint('span-http', c, { kind: 'random', count: SPAN_WALLETS, prefix: SPAN_WALLET_PREFIX });
+        printRatio(results, 'span-http', 'baseline', c);
+      }
     }
 
     // --- hot wallet ---------------------------------------------------------------------

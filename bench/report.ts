@@ -7,7 +7,7 @@ import type { LoadResult } from './workload';
 
 /** The figures of one run and their rendering as the Markdown of bench/RESULTS.md. */
 
-export type PointKind = 'http' | 'baseline' | 'hot-http' | 'hot-baseline' | 'scale-http';
+export type PointKind = 'http' | 'baseline' | 'hot-http' | 'hot-baseline' | 'scale-http' | 'span-http';
 
 export interface PointResult {
   kind: PointKind;
@@ -140,6 +140,7 @@ const KIND_LABEL: Record<PointKind, string> = {
   'hot-http': 'HTTP cycle, hot wallet',
   'hot-baseline': 'bare-SQL baseline, hot wallet',
   'scale-http': 'HTTP cycle, --scale data',
+  'span-http': 'HTTP cycle, each charge spans grants',
 };
 
 /**
@@ -193,6 +194,7 @@ export function ratioTable(results: BenchResults, concurrency: number[]): string
   for (const [service, baseline, label] of [
     ['http', 'baseline', 'random wallets'],
     ['hot-http', 'hot-baseline', 'one hot wallet'],
+    ['span-http', 'baseline', 'charges spanning 2–3 grants'],
   ] as const) {
     for (const c of concurrency) {
       const s = find(results, service, c);

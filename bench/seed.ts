@@ -11,13 +11,28 @@ import {
   K_WALLET,
   MODELS,
   PARITY_WALLET,
+  SPAN_GRANTS,
+  SPAN_WALLET_PREFIX,
+  SPAN_WALLETS,
 } from './workload';
 
 /**
  * The benchmark's data. The feature and the price table go through the admin API (they are few,
  * and this checks the API); wallets are bulk SQL, each with its 'initial' ledger entry so that
- * balance = Σ ledger holds from the first row, exactly as POST /api/wallets would leave it.
+ * balance = Σ ledger holds from the first row, exactly as POST /api/wallets would leave it, and
+ * with three grants adding up to it (API.md §8): a promotional one drawn first that expires in 30
+ * days (10 %), a paid one that expires in a year (30 %) and a paid one with no expiry (60 %). The
+ * reconciliation (balance = Σ remaining − debt, each grant = amount − its draws) holds from the start.
  */
+const GRANTS_OF = (walletsSql: string) => `
+  INSERT INTO grants (user_id, kind, origin, amount, remaining, priority, expires_at, description)
+  SELECT w.user_id, g.kind, g.origin, round(w.balance * g.share, 6), round(w.balance * g.share, 6), g.priority, now() + g.expires_in, 'bench'
+  FROM (${walletsSql}) w,
+       (VALUES ('promotional', 'grant', 0.1, 10, interval '30 days'), ('paid', 'grant', 0.3, 50, interval '365 days')) AS g(kind, origin, share, priority, expires_in)
+  UNION ALL
+  SELECT w.user_id, 'paid', 'initial', w.balance - round(w.balance * 0.1, 6) - round(w.balance * 0.3, 6),
+         w.balance - round(w.balance * 0.1, 6) - round(w.balance * 0.3, 6), 50, NULL, 'bench'
+  FROM (${walletsSql}) w`;
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -67,7 +82,38 @@ export async function seedWallets(db: pg.Pool, from: number, to: number, initial
        SELECT user_id, 'initial', balance, balance, 0, 'initial credits' FROM w ORDER BY user_id`,
       [lo, hi, initial],
     );
+    await db.query(
+      GRANTS_OF(
+        `SELECT user_id, balance FROM wallets WHERE user_id BETWEEN 'bench-u-' || lpad($1::text, 7, '0') AND 'bench-u-' || lpad($2::text, 7, '0')`,
+      ),
+      [lo, hi],
+    );
   }
+}
+
+/**
+ * The span point's wallets (SPAN_WALLETS of them, see workload.ts): SPAN_GRANTS promotional grants
+ * of `small` credits each (priority 10, drawn first), then a paid one with the rest.
+ */
+export async function seedSpanWallets(db: pg.Pool, small: string): Promise<void> {
+  await db.query(
+    `WITH w AS (
+       INSERT INTO wallets (user_id, plan, status, balance, held, version)
+       SELECT $1 || lpad(g::text, 7, '0'), 'pro', 'active', $3::numeric, 0, 1 FROM generate_series(1, $2::int) g
+       RETURNING user_id, balance)
+     INSERT INTO ledger_entries (user_id, kind, amount, balance_after, held_after, description)
+     SELECT user_id, 'initial', balance, balance, 0, 'initial credits' FROM w ORDER BY user_id`,
+    [SPAN_WALLET_PREFIX, SPAN_WALLETS, INITIAL_CREDITS],
+  );
+  await db.query(
+    `INSERT INTO grants (user_id, kind, origin, amount, remaining, priority, expires_at, created_at, description)
+     SELECT w.user_id, 'promotional', 'grant', $3::numeric, $3::numeric, 10, now() + interval '30 days', now() + make_interval(secs => k), 'bench span'
+     FROM wallets w, generate_series(1, $2::int) k WHERE w.user_id LIKE $1 || '%'
+     UNION ALL
+     SELECT w.user_id, 'paid', 'initial', w.balance - $2::int * $3::numeric, w.balance - $2::int * $3::numeric, 50, NULL, now(), 'bench span'
+     FROM wallets w WHERE w.user_id LIKE $1 || '%'`,
+    [SPAN_WALLET_PREFIX, SPAN_GRANTS, small],
+  );
 }
 
 /** One named wallet with its initial entry. */
@@ -77,6 +123,7 @@ export async function seedWallet(db: pg.Pool, userId: string, initial: string): 
      INSERT INTO ledger_entries (user_id, kind, amount, balance_after, held_after, description) SELECT user_id, 'initial', balance, balance, 0, 'initial credits' FROM w`,
     [userId, initial],
   );
+  await db.query(GRANTS_OF(`SELECT user_id, balance FROM wallets WHERE user_id = $1`), [userId]);
 }
 
 export async function seedSpecialWallets(db: pg.Pool): Promise<void> {
@@ -139,6 +186,22 @@ export async function seedScale(db: pg.Pool, from: number, to: number, entriesPe
         [1, from - 1, entriesPerWallet],
       );
     }
+    // Their credits as grants (API.md §8): one paid grant per scale wallet, and one per top-up total
+    // of the main data set's wallets, so the grant reconciliation holds as well.
+    await client.query(
+      `INSERT INTO grants (user_id, kind, origin, amount, remaining, description)
+       SELECT user_id, 'paid', 'initial', balance, balance, 'bench scale' FROM wallets
+       WHERE user_id BETWEEN 'bench-u-' || lpad($1::text, 7, '0') AND 'bench-u-' || lpad($2::text, 7, '0')`,
+      [from, to],
+    );
+    if (from > 1 && entriesPerWallet > 1) {
+      await client.query(
+        `INSERT INTO grants (user_id, kind, origin, amount, remaining, description)
+         SELECT user_id, 'paid', 'top_up', $3::int - 1, $3::int - 1, 'bench scale' FROM wallets
+         WHERE user_id BETWEEN 'bench-u-' || lpad($1::text, 7, '0') AND 'bench-u-' || lpad($2::text, 7, '0')`,
+        [1, from - 1, entriesPerWallet],
+      );
+    }
     await client.query(`SET session_replication_role = DEFAULT`);
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
@@ -148,6 +211,7 @@ export async function seedScale(db: pg.Pool, from: number, to: number, entriesPe
   }
   await db.query('ANALYZE wallets');
   await db.query('ANALYZE ledger_entries');
+  await db.query('ANALYZE grants');
 }
 
 /**
@@ -207,10 +271,12 @@ export async function checkWallet(db: pg.Pool, userId: string): Promise<WalletCh
 export async function reconcile(db: pg.Pool): Promise<{ wallets: number; mismatches: number }> {
   const { rows } = await db.query<{ wallets: string; mismatches: string }>(
     `SELECT count(*)::text AS wallets,
-            count(*) FILTER (WHERE w.balance <> COALESCE(l.total, 0) OR w.held <> COALESCE(h.total, 0))::text AS mismatches
+            count(*) FILTER (WHERE w.balance <> COALESCE(l.total, 0) OR w.held <> COALESCE(h.total, 0)
+                               OR w.balance <> COALESCE(g.total, 0) - w.debt)::text AS mismatches
      FROM wallets w
      LEFT JOIN (SELECT user_id, sum(amount) AS total FROM ledger_entries GROUP BY user_id) l USING (user_id)
-     LEFT JOIN (SELECT user_id, sum(amount) AS total FROM holds WHERE status = 'held' GROUP BY user_id) h USING (user_id)`,
+     LEFT JOIN (SELECT user_id, sum(amount) AS total FROM holds WHERE status = 'held' GROUP BY user_id) h USING (user_id)
+     LEFT JOIN (SELECT user_id, sum(remaining) AS total FROM grants GROUP BY user_id) g USING (user_id)`,
   );
   return { wallets: Number(rows[0].wallets), mismatches: Number(rows[0].mismatches) };
 }

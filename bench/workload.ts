@@ -72,17 +72,26 @@ export function cycleUsages(): Usage[] {
 }
 
 /** `bench-u-0000042`: zero-padded so text order = numeric order (the ledger index is by user_id). */
-export function walletId(n: number): string {
-  return `bench-u-${String(n).padStart(7, '0')}`;
+export function walletId(n: number, prefix = 'bench-u-'): string {
+  return `${prefix}${String(n).padStart(7, '0')}`;
 }
 
 /** Which wallets a load process uses: a random one of 1..count, or always the same one. */
-export type WalletChoice = { kind: 'random'; count: number } | { kind: 'one'; userId: string };
+/** `prefix`: another set of wallets than `bench-u-…` (the span wallets, `bench-span-…`). */
+export type WalletChoice = { kind: 'random'; count: number; prefix?: string } | { kind: 'one'; userId: string };
 
 export function walletPicker(choice: WalletChoice): () => string {
   if (choice.kind === 'one') return () => choice.userId;
-  return () => walletId(1 + Math.floor(Math.random() * choice.count));
+  return () => walletId(1 + Math.floor(Math.random() * choice.count), choice.prefix);
 }
+
+/**
+ * The span point's wallets: each holds SPAN_GRANTS small grants of about 40 % of a cycle's charge
+ * (drawn first), then a large paid one, so nearly every charge draws from two or three grants.
+ */
+export const SPAN_WALLET_PREFIX = 'bench-span-';
+export const SPAN_WALLETS = 2000;
+export const SPAN_GRANTS = 20;
 
 /** Options handed to a load process (HTTP load generator or SQL baseline) as argv[2] JSON. */
 export interface LoadOptions {

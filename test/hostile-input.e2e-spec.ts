@@ -647,6 +647,16 @@ describe('hostile input: null in every field of every route and queue, and value
     'PATCH /api/wallets/{user_id}': () => ({ plan: 'pro', status: 'active', low_balance_thresholds: ['10', '1'] }),
     'POST /api/wallets/{user_id}/top-up': () => ({ amount: '1', idempotency_key: `t-${++n}`, description: 'd' }),
     'POST /api/wallets/{user_id}/adjust': () => ({ amount: '-1', reason: 'r' }),
+    'POST /api/wallets/{user_id}/grants': () => ({
+      amount: '1',
+      kind: 'promotional',
+      priority: 10,
+      expires_at: new Date(Date.now() + 86_400_000).toISOString(),
+      idempotency_key: `g-${++n}`,
+      description: 'd',
+    }),
+    'POST /api/wallets/{user_id}/grants/{grant_id}/void': () => ({ reason: 'r' }),
+    'POST /api/credits-process/usages/{usage_key}/refund': () => ({ amount: '0.1', reason: 'r', idempotency_key: `r-${++n}` }),
     'POST /api/features': () => ({
       feature_endpoint_id: `null-feature-${++n}`,
       name: 'N',
@@ -676,8 +686,16 @@ describe('hostile input: null in every field of every route and queue, and value
       active: true,
     }),
   };
-  const PARAMS: Record<string, string> = { ai_model: MODEL, user_id: WALLET, feature_endpoint_id: FEATURE, key_id: '', id: '' };
-  const SERVICE_ROUTES = new Set(['start', 'end-multimodel', 'end', 'cancel', 'quote'].map((r) => r));
+  const PARAMS: Record<string, string> = {
+    ai_model: MODEL,
+    user_id: WALLET,
+    feature_endpoint_id: FEATURE,
+    key_id: '',
+    id: '',
+    grant_id: '',
+    usage_key: '',
+  };
+  const SERVICE_ROUTES = new Set(['start', 'end-multimodel', 'end', 'cancel', 'quote', 'refund'].map((r) => r));
   const keyFor = (path: string) => (SERVICE_ROUTES.has(path.split('/').pop()!) ? SERVICE_KEY : ADMIN_KEY);
 
   let doc: { paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: SchemaNode }> } }>> } & {
@@ -704,6 +722,15 @@ describe('hostile input: null in every field of every route and queue, and value
     holdKey = (await ok('POST', '/api/credits-process/start', { user_id: WALLET, feature_endpoint_id: FEATURE }, SERVICE_KEY)).usage_key;
     PARAMS.key_id = (await ok('POST', '/api/keys', { name: 'fuzz', scope: 'service' })).key_id;
     PARAMS.id = (await ok('POST', '/api/webhooks', { url: 'https://partner.example.com/hook', events: ['*'] })).webhook_id;
+    PARAMS.grant_id = (await ok('POST', `/api/wallets/${WALLET}/grants`, { amount: '1' })).grant.grant_id;
+    PARAMS.usage_key = (
+      await ok(
+        'POST',
+        '/api/credits-process/end-multimodel',
+        { user_id: WALLET, feature_endpoint_id: FEATURE, usages: [{ ai_model: MODEL, input_tokens: 1000, output_tokens: 10 }] },
+        SERVICE_KEY,
+      )
+    ).usage_key;
     doc = (await t.request('GET', '/docs-json', { key: null })).body as unknown as typeof doc;
   }, 60_000);
   afterAll(async () => {
@@ -744,6 +771,8 @@ describe('hostile input: null in every field of every route and queue, and value
         'PATCH /api/keys/{key_id} spend_cap',
         // null = the settings' default thresholds (API.md §10)
         'PATCH /api/wallets/{user_id} low_balance_thresholds',
+        // null = a grant that never expires (API.md §8)
+        'POST /api/wallets/{user_id}/grants expires_at',
       ].sort(),
     );
   });

@@ -505,6 +505,8 @@ describe('reconciliation', () => {
           last_balance_after: '100.000000',
           held: '11.000000',
           live_holds: '10.000000',
+          grants_less_debt: '100.000000',
+          grant_mismatches: [],
         },
       ]);
     } finally {

@@ -66,6 +66,8 @@ describe('the OpenAPI document', () => {
       held: '0.000000',
       credits: '100.000000',
       low_balance_thresholds: [],
+      grants: { paid: '100.000000', promotional: '0.000000' },
+      next_expiry: null,
       created_at: '2026-11-25T10:00:00.000Z',
       updated_at: '2026-11-25T10:00:00.000Z',
     };
@@ -173,6 +175,31 @@ describe('the OpenAPI document', () => {
     await call('GET', `/api/credits-process/usages/${held.body.data.usage_key}`, service);
     await call('GET', '/api/credits-process/usages/00000000-0000-4000-8000-000000000000', service);
     await call('GET', '/api/wallets/oa-1/transactions?limit=200');
+
+    // Grants and refunds (§8, §9).
+    const grantBody = { amount: '5', kind: 'promotional', priority: 10, expires_at: new Date(Date.now() + 86_400_000).toISOString() };
+    const grant = await call('POST', '/api/wallets/oa-1/grants', { body: { ...grantBody, idempotency_key: 'oa-grant-1' } });
+    await call('POST', '/api/wallets/oa-1/grants', { body: { ...grantBody, idempotency_key: 'oa-grant-1' } });
+    await call('POST', '/api/wallets/oa-1/grants', { body: { ...grantBody, amount: '6', idempotency_key: 'oa-grant-1' } });
+    await call('POST', '/api/wallets/none-such/grants', { body: { amount: '1' } });
+    await call('GET', '/api/wallets/oa-1/grants?limit=1');
+    await call('GET', '/api/wallets/oa-1/grants?status=active');
+    const grantId = grant.body.data.grant.grant_id as string;
+    await call('POST', `/api/wallets/oa-1/grants/${grantId}/void`, { body: { reason: 'walk' } });
+    await call('POST', `/api/wallets/oa-1/grants/${grantId}/void`, { body: { reason: 'walk' } });
+    await call('POST', '/api/wallets/oa-1/grants/00000000-0000-4000-8000-000000000000/void', { body: { reason: 'walk' } });
+    await call('POST', `/api/credits-process/usages/${usageKey}/refund`, {
+      ...service,
+      body: { amount: '0.000001', reason: 'walk', idempotency_key: 'r1' },
+    });
+    await call('POST', `/api/credits-process/usages/${usageKey}/refund`, {
+      ...service,
+      body: { amount: '0.000001', reason: 'walk', idempotency_key: 'r1' },
+    });
+    await call('POST', `/api/credits-process/usages/${usageKey}/refund`, { ...service, body: { amount: '1000', reason: 'walk' } });
+    await call('POST', `/api/credits-process/usages/${held.body.data.usage_key}/refund`, { ...service, body: { reason: 'walk' } });
+    await call('POST', '/api/credits-process/usages/00000000-0000-4000-8000-000000000000/refund', { ...service, body: { reason: 'walk' } });
+    await call('GET', `/api/credits-process/usages/${usageKey}`, service);
 
     // Settlement failures: one replayed (after a failed try), one discarded.
     const failure = (model: string) => ({

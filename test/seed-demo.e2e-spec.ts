@@ -89,19 +89,30 @@ describe('seedDemo', () => {
       ]),
     );
     const after = await counts(dataSource);
-    expect(after).toEqual({ models: 4, versions: 4, features: 2, wallets: 1, entries: 1 });
+    expect(after).toEqual({ models: 4, versions: 4, features: 2, wallets: 1, entries: 2 });
 
     expect(await seedDemo(dataSource)).toEqual([]);
     expect(await counts(dataSource)).toEqual(after);
   });
 
-  it('funds the demo wallet through one initial ledger entry, so balance = Σ ledger', async () => {
+  it('funds the demo wallet with paid initial credits and a promotional grant that expires, so balance = Σ ledger = Σ grants', async () => {
     const [wallet] = await dataSource.query(`SELECT plan, status, balance::text, held::text FROM wallets WHERE user_id = 'demo-user'`);
     expect(wallet).toEqual({ plan: 'pro', status: 'active', balance: '1000.000000', held: '0.000000' });
     const entries = await dataSource.query(
-      `SELECT kind, amount::text, balance_after::text FROM ledger_entries WHERE user_id = 'demo-user'`,
+      `SELECT kind, amount::text, balance_after::text FROM ledger_entries WHERE user_id = 'demo-user' ORDER BY id`,
     );
-    expect(entries).toEqual([{ kind: 'initial', amount: '1000.000000', balance_after: '1000.000000' }]);
+    expect(entries).toEqual([
+      { kind: 'initial', amount: '950.000000', balance_after: '950.000000' },
+      { kind: 'grant', amount: '50.000000', balance_after: '1000.000000' },
+    ]);
+    const grants = await dataSource.query(
+      `SELECT kind, amount::text, remaining::text, priority, expires_at > now() + interval '29 days' AS expires_in_30_days
+       FROM grants WHERE user_id = 'demo-user' ORDER BY priority`,
+    );
+    expect(grants).toEqual([
+      { kind: 'promotional', amount: '50.000000', remaining: '50.000000', priority: 10, expires_in_30_days: true },
+      { kind: 'paid', amount: '950.000000', remaining: '950.000000', priority: 50, expires_in_30_days: null },
+    ]);
   });
 
   it('leaves an operator’s own price alone', async () => {
@@ -136,7 +147,7 @@ describe('seedDemo', () => {
     try {
       const [a, b] = await Promise.all([seedDemo(ds), seedDemo(ds)]);
       expect(a.length + b.length).toBe(DEMO_MODELS.length + 3);
-      expect(await counts(ds)).toEqual({ models: 4, versions: 4, features: 2, wallets: 1, entries: 1 });
+      expect(await counts(ds)).toEqual({ models: 4, versions: 4, features: 2, wallets: 1, entries: 2 });
     } finally {
       await ds.destroy();
       await other.drop();
@@ -173,7 +184,7 @@ describe('SEED_DEMO=true and the demo flow on the seeded data', () => {
     const again = await startTestApp({ SEED_DEMO: 'true' }, t.db);
     await again.close();
     const history = await t.request('GET', '/api/wallets/demo-user/transactions');
-    expect(history.body.data.items).toHaveLength(1);
+    expect(history.body.data.items).toHaveLength(2);
     expect((await t.request('GET', '/api/pricing/models/gpt-4o')).body.data.history).toHaveLength(1);
   }, 60_000);
 

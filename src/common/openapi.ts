@@ -127,6 +127,23 @@ class FailureDataDoc {
   feature_endpoint_id?: string;
 
   @ApiPropertyOptional({
+    description: 'With `refund_exceeds_charge`: what is left to refund of the usage.',
+    ...MONEY_ANSWER,
+    example: '1.500000',
+  })
+  refundable?: string;
+
+  @ApiPropertyOptional({
+    description: 'With `refund_exceeds_charge`: the amount asked (absent for "all").',
+    ...MONEY_ANSWER,
+    example: '2.000000',
+  })
+  requested?: string;
+
+  @ApiPropertyOptional({ description: "With `not_settled`: the usage's status (held, cancelled, expired).", example: 'held' })
+  usage_status?: string;
+
+  @ApiPropertyOptional({
     description: "With `spend_cap_exceeded`: the key's charges this period plus its live holds.",
     ...MONEY_ANSWER,
     example: '495.000000',

@@ -36,7 +36,12 @@ export const DEMO_FEATURES = [
   },
 ] as const;
 
-export const DEMO_WALLET = { userId: 'demo-user', plan: 'pro', initialCredits: '1000' } as const;
+/**
+ * 950 paid credits plus a 50-credit promotional grant drawn first (priority 10) that expires 30
+ * days after the seed (API.md §8): 1000 in all, and the first charge shows a draw from it.
+ */
+export const DEMO_WALLET = { userId: 'demo-user', plan: 'pro', initialCredits: '950' } as const;
+export const DEMO_PROMO_GRANT = { amount: '50', priority: 10, days: 30, description: 'welcome bonus (demo)' } as const;
 
 /**
  * The demo's scoped service key (API.md §11): ai_chat_v1 only, 200 credits per UTC day. Its
@@ -147,10 +152,26 @@ export async function seedDemo(dataSource: DataSource, options: SeedOptions = {}
       amount: Money.parse(DEMO_WALLET.initialCredits),
       description: 'initial credits',
     });
+    await ledger.createGrant(manager, {
+      userId: DEMO_WALLET.userId,
+      amount: Money.parse(DEMO_PROMO_GRANT.amount),
+      kind: 'promotional',
+      priority: DEMO_PROMO_GRANT.priority,
+      expiresAt: new Date(Date.now() + DEMO_PROMO_GRANT.days * 86_400_000),
+      idempotencyKey: null,
+      requestHash: '',
+      description: DEMO_PROMO_GRANT.description,
+    });
     return true;
   });
   if (walletCreated) {
-    created.push({ kind: 'wallet', id: DEMO_WALLET.userId, detail: `plan ${DEMO_WALLET.plan}, ${DEMO_WALLET.initialCredits} credits` });
+    created.push({
+      kind: 'wallet',
+      id: DEMO_WALLET.userId,
+      detail:
+        `plan ${DEMO_WALLET.plan}, ${DEMO_WALLET.initialCredits} paid credits + ${DEMO_PROMO_GRANT.amount} promotional ` +
+        `(drawn first, expire in ${DEMO_PROMO_GRANT.days} days)`,
+    });
   }
 
   if (options.demoKey && (await seedDemoKey(dataSource))) {

@@ -575,10 +575,18 @@ const SETTLE_CHARGES = `WITH r AS (
      AND h.user_id = r.user_id AND h.feature_endpoint_id = r.feature_endpoint_id
    -- Only a live hold still counts in held: a swept one was released when it expired.
    RETURNING r.ord, CASE WHEN old.status = '${LIVE_HOLD_STATUS}' THEN -h.amount ELSE 0 END AS held_delta, h.late
+ ), direct_wallets AS (
+   -- A direct charge's hold row takes a KEY SHARE lock on its wallet (the foreign key): were that
+   -- taken before the wallet's FOR UPDATE, two such statements (or one and a top-up) could each hold
+   -- one and wait for the other. So the wallets are locked first — after the holds above, keeping
+   -- the one lock order (holds, then wallets): the count makes \`old\` run before this.
+   SELECT user_id FROM wallets
+   WHERE user_id IN (SELECT user_id FROM r WHERE direct) AND (SELECT count(*) FROM old) >= 0
+   ORDER BY user_id FOR UPDATE
  ), inserted AS (
    INSERT INTO holds (usage_key, user_id, feature_endpoint_id, amount, status, expires_at, idempotency_key, request_hash, direct, closed_at)
    SELECT usage_key, user_id, feature_endpoint_id, 0, '${DIRECT_CHARGE_STATUS}', now(), idempotency_key, request_hash, true, now()
-   FROM r WHERE direct AND EXISTS (SELECT 1 FROM wallets w WHERE w.user_id = r.user_id)
+   FROM r WHERE direct AND EXISTS (SELECT 1 FROM direct_wallets w WHERE w.user_id = r.user_id)
    ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
    RETURNING usage_key, 0::numeric AS held_delta, false AS late
  ), postings AS (

@@ -242,7 +242,7 @@ BEGIN
         EXIT WHEN v_need = 0;
         v_take := least(v_need, g.open_amount);
         CONTINUE WHEN v_take <= 0;
-        v_expired := g.status IN ('expired', 'voided') OR g.expires_at <= now();
+        v_expired := g.status IN ('expired', 'voided') OR coalesce(g.expires_at <= now(), false);
         IF v_expired THEN
           -- Back and out again at once: a refund never extends a grant's life.
           UPDATE grants t SET refunded = t.refunded + v_take, expired = t.expired + v_take,

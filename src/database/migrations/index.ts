@@ -8,6 +8,7 @@ import { EventsOutbox1764000000008 } from './1764000000008-events-outbox';
 import { PriceLock1764000000010 } from './1764000000010-price-lock';
 import { ApiKeySpendCounters1764000000017 } from './1764000000017-api-key-spend-counters';
 import { Grants1764000000018 } from './1764000000018-grants';
+import { GrantEvents1764000000019 } from './1764000000019-grant-events';
 
 /** Every migration, oldest first (listed, not globbed: see database.options.ts). */
 export const MIGRATIONS: (new () => object)[] = [
@@ -21,4 +22,5 @@ export const MIGRATIONS: (new () => object)[] = [
   PriceLock1764000000010,
   ApiKeySpendCounters1764000000017,
   Grants1764000000018,
+  GrantEvents1764000000019,
 ];

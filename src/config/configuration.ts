@@ -39,7 +39,7 @@ export interface AppConfig {
   keyCacheTtlMs: number;
   /** How often the sweeper marks expired holds; 0 turns it off. */
   holdSweepIntervalMs: number;
-  /** How often the sweeper expires grants past their expiry (API.md §8); 0 turns it off on this instance. */
+  /** How often the grant sweeps run — expiry (API.md §8) and grant.expiring notices (§10); 0 turns them off on this instance. */
   grantSweepIntervalMs: number;
   logLevel: LogLevel;
   ratePerSecond: number;
@@ -62,8 +62,6 @@ export interface AppConfig {
   webhookAllowPrivateNetworks: boolean;
   /** Events whose deliveries are all finished are pruned after this many days. */
   eventRetentionDays: number;
-  /** How often the grant sweeps run (grant.expiring notices, API.md §10); 0 turns them off on this instance. */
-  grantSweepIntervalMs: number;
   /** A grant is noticed (`grant.expiring`) once it expires within this many seconds. */
   grantExpiryNoticeSeconds: number;
 }
@@ -196,7 +194,6 @@ export function loadConfig(env: Env): AppConfig {
     webhookTimeoutMs: intVar(env, 'WEBHOOK_TIMEOUT_MS', 10_000, 100, 10_000),
     webhookAllowPrivateNetworks: boolVar(env, 'WEBHOOK_ALLOW_PRIVATE_NETWORKS'),
     eventRetentionDays: intVar(env, 'EVENT_RETENTION_DAYS', 30, 1, 3650),
-    grantSweepIntervalMs: intVar(env, 'GRANT_SWEEP_INTERVAL_MS', 1000, 0, 3_600_000),
     grantExpiryNoticeSeconds: intVar(env, 'GRANT_EXPIRY_NOTICE_SECONDS', 259_200, 1, 31_536_000),
   };
 }

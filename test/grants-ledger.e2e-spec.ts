@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { SERVICE_KEY, startTestApp, TestApp } from './support/test-app';
+import { micros } from './support/catalog';
 import { waitFor } from './support/wait';
 
 /**
@@ -14,15 +15,6 @@ let t: TestApp;
 const run = randomBytes(3).toString('hex');
 let counter = 0;
 const uniqueId = (prefix: string) => `${prefix}-${run}-${++counter}`;
-
-const MONEY = /^-?\d+\.\d{6}$/;
-function micros(money: string): bigint {
-  expect(money).toMatch(MONEY);
-  const negative = money.startsWith('-');
-  const [whole, frac] = money.replace('-', '').split('.');
-  const value = BigInt(whole) * 1_000_000n + BigInt(frac);
-  return negative ? -value : value;
-}
 
 let featureId: string;
 let model: string;

@@ -1,4 +1,5 @@
-import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { drain, PeriodicSweep } from '../common/periodic-sweep';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { APP_CONFIG } from '../config/config.module';
@@ -42,50 +43,33 @@ const NOTICE_EXPIRING_GRANTS = `
   SELECT count(*)::int AS n FROM written`;
 
 @Injectable()
-export class GrantExpiryNotices implements OnApplicationBootstrap, OnApplicationShutdown {
-  private readonly logger = new Logger(GrantExpiryNotices.name);
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<void>;
+export class GrantExpiryNotices extends PeriodicSweep {
+  protected readonly logger = new Logger(GrantExpiryNotices.name);
 
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-  ) {}
-
-  onApplicationBootstrap(): void {
-    if (this.config.grantSweepIntervalMs === 0) return;
-    this.timer = setInterval(() => {
-      this.running ??= this.tick().finally(() => (this.running = undefined));
-    }, this.config.grantSweepIntervalMs);
-    this.timer.unref();
+  ) {
+    super();
   }
 
-  async onApplicationShutdown(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running;
+  protected get intervalMs(): number {
+    return this.config.grantSweepIntervalMs;
   }
 
   /** Notices every grant now in the window; returns how many this call noticed. */
   async sweep(): Promise<number> {
-    let total = 0;
-    let n: number;
-    do {
+    return drain(NOTICE_BATCH, async () => {
       const [row] = await queryRows<{ n: number }>(this.dataSource.manager, NOTICE_EXPIRING_GRANTS, [
         this.config.grantExpiryNoticeSeconds,
         NOTICE_BATCH,
       ]);
-      n = row?.n ?? 0;
-      total += n;
-    } while (n >= NOTICE_BATCH);
-    return total;
+      return row?.n ?? 0;
+    });
   }
 
-  private async tick(): Promise<void> {
-    try {
-      const noticed = await this.sweep();
-      if (noticed > 0) this.logger.log({ noticed }, 'grant.expiring written');
-    } catch (error) {
-      this.logger.warn({ err: (error as Error).message }, 'grant expiry notice sweep failed; retrying on the next tick');
-    }
+  protected async run() {
+    const noticed = await this.sweep();
+    return noticed > 0 ? { message: 'grant.expiring written', fields: { noticed } } : undefined;
   }
 }

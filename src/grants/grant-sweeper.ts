@@ -1,9 +1,10 @@
-import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { drain, PeriodicSweep } from '../common/periodic-sweep';
 import { APP_CONFIG } from '../config/config.module';
 import type { AppConfig } from '../config/configuration';
 import { LedgerService } from '../ledger/ledger.service';
 
-/** Grants expired per statement; a full batch means there may be more, swept at once. */
+/** Grants expired per statement. */
 const SWEEP_BATCH = 500;
 
 /**
@@ -14,38 +15,22 @@ const SWEEP_BATCH = 500;
  * due grants itself.
  */
 @Injectable()
-export class GrantSweeper implements OnApplicationBootstrap, OnApplicationShutdown {
-  private readonly logger = new Logger(GrantSweeper.name);
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<void>;
+export class GrantSweeper extends PeriodicSweep {
+  protected readonly logger = new Logger(GrantSweeper.name);
 
   constructor(
     private readonly ledger: LedgerService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-  ) {}
-
-  onApplicationBootstrap(): void {
-    if (this.config.grantSweepIntervalMs === 0) return;
-    this.timer = setInterval(() => {
-      this.running ??= this.sweep().finally(() => (this.running = undefined));
-    }, this.config.grantSweepIntervalMs);
-    this.timer.unref();
+  ) {
+    super();
   }
 
-  async onApplicationShutdown(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running;
+  protected get intervalMs(): number {
+    return this.config.grantSweepIntervalMs;
   }
 
-  private async sweep(): Promise<void> {
-    try {
-      let due: number;
-      do {
-        due = await this.ledger.expireGrants(undefined, SWEEP_BATCH);
-        if (due > 0) this.logger.log({ due }, 'expired grants swept');
-      } while (due >= SWEEP_BATCH);
-    } catch (error) {
-      this.logger.warn({ err: error }, 'grant sweep failed; retrying on the next tick');
-    }
+  protected async run() {
+    const due = await drain(SWEEP_BATCH, () => this.ledger.expireGrants(undefined, SWEEP_BATCH));
+    return due > 0 ? { message: 'expired grants swept', fields: { due } } : undefined;
   }
 }

@@ -365,7 +365,7 @@ export function renderMarkdown(results: BenchResults, concurrency: number[]): st
   if (results.reconciliation) {
     const r = results.reconciliation;
     out.push(
-      `- reconciliation after all runs: ${r.wallets.toLocaleString('en-US')} wallets, balance = Σ ledger and held = Σ live holds; mismatches: ${r.mismatches}${r.mismatches ? ' **FAILED**' : ''}`,
+      `- reconciliation after all runs: ${r.wallets.toLocaleString('en-US')} wallets, balance = Σ ledger, held = Σ live holds, and balance = Σ grants − debt (less what the bare-SQL baseline charged, which draws no grant); mismatches: ${r.mismatches}${r.mismatches ? ' **FAILED**' : ''}`,
     );
   }
   if (results.scaleReconciliation) {

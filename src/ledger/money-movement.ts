@@ -34,9 +34,10 @@ export function moveMoney(postings: string): string {
     SELECT a.* FROM (
       SELECT array_agg(p.ord ORDER BY p.user_id, p.ord) AS ords, array_agg(p.user_id ORDER BY p.user_id, p.ord) AS users,
              array_agg(p.kind ORDER BY p.user_id, p.ord) AS kinds, array_agg(p.amount ORDER BY p.user_id, p.ord) AS amounts,
-             array_agg(p.usage_key ORDER BY p.user_id, p.ord) AS usage_keys, array_agg(p.spec ORDER BY p.user_id, p.ord) AS specs
-      FROM ${postings} p WHERE p.user_id IN (SELECT user_id FROM locked)
-    ) x, LATERAL ledger_apply(x.ords, x.users, x.kinds, x.amounts, x.usage_keys, x.specs) a
+             array_agg(p.usage_key ORDER BY p.user_id, p.ord) AS usage_keys, array_agg(p.spec ORDER BY p.user_id, p.ord) AS specs,
+             array_agg(l.debt ORDER BY p.user_id, p.ord) AS debts
+      FROM ${postings} p JOIN locked l ON l.user_id = p.user_id
+    ) x, LATERAL ledger_apply(x.ords, x.users, x.kinds, x.amounts, x.usage_keys, x.specs, x.debts) a
   ), chain AS (
     SELECT p.user_id, a.ord, a.sub, a.kind, a.amount, a.debt_delta,
            CASE WHEN a.sub = 0 THEN p.held_delta ELSE 0 END AS held_delta,

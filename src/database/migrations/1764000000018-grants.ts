@@ -105,7 +105,7 @@ export class Grants1764000000018 implements MigrationInterface {
  * Errors it raises (SQLSTATE P0001, message = the API's error word): refund_exceeds_charge, not_settled.
  */
 const LEDGER_APPLY = `
-CREATE FUNCTION ledger_apply(p_ord bigint[], p_user varchar[], p_kind varchar[], p_amount numeric[], p_usage uuid[], p_spec jsonb[])
+CREATE FUNCTION ledger_apply(p_ord bigint[], p_user varchar[], p_kind varchar[], p_amount numeric[], p_usage uuid[], p_spec jsonb[], p_debt numeric[])
 RETURNS TABLE (ord bigint, sub int, kind varchar, amount numeric, debt_delta numeric, description varchar, extra jsonb)
 LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
@@ -127,30 +127,51 @@ DECLARE
   v_left numeric;
   v_unfunded numeric;
   v_expired boolean;
+  -- The drawable grants of the current wallet, in drawing order, as its draws leave them: read once
+  -- per wallet and written back once (flush), however many of its charges the statement draws.
+  c_ids uuid[];
+  c_rem numeric[];
+  c_dirty boolean := false;
+  j int;
 BEGIN
-  FOR i IN 1 .. coalesce(array_length(p_ord, 1), 0) LOOP
+  FOR i IN 1 .. coalesce(array_length(p_ord, 1), 0) + 1 LOOP
+    -- Write the cached grants back when the wallet changes, before anything else touches grants,
+    -- and after the last posting (the extra turn of the loop).
+    IF c_dirty AND (i > array_length(p_ord, 1) OR p_user[i] IS DISTINCT FROM v_wallet
+                    OR NOT (p_kind[i] IN ('charge', 'adjustment') AND p_amount[i] < 0)) THEN
+      UPDATE grants t SET remaining = u.rem,
+             status = CASE WHEN u.rem = 0 THEN 'depleted' ELSE t.status END,
+             closed_at = CASE WHEN u.rem = 0 THEN now() ELSE t.closed_at END
+      FROM unnest(c_ids, c_rem) AS u(id, rem)
+      WHERE t.grant_id = u.id AND t.remaining <> u.rem;
+      c_dirty := false;
+    END IF;
+    EXIT WHEN i > coalesce(array_length(p_ord, 1), 0);
     v_user := p_user[i]; v_kind := p_kind[i]; v_amount := p_amount[i]; v_spec := coalesce(p_spec[i], '{}');
     IF v_wallet IS DISTINCT FROM v_user THEN
-      SELECT w.debt INTO v_debt FROM wallets w WHERE w.user_id = v_user;
+      -- The debt as the statement locked the wallet (then kept here as postings change it).
+      v_debt := p_debt[i];
       v_wallet := v_user;
+      c_ids := NULL;
     END IF;
     ord := p_ord[i]; sub := 0; kind := v_kind; amount := v_amount; debt_delta := 0; description := NULL; extra := '{}';
 
     IF v_kind IN ('charge', 'adjustment') AND v_amount < 0 THEN
+      IF c_ids IS NULL THEN
+        SELECT coalesce(array_agg(t.grant_id ORDER BY t.priority, t.expires_at NULLS LAST, t.created_at, t.grant_id), '{}'),
+               coalesce(array_agg(t.remaining ORDER BY t.priority, t.expires_at NULLS LAST, t.created_at, t.grant_id), '{}')
+          INTO c_ids, c_rem
+        FROM grants t
+        WHERE t.user_id = v_user AND t.status = 'active' AND t.remaining > 0 AND (t.expires_at IS NULL OR t.expires_at > now());
+      END IF;
       v_need := -v_amount; v_draws := '[]';
-      FOR g IN
-        SELECT t.grant_id, t.remaining FROM grants t
-        WHERE t.user_id = v_user AND t.status = 'active' AND (t.expires_at IS NULL OR t.expires_at > now())
-        ORDER BY t.priority, t.expires_at NULLS LAST, t.created_at, t.grant_id
-      LOOP
+      FOR j IN 1 .. coalesce(array_length(c_ids, 1), 0) LOOP
         EXIT WHEN v_need = 0;
-        v_take := least(v_need, g.remaining);
+        v_take := least(v_need, c_rem[j]);
         CONTINUE WHEN v_take = 0;
-        UPDATE grants t SET remaining = t.remaining - v_take,
-               status = CASE WHEN t.remaining = v_take THEN 'depleted' ELSE t.status END,
-               closed_at = CASE WHEN t.remaining = v_take THEN now() ELSE t.closed_at END
-        WHERE t.grant_id = g.grant_id;
-        v_draws := v_draws || jsonb_build_object('grant_id', g.grant_id, 'amount', round(v_take, 6)::text);
+        c_rem[j] := c_rem[j] - v_take;
+        c_dirty := true;
+        v_draws := v_draws || jsonb_build_object('grant_id', c_ids[j], 'amount', round(v_take, 6)::text);
         v_need := v_need - v_take;
       END LOOP;
       IF v_need > 0 THEN
@@ -161,6 +182,7 @@ BEGIN
       RETURN NEXT;
 
     ELSIF v_kind IN ('initial', 'top_up', 'adjustment', 'grant') AND v_amount > 0 THEN
+      c_ids := NULL;
       v_take := least(v_debt, v_amount);
       INSERT INTO grants (user_id, kind, origin, amount, remaining, priority, expires_at, status, debt_paid,
                           idempotency_key, request_hash, description, closed_at)
@@ -175,6 +197,7 @@ BEGIN
       RETURN NEXT;
 
     ELSIF v_kind IN ('grant_expired', 'grant_voided') THEN
+      c_ids := NULL;
       v_grant := (v_spec->>'grant_id')::uuid;
       SELECT t.remaining INTO v_left FROM grants t
       WHERE t.grant_id = v_grant AND t.user_id = v_user AND t.status IN ('active', 'depleted')
@@ -194,6 +217,7 @@ BEGIN
       RETURN NEXT;
 
     ELSIF v_kind = 'refund' THEN
+      c_ids := NULL;
       -- What the usage's charges drew, and what its refunds gave back, read under the wallet's lock
       -- (concurrent refunds of one usage run one after the other here).
       SELECT -sum(e.amount) INTO v_left FROM ledger_entries e WHERE e.usage_key = p_usage[i] AND e.kind = 'charge';

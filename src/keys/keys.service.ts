@@ -4,6 +4,7 @@ import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypt
 import { DataSource, MoreThan } from 'typeorm';
 import type { Actor } from '../audit/actor';
 import { AuditService } from '../audit/audit.service';
+import { LedgerService } from '../ledger/ledger.service';
 import type { Caller } from '../common/api-key.guard';
 import { DomainError, validationError } from '../common/domain-error';
 import { Money } from '../common/money';
@@ -90,6 +91,7 @@ export class KeysService {
     @InjectDataSource() private readonly dataSource: DataSource,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly audit: AuditService,
+    private readonly ledger: LedgerService,
   ) {}
 
   /** The caller a presented secret identifies, or undefined (unknown, revoked, expired, past its grace). */
@@ -254,6 +256,8 @@ export class KeysService {
       this.forget(key);
       if (Object.keys(changes).length === 0) return key;
       await repo.update({ keyId: key.keyId }, changes);
+      // A cap set or changed starts from what the key holds and spent already (under this row lock).
+      if ('spendCapAmount' in changes || 'spendCapPeriod' in changes) await this.ledger.recomputeKeySpend(manager, key.keyId);
       const after = await repo.findOneByOrFail({ keyId: key.keyId });
       await this.audit.append(manager, actor, action, key.keyId, { before: keyView(key), after: keyView(after) });
       return after;

@@ -184,8 +184,7 @@ export class KeysService {
    * period began (index ledger_entries_by_key) plus what its live holds hold (holds_live_by_key) —
    * the figure the spend cap is checked against. Computed from the ledger itself, so it is right
    * for every key, capped or not; PLACE_HOLDS checks the same figure from the counters on a capped
-   * key's row (see the migration 1764000000017). Until the ledger writes key_id on holds and
-   * entries, this reads zero.
+   * key's row (see the migration 1764000000017).
    */
   async spentThisPeriod(keyId: string, period: 'day' | 'month'): Promise<{ spent: Money; resetsAt: Date }> {
     const [row] = await queryRows<{ spent: string; resets_at: Date }>(

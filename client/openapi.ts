@@ -1374,6 +1374,12 @@ export interface components {
                 [key: string]: unknown;
             };
             /**
+             * Format: uuid
+             * @description The API key record that made it (API.md §11); null for environment keys, queue settlements of no key, and operators.
+             * @example null
+             */
+            key_id: string | null;
+            /**
              * Format: date-time
              * @example 2026-11-25T10:06:00.000Z
              */
@@ -2268,6 +2274,12 @@ export interface components {
             direct_charge: boolean;
             /** @example null */
             idempotency_key: string | null;
+            /**
+             * Format: uuid
+             * @description The API key record that started it (API.md §11); null for environment keys.
+             * @example null
+             */
+            key_id: string | null;
             /**
              * Format: date-time
              * @example 2026-11-25T10:00:00.000Z
@@ -4382,6 +4394,7 @@ export interface operations {
                      *           "idempotency_key": "invoice-2026-11-0042",
                      *           "description": "November subscription",
                      *           "metadata": {},
+                     *           "key_id": null,
                      *           "created_at": "2026-11-25T10:06:00.000Z"
                      *         },
                      *         "wallet": {
@@ -4588,6 +4601,7 @@ export interface operations {
                      *           "metadata": {
                      *             "reason": "refund of a failed generation"
                      *           },
+                     *           "key_id": null,
                      *           "created_at": "2026-11-25T10:06:00.000Z"
                      *         },
                      *         "wallet": {
@@ -4785,6 +4799,7 @@ export interface operations {
                      *               "feature_endpoint_id": "ai_chat_v1",
                      *               "late": false
                      *             },
+                     *             "key_id": null,
                      *             "created_at": "2026-11-25T10:06:00.000Z"
                      *           }
                      *         ],
@@ -5196,6 +5211,7 @@ export interface operations {
                      *             "grant_id": "3f0b6a52-5f5e-4c55-8f0e-8a1d2b3c4d5e",
                      *             "debt_paid": "0.000000"
                      *           },
+                     *           "key_id": null,
                      *           "created_at": "2026-11-25T10:06:00.000Z"
                      *         },
                      *         "wallet": {
@@ -5275,6 +5291,7 @@ export interface operations {
                      *             "grant_id": "3f0b6a52-5f5e-4c55-8f0e-8a1d2b3c4d5e",
                      *             "debt_paid": "0.000000"
                      *           },
+                     *           "key_id": null,
                      *           "created_at": "2026-11-25T10:06:00.000Z"
                      *         },
                      *         "wallet": {
@@ -5501,6 +5518,7 @@ export interface operations {
                      *             "grant_id": "3f0b6a52-5f5e-4c55-8f0e-8a1d2b3c4d5e",
                      *             "debt_paid": "0.000000"
                      *           },
+                     *           "key_id": null,
                      *           "created_at": "2026-11-25T10:06:00.000Z"
                      *         },
                      *         "wallet": {
@@ -7986,6 +8004,7 @@ export interface operations {
                      *         "hold_amount": "5.000000",
                      *         "direct_charge": false,
                      *         "idempotency_key": null,
+                     *         "key_id": null,
                      *         "created_at": "2026-11-25T10:00:00.000Z",
                      *         "expires_at": "2026-11-25T10:15:00.000Z",
                      *         "closed_at": "2026-11-25T10:01:00.000Z",
@@ -8031,6 +8050,7 @@ export interface operations {
                      *               "feature_endpoint_id": "ai_chat_v1",
                      *               "late": false
                      *             },
+                     *             "key_id": null,
                      *             "created_at": "2026-11-25T10:06:00.000Z"
                      *           }
                      *         ]

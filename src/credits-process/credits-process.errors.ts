@@ -38,3 +38,11 @@ export const refundExceedsCharge = (usageKey: string, left: Money, requested: Mo
       : `Only ${left.toString()} credits of usage "${usageKey}" are left to refund; ${requested.toString()} asked.`,
     { refundable: left.toString(), ...(requested && { requested: requested.toString() }) },
   );
+
+/** API.md §11: the key's spend this UTC period (settled charges + live holds) would pass its cap. */
+export const spendCapExceeded = (spent: Money, cap: Money, asked: Money, resetsAt: Date, period: string) =>
+  new DomainError(
+    'spend_cap_exceeded',
+    `This key's spend cap of ${cap.toString()} credits per ${period} would be passed: ${spent.toString()} spent, ${asked.toString()} more asked.`,
+    { spent: spent.toString(), cap: cap.toString(), resets_at: resetsAt.toISOString() },
+  );

@@ -40,6 +40,7 @@ import {
   insufficientCredits,
   notSettled,
   refundExceedsCharge,
+  spendCapExceeded,
   usageKeyMismatch,
   usageKeyNotFound,
   walletSuspended,
@@ -55,11 +56,15 @@ export type SettlementResult = SettlementResponseDoc;
 interface StartRequest {
   userId: string;
   featureEndpointId: string;
+  /** The caller's key record (API.md §11): recorded on the hold, its spend cap checked; null for env keys. */
+  keyId: string | null;
 }
 
 interface SettleRequest {
   dto: EndMultiModelDto;
   channel: Channel;
+  /** The settling key record (HTTP); a queue message carries none. */
+  keyId: string | null;
 }
 
 /** A settlement that priced: its place in the batch, its key (made here for a direct charge), its charge. */
@@ -71,6 +76,7 @@ interface Priced {
   channel: Channel;
   /** A later message of a key already in this batch: it runs alone, after the batch. */
   twin: boolean;
+  keyId: string | null;
 }
 
 type BatchKind = 'start' | 'settle';
@@ -126,7 +132,7 @@ export class CreditsProcessService {
     try {
       // A key scoped to other features: 403 before anything is written (the body names the feature).
       assertFeatureAllowed(caller, featureEndpointId);
-      const result = await this.starts.submit({ userId, featureEndpointId });
+      const result = await this.starts.submit({ userId, featureEndpointId, keyId: caller?.recordId ?? null });
       this.metrics.starts.inc({ outcome: 'accessible' });
       return result;
     } catch (error) {
@@ -174,7 +180,7 @@ export class CreditsProcessService {
       hold = await this.placeHold(request);
     }
     for (let attempt = 1; !hold; attempt++) {
-      const why = await this.whyNotAccessible(request.userId, request.featureEndpointId);
+      const why = await this.whyNotAccessible(request);
       // The refusal was decided by the conditional statement; the reason is read by a later one.
       // If settlements released credits in between, the reason would say "insufficient" while
       // showing enough: try the hold again instead of answering figures that contradict it.
@@ -194,7 +200,7 @@ export class CreditsProcessService {
    * Reads wallet and feature to name the first failed check, in the contract's order; a
    * StaleRefusal when every check passes now (the hold was refused on figures since changed).
    */
-  private async whyNotAccessible(userId: string, featureEndpointId: string): Promise<Error | StaleRefusal> {
+  private async whyNotAccessible({ userId, featureEndpointId, keyId }: HoldRequest): Promise<Error | StaleRefusal> {
     const wallet = await this.wallets.find(userId).catch((e: unknown) => e as Error);
     if (wallet instanceof Error) return wallet;
     if (wallet.status !== 'active') return walletSuspended(userId);
@@ -206,7 +212,27 @@ export class CreditsProcessService {
     }
     const available = wallet.balance.minus(wallet.held);
     const refusal = insufficientCredits(available, feature.minHoldingCredits);
-    return !available.isNegative() && !available.isZero() && available.gte(feature.minHoldingCredits) ? new StaleRefusal(refusal) : refusal;
+    if (available.isNegative() || available.isZero() || !available.gte(feature.minHoldingCredits)) return refusal;
+    // Last: the key's spend cap (API.md §11), from the same counters the statement checks.
+    const cap = keyId === null ? undefined : await this.capOf(keyId);
+    if (cap && !cap.cap.gte(cap.spent.plus(feature.minHoldingCredits))) {
+      return spendCapExceeded(cap.spent, cap.cap, feature.minHoldingCredits, cap.resetsAt, cap.period);
+    }
+    return new StaleRefusal(cap ? spendCapExceeded(cap.spent, cap.cap, feature.minHoldingCredits, cap.resetsAt, cap.period) : refusal);
+  }
+
+  /** A capped key's figures as the ledger keeps them: spent this UTC period + live holds, and when it resets. */
+  private async capOf(keyId: string): Promise<{ cap: Money; spent: Money; resetsAt: Date; period: string } | undefined> {
+    const [row] = await queryRows<{ cap: string; spent: string; resets_at: Date; period: string }>(
+      this.dataSource.manager,
+      `SELECT k.spend_cap_amount::text AS cap, k.spend_cap_period AS period,
+              (CASE WHEN k.period_starts_at = p.starts THEN k.period_spent ELSE 0 END + k.held)::text AS spent,
+              (p.starts AT TIME ZONE 'UTC' + ('1 ' || k.spend_cap_period)::interval) AT TIME ZONE 'UTC' AS resets_at
+       FROM api_keys k CROSS JOIN LATERAL (SELECT date_trunc(k.spend_cap_period, now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS starts) p
+       WHERE k.key_id = $1 AND k.spend_cap_amount IS NOT NULL`,
+      [keyId],
+    );
+    return row && { cap: Money.fromDb(row.cap), spent: Money.fromDb(row.spent), resetsAt: row.resets_at, period: row.period };
   }
 
   /**
@@ -251,7 +277,7 @@ export class CreditsProcessService {
     // Issue 18: an increment must keep the hold open, which needs the ledger's part; until then it
     // is refused (400, nothing written) rather than settled as final.
     if (dto.final === false) throw notYet('final', 'incremental settlement (final: false)');
-    const result = await this.settlements.submit({ dto: normalize(dto), channel });
+    const result = await this.settlements.submit({ dto: normalize(dto), channel, keyId: caller?.recordId ?? null });
     // Logged here, in the caller's own context (its request_id), not inside the shared batch.
     if (result.status === 'settled') {
       this.logger.log(
@@ -273,13 +299,13 @@ export class CreditsProcessService {
     const quotes = await Promise.allSettled(items.map(({ dto }) => this.price(dto)));
     const priced = new Map<number, Priced>();
     const seen = new Set<string>();
-    items.forEach(({ dto, channel }, index) => {
+    items.forEach(({ dto, channel, keyId }, index) => {
       const quote = quotes[index];
       if (quote.status === 'rejected') return;
       const key = dto.usage_key ?? (dto.idempotency_key === undefined ? undefined : `${dto.user_id}\u0000${dto.idempotency_key}`);
       const twin = key !== undefined && seen.has(key);
       if (key !== undefined) seen.add(key);
-      priced.set(index, { index, dto, quote: quote.value, usageKey: dto.usage_key ?? randomUUID(), channel, twin });
+      priced.set(index, { index, dto, quote: quote.value, usageKey: dto.usage_key ?? randomUUID(), channel, twin, keyId });
     });
     const batch = [...priced.values()].filter((p) => !p.twin);
     this.metrics.batchSize.observe({ kind: 'settle' }, items.length);
@@ -510,6 +536,7 @@ export class CreditsProcessService {
       hold_amount: hold.amount.toString(),
       direct_charge: hold.direct,
       idempotency_key: hold.idempotencyKey,
+      key_id: hold.keyId,
       created_at: hold.createdAt.toISOString(),
       expires_at: hold.expiresAt.toISOString(),
       closed_at: hold.closedAt?.toISOString() ?? null,
@@ -530,6 +557,7 @@ function toCharge(p: Priced): Charge {
     credits: p.quote.creditsCharged,
     metadata: chargeMetadata(p.dto, p.quote, p.channel),
     direct: p.dto.usage_key === undefined ? { idempotencyKey: p.dto.idempotency_key ?? null, requestHash: requestHash(p.dto) } : undefined,
+    keyId: p.keyId,
   };
 }
 

@@ -30,6 +30,10 @@ export class Hold {
   @Column({ name: 'idempotency_key', type: 'varchar', length: 128, nullable: true })
   idempotencyKey!: string | null;
 
+  /** The API key record that started it (or made the direct charge); null for environment keys and the queue. */
+  @Column({ name: 'key_id', type: 'uuid', nullable: true })
+  keyId!: string | null;
+
   /** sha256 of a direct charge's request, to refuse a reused idempotency key with another body. */
   @Column({ name: 'request_hash', type: 'varchar', length: 64, nullable: true })
   requestHash!: string | null;

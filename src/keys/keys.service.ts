@@ -4,6 +4,7 @@ import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypt
 import { DataSource, MoreThan } from 'typeorm';
 import type { Actor } from '../audit/actor';
 import { AuditService } from '../audit/audit.service';
+import { LedgerService } from '../ledger/ledger.service';
 import type { Caller } from '../common/api-key.guard';
 import { DomainError, validationError } from '../common/domain-error';
 import { Money } from '../common/money';
@@ -90,6 +91,7 @@ export class KeysService {
     @InjectDataSource() private readonly dataSource: DataSource,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly audit: AuditService,
+    private readonly ledger: LedgerService,
   ) {}
 
   /** The caller a presented secret identifies, or undefined (unknown, revoked, expired, past its grace). */
@@ -182,8 +184,7 @@ export class KeysService {
    * period began (index ledger_entries_by_key) plus what its live holds hold (holds_live_by_key) —
    * the figure the spend cap is checked against. Computed from the ledger itself, so it is right
    * for every key, capped or not; PLACE_HOLDS checks the same figure from the counters on a capped
-   * key's row (see the migration 1764000000017). Until the ledger writes key_id on holds and
-   * entries, this reads zero.
+   * key's row (see the migration 1764000000017).
    */
   async spentThisPeriod(keyId: string, period: 'day' | 'month'): Promise<{ spent: Money; resetsAt: Date }> {
     const [row] = await queryRows<{ spent: string; resets_at: Date }>(
@@ -254,6 +255,8 @@ export class KeysService {
       this.forget(key);
       if (Object.keys(changes).length === 0) return key;
       await repo.update({ keyId: key.keyId }, changes);
+      // A cap set or changed starts from what the key holds and spent already (under this row lock).
+      if ('spendCapAmount' in changes || 'spendCapPeriod' in changes) await this.ledger.recomputeKeySpend(manager, key.keyId);
       const after = await repo.findOneByOrFail({ keyId: key.keyId });
       await this.audit.append(manager, actor, action, key.keyId, { before: keyView(key), after: keyView(after) });
       return after;

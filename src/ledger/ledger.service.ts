@@ -14,6 +14,8 @@ export interface HoldRequest {
   featureEndpointId: string;
   /** The new authorization's key (the caller makes it, so it can answer with it). */
   usageKey: string;
+  /** The API key record that asks (API.md §11): recorded on the hold; its spend cap, if any, is checked. */
+  keyId: string | null;
 }
 
 export interface PlacedHold {
@@ -36,6 +38,8 @@ export interface Charge {
   metadata: Record<string, unknown>;
   /** Without a hold: inserted settled, idempotent per user by `idempotencyKey` when there is one. */
   direct?: { idempotencyKey: string | null; requestHash: string };
+  /** The settling key record: a direct charge is its key's spend (a hold's charge is its hold's key's). */
+  keyId: string | null;
 }
 
 /** The ledger entry a charge wrote. */
@@ -137,7 +141,7 @@ const EXPIRE = HOLD_TRANSITIONS.expire;
 const WALLET_COLUMNS = 'user_id, plan, status, balance, held, version, created_at, updated_at';
 
 /**
- * The ledger: the owner of `wallets`, `holds` and `ledger_entries`. Every statement that writes
+ * The ledger: the owner of `wallets`, `holds`, `ledger_entries`, `grants` and the keys' spend counters. Every statement that writes
  * them is here, one named function each; services decide what to do and call these. The set-based
  * statements (`placeHolds`, `settle`) serve a batch of one and a batch of a hundred alike, so a
  * lone request and a batched one cannot be treated differently.
@@ -260,13 +264,14 @@ export class LedgerService {
       manager,
       `WITH postings AS (
          SELECT 1::bigint AS ord, $1::varchar AS user_id, $2::varchar AS kind, $3::numeric AS amount, 0::numeric AS held_delta,
-                $7::uuid AS usage_key, $4::varchar AS idempotency_key, $5::varchar AS description, $6::jsonb AS metadata, $8::jsonb AS spec
+                $7::uuid AS usage_key, $4::varchar AS idempotency_key, $5::varchar AS description, $6::jsonb AS metadata,
+                NULL::uuid AS key_id, $8::jsonb AS spec
        ), ${moveMoney('postings')}
        SELECT ${WALLET_COLUMNS.split(', ')
          .map((c) => `m.${c}`)
          .join(', ')},
               e.id, e.kind, e.amount, e.balance_after, e.held_after, e.usage_key, e.idempotency_key, e.description, e.metadata,
-              e.created_at AS entry_created_at
+              e.key_id, e.created_at AS entry_created_at
        FROM moved m JOIN entries e ON e.user_id = m.user_id ORDER BY e.id`,
       [
         p.userId,
@@ -300,7 +305,7 @@ export class LedgerService {
        ), postings AS (
          SELECT row_number() OVER (ORDER BY user_id, grant_id) AS ord, user_id, 'grant_expired'::varchar AS kind, NULL::numeric AS amount,
                 0::numeric AS held_delta, NULL::uuid AS usage_key, NULL::varchar AS idempotency_key, 'grant expired'::varchar AS description,
-                '{}'::jsonb AS metadata, jsonb_build_object('grant_id', grant_id) AS spec
+                '{}'::jsonb AS metadata, NULL::uuid AS key_id, jsonb_build_object('grant_id', grant_id) AS spec
          FROM due
        ), ${moveMoney('postings')}
        SELECT (SELECT count(*) FROM due)::text AS due, (SELECT count(*) FROM entries) AS written`,
@@ -323,7 +328,13 @@ export class LedgerService {
     const rows = await queryRows<{ ord: string; balance: string; held: string; hold_amount: string; expires_at: Date }>(
       this.dataSource.manager,
       PLACE_HOLDS,
-      [requests.map((r) => r.userId), requests.map((r) => r.featureEndpointId), requests.map((r) => r.usageKey), defaultTtlSeconds],
+      [
+        requests.map((r) => r.userId),
+        requests.map((r) => r.featureEndpointId),
+        requests.map((r) => r.usageKey),
+        defaultTtlSeconds,
+        requests.map((r) => r.keyId),
+      ],
       { prepared: true },
     );
     return new Map(
@@ -374,6 +385,7 @@ export class LedgerService {
         charges.map((c) => c.direct !== undefined),
         charges.map((c) => c.direct?.idempotencyKey ?? null),
         charges.map((c) => c.direct?.requestHash ?? null),
+        charges.map((c) => c.keyId),
       ],
       { prepared: true },
     );
@@ -402,10 +414,14 @@ export class LedgerService {
       `WITH claimed AS (
          UPDATE holds SET status = '${CANCEL.to}', closed_at = now()
          WHERE usage_key = $1 AND status IN ${sqlStatuses(CANCEL.from)}
-         RETURNING user_id, amount
+         RETURNING user_id, amount, key_id
        ), released AS (
          UPDATE wallets SET held = wallets.held - c.amount, version = wallets.version + 1, updated_at = now()
          FROM claimed c WHERE wallets.user_id = c.user_id AND c.amount <> 0
+         RETURNING 1
+       ), keys AS (${capturedKeys('SELECT key_id FROM claimed WHERE key_id IS NOT NULL', 'released')}
+       ), kr AS (
+         UPDATE api_keys a SET held = k.held - c.amount FROM claimed c JOIN keys k USING (key_id) WHERE a.key_id = c.key_id
        )
        SELECT user_id, amount FROM claimed`,
       [usageKey],
@@ -427,7 +443,7 @@ export class LedgerService {
            SELECT usage_key FROM holds
            WHERE status IN ${sqlStatuses(EXPIRE.from)} AND expires_at <= now() AND ($1::varchar IS NULL OR user_id = $1)
            ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-         RETURNING user_id, amount
+         RETURNING user_id, amount, key_id
        ), per_wallet AS (
          SELECT user_id, SUM(amount) AS total, COUNT(*) AS n FROM expired GROUP BY user_id
        ), locked AS (
@@ -437,11 +453,40 @@ export class LedgerService {
          UPDATE wallets w SET held = w.held - p.total, version = w.version + 1, updated_at = now()
          FROM per_wallet p JOIN locked l USING (user_id) WHERE w.user_id = p.user_id
          RETURNING p.n
+       ), keys AS (${capturedKeys('SELECT key_id FROM expired WHERE key_id IS NOT NULL', 'released')}
+       ), kr AS (
+         UPDATE api_keys a SET held = k.held - t.total
+         FROM (SELECT key_id, sum(amount) AS total FROM expired WHERE key_id IS NOT NULL GROUP BY key_id) t JOIN keys k USING (key_id)
+         WHERE a.key_id = t.key_id
        )
        SELECT COALESCE(SUM(n), 0)::text AS n FROM released`,
       [userId ?? null, limit],
     );
     return Number(rows[0]?.n ?? 0);
+  }
+
+  // --- spend caps ----------------------------------------------------------------------------
+
+  /**
+   * Sets a key's spend counters (API.md §11, migration 1764000000017) from the books: what its live
+   * holds hold and what its charges spent since its period began. For a key whose cap was just set
+   * or changed, in the caller's transaction, which must already hold the key's row lock: this
+   * statement then reads every change that lock waited for. Undefined period (no cap): counters 0.
+   */
+  async recomputeKeySpend(manager: EntityManager, keyId: string): Promise<void> {
+    await queryRows(
+      manager,
+      `UPDATE api_keys k SET
+         period_starts_at = p.starts,
+         held = COALESCE((SELECT sum(h.amount) FROM holds h WHERE h.key_id = k.key_id AND h.status = '${LIVE_HOLD_STATUS}'), 0),
+         period_spent = CASE WHEN p.starts IS NULL THEN 0 ELSE COALESCE((SELECT -sum(e.amount) FROM ledger_entries e
+                          WHERE e.key_id = k.key_id AND e.kind = 'charge' AND e.created_at >= p.starts), 0) END
+       FROM api_keys k2 LEFT JOIN LATERAL (
+         SELECT date_trunc(k2.spend_cap_period, now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS starts WHERE k2.spend_cap_period IS NOT NULL
+       ) p ON true
+       WHERE k.key_id = $1 AND k2.key_id = k.key_id`,
+      [keyId],
+    );
   }
 
   // --- the books -----------------------------------------------------------------------------
@@ -519,9 +564,23 @@ export class LedgerService {
   }
 }
 
+/**
+ * A capped key's row in a statement that moves its spend (API.md §11), locked after the wallets
+ * (`after`: a CTE that has locked them; the one lock order: holds, wallets, keys) and read as
+ * committed under that lock: its cap, its live holds, and what it spent in the current UTC period
+ * (the counters of migration 1764000000017; a new period starts at 0). New figures are set from
+ * these values, never from the UPDATE's own re-read of the row.
+ */
+const capturedKeys = (keyIds: string, after: string) => `
+   SELECT k.key_id, k.spend_cap_amount AS cap, k.held, p.starts,
+          CASE WHEN k.period_starts_at = p.starts THEN k.period_spent ELSE 0 END AS spent
+   FROM api_keys k CROSS JOIN LATERAL (SELECT date_trunc(k.spend_cap_period, now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS starts) p
+   WHERE k.key_id IN (${keyIds}) AND k.spend_cap_amount IS NOT NULL AND (SELECT count(*) FROM ${after}) >= 0
+   ORDER BY k.key_id FOR UPDATE OF k`;
+
 /** `placeHolds`: the statement of every start (see there). */
 const PLACE_HOLDS = `WITH r AS (
-   SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::uuid[]) WITH ORDINALITY AS r(user_id, feature_endpoint_id, usage_key, ord)
+   SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::uuid[], $5::uuid[]) WITH ORDINALITY AS r(user_id, feature_endpoint_id, usage_key, key_id, ord)
  ), f AS (
    SELECT feature_endpoint_id, min_holding_credits AS amount, COALESCE(hold_ttl_seconds, $4) AS ttl, allowed_plans
    FROM features WHERE feature_endpoint_id IN (SELECT feature_endpoint_id FROM r) AND active
@@ -529,6 +588,7 @@ const PLACE_HOLDS = `WITH r AS (
    SELECT user_id, plan, balance, held FROM wallets
    WHERE user_id IN (SELECT user_id FROM r) AND status = 'active'
    ORDER BY user_id FOR UPDATE
+ ), keys AS (${capturedKeys('SELECT key_id FROM r WHERE key_id IS NOT NULL', 'locked')}
  ), due AS (
    -- What grants past their expiry still hold (the sweeper has not run yet): not available. Read in the
    -- statement's snapshot; a grant expired meanwhile is counted twice at worst, and the refused start
@@ -541,27 +601,43 @@ const PLACE_HOLDS = `WITH r AS (
    FROM r JOIN f USING (feature_endpoint_id) JOIN locked l USING (user_id) LEFT JOIN due d USING (user_id)
    WHERE cardinality(f.allowed_plans) = 0 OR l.plan = ANY (f.allowed_plans)
    WINDOW w AS (PARTITION BY r.user_id ORDER BY r.ord)
- ), ok AS (
+ ), fit AS (
    SELECT * FROM (
      -- A wallet at or below zero is refused even for a hold of 0.
      SELECT c.*, bool_and(spendable - held_before > 0 AND spendable - held_before >= amount) OVER (PARTITION BY user_id ORDER BY ord) AS fits FROM c
    ) x WHERE fits
+ ), keyed AS (
+   -- Of those, a capped key's starts in arrival order while its cap has room: spent this period + its
+   -- live holds + the new holds ≤ cap, against the row as locked (so N racing starts with room for K
+   -- place exactly K). An uncapped key (or none) is never refused here.
+   SELECT fit.*, k.cap, k.spent + k.held + sum(fit.amount) OVER (PARTITION BY fit.key_id ORDER BY fit.ord) AS key_after
+   FROM fit LEFT JOIN keys k USING (key_id)
+ ), ok AS (
+   SELECT * FROM (
+     SELECT keyed.*, bool_and(cap IS NULL OR key_after <= cap) OVER (PARTITION BY key_id ORDER BY ord) AS key_fits FROM keyed
+   ) y WHERE key_fits
  ), w AS (
    UPDATE wallets SET held = wallets.held + t.amount, version = wallets.version + t.n, updated_at = now()
    FROM (SELECT user_id, sum(amount) AS amount, count(*)::int AS n FROM ok GROUP BY user_id) t
    WHERE wallets.user_id = t.user_id
+ ), kh AS (
+   UPDATE api_keys a SET held = k.held + t.amount, period_spent = k.spent, period_starts_at = k.starts
+   FROM (SELECT key_id, sum(amount) AS amount FROM ok WHERE key_id IS NOT NULL GROUP BY key_id) t JOIN keys k USING (key_id)
+   WHERE a.key_id = t.key_id
  ), h AS (
-   INSERT INTO holds (usage_key, user_id, feature_endpoint_id, amount, status, expires_at)
-   SELECT usage_key, user_id, feature_endpoint_id, amount, '${LIVE_HOLD_STATUS}', now() + make_interval(secs => ttl) FROM ok
+   INSERT INTO holds (usage_key, user_id, feature_endpoint_id, amount, status, expires_at, key_id)
+   SELECT usage_key, user_id, feature_endpoint_id, amount, '${LIVE_HOLD_STATUS}', now() + make_interval(secs => ttl), key_id FROM ok
    RETURNING usage_key, expires_at
  )
- SELECT ok.ord, ok.balance, ok.held_before + ok.amount AS held, ok.amount AS hold_amount, h.expires_at FROM ok JOIN h USING (usage_key)`;
+ -- held as of each placed start (a start refused for its key's cap took nothing of the wallet).
+ SELECT ok.ord, ok.balance, l.held + sum(ok.amount) OVER (PARTITION BY ok.user_id ORDER BY ok.ord) AS held, ok.amount AS hold_amount, h.expires_at
+ FROM ok JOIN h USING (usage_key) JOIN locked l USING (user_id)`;
 
 /** `settle`: the statement of every settlement, by hold or direct (see there). */
 const SETTLE_CHARGES = `WITH r AS (
    SELECT u.*, m.metadata
-   FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::numeric[], $6::bool[], $7::varchar[], $8::varchar[])
-     WITH ORDINALITY AS u(usage_key, user_id, feature_endpoint_id, amount, direct, idempotency_key, request_hash, ord)
+   FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::numeric[], $6::bool[], $7::varchar[], $8::varchar[], $9::uuid[])
+     WITH ORDINALITY AS u(usage_key, user_id, feature_endpoint_id, amount, direct, idempotency_key, request_hash, key_id, ord)
    JOIN jsonb_array_elements($5::jsonb) WITH ORDINALITY AS m(metadata, ord) USING (ord)
  ), old AS (
    SELECT usage_key, status, expires_at FROM holds
@@ -574,7 +650,7 @@ const SETTLE_CHARGES = `WITH r AS (
    WHERE h.usage_key = old.usage_key AND NOT r.direct AND old.status IN ${sqlStatuses(SETTLE.from)}
      AND h.user_id = r.user_id AND h.feature_endpoint_id = r.feature_endpoint_id
    -- Only a live hold still counts in held: a swept one was released when it expired.
-   RETURNING r.ord, CASE WHEN old.status = '${LIVE_HOLD_STATUS}' THEN -h.amount ELSE 0 END AS held_delta, h.late
+   RETURNING r.ord, CASE WHEN old.status = '${LIVE_HOLD_STATUS}' THEN -h.amount ELSE 0 END AS held_delta, h.late, h.key_id
  ), direct_wallets AS (
    -- A direct charge's hold row takes a KEY SHARE lock on its wallet (the foreign key): were that
    -- taken before the wallet's FOR UPDATE, two such statements (or one and a top-up) could each hold
@@ -584,18 +660,27 @@ const SETTLE_CHARGES = `WITH r AS (
    WHERE user_id IN (SELECT user_id FROM r WHERE direct) AND (SELECT count(*) FROM old) >= 0
    ORDER BY user_id FOR UPDATE
  ), inserted AS (
-   INSERT INTO holds (usage_key, user_id, feature_endpoint_id, amount, status, expires_at, idempotency_key, request_hash, direct, closed_at)
-   SELECT usage_key, user_id, feature_endpoint_id, 0, '${DIRECT_CHARGE_STATUS}', now(), idempotency_key, request_hash, true, now()
+   INSERT INTO holds (usage_key, user_id, feature_endpoint_id, amount, status, expires_at, idempotency_key, request_hash, direct, closed_at, key_id)
+   SELECT usage_key, user_id, feature_endpoint_id, 0, '${DIRECT_CHARGE_STATUS}', now(), idempotency_key, request_hash, true, now(), key_id
    FROM r WHERE direct AND EXISTS (SELECT 1 FROM direct_wallets w WHERE w.user_id = r.user_id)
    ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-   RETURNING usage_key, 0::numeric AS held_delta, false AS late
+   RETURNING usage_key, 0::numeric AS held_delta, false AS late, key_id
  ), postings AS (
+   -- A hold's charge is its hold's key's spend; a direct charge, its settling key's.
    SELECT r.ord, r.user_id, 'charge'::varchar AS kind, r.amount, x.held_delta, r.usage_key, NULL::varchar AS idempotency_key,
           'usage of ' || r.feature_endpoint_id AS description, r.metadata || jsonb_build_object('late', x.late) AS metadata,
-          NULL::jsonb AS spec
-   FROM (SELECT ord, held_delta, late FROM claimed UNION ALL SELECT r.ord, i.held_delta, i.late FROM inserted i JOIN r USING (usage_key)) x
+          x.key_id, NULL::jsonb AS spec
+   FROM (SELECT ord, held_delta, late, key_id FROM claimed
+         UNION ALL SELECT r.ord, i.held_delta, i.late, i.key_id FROM inserted i JOIN r USING (usage_key)) x
    JOIN r USING (ord)
- ), ${moveMoney('postings')}
+ ), ${moveMoney('postings')}, keys AS (${capturedKeys('SELECT key_id FROM chain WHERE key_id IS NOT NULL', 'moved')}
+ ), kc AS (
+   -- What the capped keys' charges spent this period, and what their settled live holds no longer hold.
+   UPDATE api_keys a SET held = k.held + t.held_delta, period_spent = k.spent - t.amount, period_starts_at = k.starts
+   FROM (SELECT key_id, sum(amount) AS amount, sum(held_delta) AS held_delta FROM chain WHERE key_id IS NOT NULL GROUP BY key_id) t
+   JOIN keys k USING (key_id)
+   WHERE a.key_id = t.key_id
+ )
  SELECT id, usage_key, amount, balance_after, held_after, (metadata->>'late')::bool AS late FROM entries`;
 
 interface WalletRow {
@@ -619,6 +704,7 @@ interface LedgerEntryRow {
   idempotency_key: string | null;
   description: string | null;
   metadata: LedgerEntry['metadata'];
+  key_id: string | null;
   entry_created_at: Date;
 }
 
@@ -647,6 +733,7 @@ function ledgerEntryFromRow(row: WalletRow & LedgerEntryRow): LedgerEntry {
     idempotencyKey: row.idempotency_key,
     description: row.description,
     metadata: row.metadata,
+    keyId: row.key_id,
     createdAt: row.entry_created_at,
   });
 }

@@ -10,6 +10,7 @@
  *   amount numeric       signed change of balance (NULL where ledger_apply decides it: expiry, void, "refund all")
  *   held_delta numeric   signed change of held in the same step (a settled live hold's release)
  *   usage_key uuid, idempotency_key varchar, description varchar, metadata jsonb
+ *   key_id uuid          the API key record that made it (API.md §11), or NULL
  *   spec jsonb           what a grant-moving posting needs besides (see ledger_apply), else NULL
  * and appends the CTEs returned here:
  *   locked   the wallets concerned, locked in user_id order, after every row the caller's CTEs
@@ -43,6 +44,7 @@ export function moveMoney(postings: string): string {
            CASE WHEN a.sub = 0 THEN p.held_delta ELSE 0 END AS held_delta,
            CASE WHEN a.sub = 0 THEN p.usage_key END AS usage_key,
            CASE WHEN a.sub = 0 THEN p.idempotency_key END AS idempotency_key,
+           CASE WHEN a.sub = 0 THEN p.key_id END AS key_id,
            COALESCE(a.description, p.description) AS description,
            CASE WHEN a.sub = 0 THEN p.metadata ELSE '{}'::jsonb END || a.extra AS metadata,
            l.balance + sum(a.amount) OVER w AS balance_after,
@@ -60,8 +62,9 @@ export function moveMoney(postings: string): string {
     WHERE wallets.user_id = t.user_id
     RETURNING wallets.*
   ), entries AS (
-    INSERT INTO ledger_entries (user_id, kind, amount, balance_after, held_after, usage_key, idempotency_key, description, metadata)
-    SELECT user_id, kind, amount, balance_after, held_after, usage_key, idempotency_key, description, metadata FROM chain ORDER BY user_id, ord, sub
+    INSERT INTO ledger_entries (user_id, kind, amount, balance_after, held_after, usage_key, idempotency_key, description, metadata, key_id)
+    SELECT user_id, kind, amount, balance_after, held_after, usage_key, idempotency_key, description, metadata, key_id
+    FROM chain ORDER BY user_id, ord, sub
     RETURNING *
   )`;
 }

@@ -54,6 +54,10 @@ export class LedgerEntry {
   @Column({ type: 'jsonb', default: () => "'{}'" })
   metadata!: Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- jsonb read by views that know its shape
 
+  /** The API key record that made it (API.md §11); null for environment keys, the queue, operators' writes. */
+  @Column({ name: 'key_id', type: 'uuid', nullable: true })
+  keyId!: string | null;
+
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt!: Date;
 }

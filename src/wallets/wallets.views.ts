@@ -43,6 +43,7 @@ export function ledgerEntryView(e: LedgerEntry): LedgerEntryResponseDoc {
     idempotency_key: e.idempotencyKey,
     description: e.description,
     metadata: e.metadata,
+    key_id: e.keyId,
     created_at: e.createdAt.toISOString(),
   };
 }

@@ -198,6 +198,7 @@ export const USAGE_EXAMPLE = {
   hold_amount: '5.000000',
   direct_charge: false,
   idempotency_key: null,
+  key_id: null,
   created_at: '2026-11-25T10:00:00.000Z',
   expires_at: '2026-11-25T10:15:00.000Z',
   closed_at: '2026-11-25T10:01:00.000Z',
@@ -228,6 +229,15 @@ export class UsageResponseDoc {
 
   @ApiProperty({ type: 'string', nullable: true, example: null })
   idempotency_key!: string | null;
+
+  @ApiProperty({
+    description: 'The API key record that started it (API.md §11); null for environment keys.',
+    type: 'string',
+    format: 'uuid',
+    nullable: true,
+    example: null,
+  })
+  key_id!: string | null;
 
   @ApiProperty({ format: 'date-time', example: '2026-11-25T10:00:00.000Z' })
   created_at!: string;

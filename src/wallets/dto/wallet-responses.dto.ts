@@ -93,6 +93,7 @@ export const LEDGER_ENTRY_EXAMPLE = {
   idempotency_key: null,
   description: 'usage of ai_chat_v1',
   metadata: { channel: 'http', feature_endpoint_id: 'ai_chat_v1', late: false },
+  key_id: null,
   created_at: '2026-11-25T10:06:00.000Z',
 } satisfies LedgerEntryResponseDoc;
 
@@ -131,6 +132,15 @@ export class LedgerEntryResponseDoc {
     example: LEDGER_ENTRY_EXAMPLE.metadata,
   })
   metadata!: Record<string, unknown>;
+
+  @ApiProperty({
+    description: 'The API key record that made it (API.md §11); null for environment keys, queue settlements of no key, and operators.',
+    type: 'string',
+    format: 'uuid',
+    nullable: true,
+    example: null,
+  })
+  key_id!: string | null;
 
   @ApiProperty({ format: 'date-time', example: '2026-11-25T10:06:00.000Z' })
   created_at!: string;

@@ -26,7 +26,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import { DEMO_KEY } from '../src/database/seed-demo';
 import { formatMicros, micros } from './support/catalog';
-import { withDb } from './support/faults';
+import { queuesDrained, withDb } from './support/faults';
 import { createUnitPricing, FEATURE, MODEL, usagesFor } from './support/grants';
 import { createTestVhost, publish, TestVhost } from './support/rabbit';
 import { ApiResponse, SERVICE_KEY, startTestApp, TestApp } from './support/test-app';
@@ -204,10 +204,37 @@ describe('spend caps of key records', () => {
     return formatMicros(micros(row.spent));
   }
 
-  async function reconciliationClean(): Promise<void> {
+  /**
+   * The service's reconciliation is clean, and the cap counters of the keys named agree with the
+   * books. The counters (api_keys.held, period_spent, period_starts_at: migration 1764000000017)
+   * are what the cap is decided on, while spent_this_period is computed from the books: a drift
+   * between the two (a release counted twice, a charge not counted) would not show in
+   * spent_this_period, only in who is let through later — so they are read directly.
+   */
+  async function reconciliationClean(keyIds: string[] = []): Promise<void> {
     const res = await t.request('GET', '/api/reconciliation');
     expect(res.status).toBe(200);
     expect(res.body.data.mismatches).toEqual([]);
+    const rows = await sql<Record<string, string>>(
+      `SELECT k.key_id::text,
+              k.held::text AS held_counter,
+              COALESCE((SELECT sum(amount) FROM holds h WHERE h.key_id = k.key_id AND h.status = 'held'), 0)::text AS live_holds,
+              (CASE WHEN k.period_starts_at = p.starts THEN k.period_spent ELSE 0 END)::text AS spent_counter,
+              COALESCE((SELECT -sum(amount) FROM ledger_entries e
+                         WHERE e.key_id = k.key_id AND e.kind = 'charge' AND e.created_at >= p.starts), 0)::text AS charged
+         FROM api_keys k
+         CROSS JOIN LATERAL (SELECT date_trunc(k.spend_cap_period, now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS starts) p
+        WHERE k.key_id = ANY($1::uuid[])`,
+      [keyIds],
+    );
+    expect(rows).toHaveLength(keyIds.length);
+    for (const r of rows) {
+      expect({ key: r.key_id, held: formatMicros(micros(r.held_counter)), spent: formatMicros(micros(r.spent_counter)) }).toEqual({
+        key: r.key_id,
+        held: formatMicros(micros(r.live_holds)),
+        spent: formatMicros(micros(r.charged)),
+      });
+    }
   }
 
   // --- the cap at /start -----------------------------------------------------------------------
@@ -284,7 +311,7 @@ describe('spend caps of key records', () => {
     });
     expect(await spentFromBooks(ok.map((r) => r.body.data.usage_key))).toBe(cap);
     expect(await spentOf(key.key_id)).toBe(cap);
-    await reconciliationClean();
+    await reconciliationClean([key.key_id]);
   }
 
   it('30 racing starts on one wallet with room for 10 under the cap: exactly 10 accessible, 20 spend_cap_exceeded', async () => {
@@ -347,7 +374,7 @@ describe('spend caps of key records', () => {
     expect(await spentOf(key.key_id)).toBe('28.500000');
     expectCapRefusal(await start(key.key, user), '28.500000', '10.000000');
     expect(await spentFromBooks([first.usage_key, second.usage_key])).toBe('28.500000');
-    await reconciliationClean();
+    await reconciliationClean([key.key_id]);
   });
 
   it('a direct charge (no usage_key) by a capped key counts toward its spend, and is never refused either', async () => {
@@ -365,6 +392,7 @@ describe('spend caps of key records', () => {
     expect({ status: again.status, word: again.body.data.status }).toEqual({ status: 200, word: 'already_settled' });
     expect(await spentOf(key.key_id)).toBe('60.000000');
     expectCapRefusal(await start(key.key, user), '60.000000', '10.000000');
+    await reconciliationClean([key.key_id]);
   });
 
   it('cancel frees the room at once; a repeated cancel frees nothing more', async () => {
@@ -386,7 +414,7 @@ describe('spend caps of key records', () => {
     await accessible(key.key, user);
     // Had a repeated cancel released the key twice, a fourth hold would fit here.
     expectCapRefusal(await start(key.key, user), '3.000000', '3.000000');
-    await reconciliationClean();
+    await reconciliationClean([key.key_id]);
   });
 
   it('hold expiry frees the room; a late settlement of the expired hold then counts its charge', async () => {
@@ -429,7 +457,7 @@ describe('spend caps of key records', () => {
     expect(await spentOf(key.key_id)).toBe('2.500000');
     expect(await spentFromBooks([a.usage_key, b.usage_key, freed.usage_key])).toBe('1.500000'); // 0.5 + the live one
     expectCapRefusal(await start(key.key, user), '2.500000', '2.000000');
-    await reconciliationClean();
+    await reconciliationClean([key.key_id]);
   }, 60_000);
 
   // --- per key ---------------------------------------------------------------------------------
@@ -456,6 +484,21 @@ describe('spend caps of key records', () => {
     await directCharge(SERVICE_KEY, user, '100');
     expect(await spentOf(a.key_id)).toBe('3.000000');
     expect(await spentOf(b.key_id)).toBe('3.000000');
+  });
+
+  it('two capped keys racing on one wallet (their starts batched together): exactly 5 each', async () => {
+    const a = await issueKey({ amount: '5', period: 'day' });
+    const b = await issueKey({ amount: '5', period: 'day' });
+    const user = await newWallet();
+    const keys = Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? a : b));
+    const answers = await Promise.all(keys.map((k, i) => start(k.key, user, FEATURE, i % 4 < 2 ? t : t2)));
+    for (const k of [a, b]) {
+      const mine = answers.filter((_, i) => keys[i] === k);
+      expect(mine.filter((r) => r.status === 200)).toHaveLength(5);
+      for (const r of mine.filter((x) => x.status !== 200)) expectCapRefusal(r, '5.000000', '5.000000');
+      expect(await spentOf(k.key_id)).toBe('5.000000');
+    }
+    await reconciliationClean([a.key_id, b.key_id]);
   });
 
   it('a monthly cap resets on the first of next month (UTC)', async () => {
@@ -606,6 +649,81 @@ describe('spend caps of key records', () => {
       [user],
     );
     expect(entries.map((e) => e.key_id)).toEqual([key.key_id]);
+
+    // The usage's story and the wallet's ledger show the same key_id (docs/api.md).
+    const story = async (usageKey: string) =>
+      (await t.request('GET', `/api/credits-process/usages/${usageKey}`, { key: SERVICE_KEY })).body.data;
+    expect((await story(own.usage_key)).key_id).toBe(key.key_id);
+    expect((await story(direct.usage_key)).key_id).toBe(key.key_id);
+    expect((await story(env.usage_key)).key_id).toBeNull();
+    const own2Story = await story(own2.usage_key);
+    expect(own2Story.ledger_entries.filter((e: { kind: string }) => e.kind === 'charge').map((e: { key_id: string }) => e.key_id)).toEqual([
+      key.key_id,
+    ]);
+    const listed = (await t.request('GET', `/api/wallets/${user}/transactions?limit=200`)).body.data.items as {
+      kind: string;
+      usage_key: string;
+      key_id: string | null;
+    }[];
+    const charges = Object.fromEntries(listed.filter((e) => e.kind === 'charge').map((e) => [e.usage_key, e.key_id]));
+    expect(charges).toEqual({
+      [own.usage_key]: key.key_id,
+      [own2.usage_key]: key.key_id,
+      [env.usage_key]: null,
+      [direct.usage_key]: key.key_id,
+      [envDirect.usage_key]: null,
+    });
+    await reconciliationClean([key.key_id]);
+  });
+
+  it('a refund gives no room back: the charge stays the key’s spend (lead’s choice; §9/§11 are silent)', async () => {
+    const key = await issueKey({ amount: '5', period: 'day' });
+    const user = await newWallet();
+    const hold = await accessible(key.key, user);
+    await settleHold(key.key, user, hold.usage_key, '4');
+    const refund = await t.request('POST', `/api/credits-process/usages/${hold.usage_key}/refund`, {
+      key: key.key,
+      body: { amount: '3', reason: 'generation failed' },
+    });
+    expect(refund.status).toBe(200);
+    expect(await spentOf(key.key_id)).toBe('4.000000');
+    await accessible(key.key, user); // 5: the cap
+    expectCapRefusal(await start(key.key, user), '5.000000', '5.000000');
+    await reconciliationClean([key.key_id]);
+  });
+
+  it('the cap is checked after every other check of /start: a wallet short of credits says so', async () => {
+    const key = await issueKey({ amount: '2', period: 'day' });
+    const poor = await newWallet('2');
+    await accessible(key.key, poor);
+    await accessible(key.key, poor);
+    const short = await start(key.key, poor);
+    expect([short.status, short.body.data.status, short.body.data.credits, short.body.data.required]).toEqual([
+      402,
+      'insufficient_credits',
+      '0.000000',
+      '1.000000',
+    ]);
+    const unknownFeature = await start(key.key, poor, 'no-such-feature');
+    expect([unknownFeature.status, unknownFeature.body.data.status]).toEqual([404, 'feature_not_found']);
+    expect((await t.request('PATCH', `/api/wallets/${poor}`, { body: { status: 'suspended' } })).status).toBe(200);
+    const suspended = await start(key.key, poor);
+    expect([suspended.status, suspended.body.data.status]).toEqual([403, 'wallet_suspended']);
+    // With credits the key's own limit is what refuses.
+    expectCapRefusal(await start(key.key, await newWallet()), '2.000000', '2.000000');
+  });
+
+  it('rotation keeps the key’s spend and cap: the new secret finds the room the old one used', async () => {
+    const key = await issueKey({ amount: '3', period: 'day' });
+    const user = await newWallet();
+    await accessible(key.key, user);
+    await accessible(key.key, user);
+    const rotated = await t.request('POST', `/api/keys/${key.key_id}/rotate`, { body: {} });
+    expect(rotated.status).toBe(200);
+    const fresh = rotated.body.data.key as string;
+    expect((await start(key.key, user)).status).toBe(401);
+    await accessible(fresh, user);
+    expectCapRefusal(await start(fresh, user), '3.000000', '3.000000');
   });
 
   // --- spent_this_period -----------------------------------------------------------------------
@@ -686,6 +804,82 @@ describe('spend caps of key records', () => {
     const failures = (await t.request('GET', '/api/settlement-failures?limit=200')).body.data.items as { payload: string }[];
     expect(failures.filter((f) => f.payload.includes(user))).toEqual([]);
   });
+  it('the counters stay equal to the books through a storm: duplicate settlements on both instances and the queue, cancels, expiries, late settlements, repeated direct charges', async () => {
+    const a = await issueKey({ amount: '100000', period: 'day' });
+    const b = await issueKey({ amount: '100000', period: 'month' });
+    const users = await Promise.all(Array.from({ length: 3 }, () => newWallet('100000')));
+    const apps = [t, t2];
+    const placed = await Promise.all(
+      Array.from({ length: 24 }, (_, i) =>
+        accessible((i % 2 === 0 ? a : b).key, users[i % users.length], i % 3 === 0 ? SHORT : FEATURE, apps[i % 2]),
+      ),
+    );
+    const amount = (i: number) => formatMicros(BigInt(i + 1) * 123_457n); // 0.123457 … exact, distinct
+    const settleBody = (h: any, i: number) => ({
+      user_id: h.user_id,
+      usage_key: h.usage_key,
+      feature_endpoint_id: h.feature_endpoint_id,
+      usages: usagesFor(amount(i)),
+    });
+    const key = (i: number) => (i % 2 === 0 ? a : b).key;
+    const calls: Promise<ApiResponse>[] = [];
+    placed.forEach((h, i) => {
+      if (h.feature_endpoint_id === SHORT) return; // left to expire, some settled late below
+      // The same settlement on both instances at once; every third also cancelled; every fourth also from the queue.
+      calls.push(settle(key(i), settleBody(h, i), t), settle(SERVICE_KEY, settleBody(h, i), t2));
+      if (i % 3 === 1) calls.push(cancel(key(i), h.usage_key));
+    });
+    // Repeated direct charges on both instances with one idempotency key each.
+    for (const [i, k] of [a, b].entries()) {
+      const body = { user_id: users[i], feature_endpoint_id: FEATURE, idempotency_key: uniqueId('storm'), usages: usagesFor('0.5') };
+      calls.push(settle(k.key, body, t), settle(k.key, body, t2), settle(k.key, body, t));
+    }
+    // New starts of both keys in the middle of it.
+    for (let i = 0; i < 10; i++) calls.push(start(key(i), users[i % users.length], FEATURE, apps[i % 2]));
+    const queued = placed.filter((h, i) => h.feature_endpoint_id !== SHORT && i % 4 === 0);
+    const published = publish(
+      vhost.url,
+      MULTI_QUEUE,
+      queued.map((h) => settleBody(h, placed.indexOf(h))),
+    );
+    const answers = await Promise.all(calls);
+    await published;
+    // Settled, already_settled or cancelled (200), or a cancel/settle that lost to the other (409): never a 5xx.
+    for (const r of answers)
+      expect({ status: r.status, body: [200, 409].includes(r.status) ? null : r.body }).toEqual({ status: r.status, body: null });
+
+    // Let the queue drain and every short hold expire (swept), then settle half of them late.
+    await waitFor('the queue to drain', () => queuesDrained(vhost.name, [MULTI_QUEUE]), 30_000, 200);
+    const shorts = placed.filter((h) => h.feature_endpoint_id === SHORT);
+    await waitFor(
+      'the short holds to be swept',
+      async () => {
+        const [row] = await sql<{ n: number }>(
+          `SELECT count(*)::int AS n FROM holds WHERE usage_key = ANY($1::uuid[]) AND status = 'held'`,
+          [shorts.map((h) => h.usage_key)],
+        );
+        return row.n === 0;
+      },
+      (SHORT_TTL + 20) * 1000,
+      200,
+    );
+    const late = await Promise.all(
+      shorts.flatMap((h, i) =>
+        i % 2 === 0
+          ? [settle(SERVICE_KEY, settleBody(h, placed.indexOf(h)), t), settle(SERVICE_KEY, settleBody(h, placed.indexOf(h)), t2)]
+          : [],
+      ),
+    );
+    for (const r of late) expect([r.status, r.body.data.status]).toEqual([200, expect.stringMatching(/^(settled|already_settled)$/)]);
+
+    await reconciliationClean([a.key_id, b.key_id]);
+    for (const k of [a, b]) {
+      const usageKeys = (await sql<{ usage_key: string }>(`SELECT usage_key::text FROM holds WHERE key_id = $1`, [k.key_id])).map(
+        (r) => r.usage_key,
+      );
+      expect(await spentOf(k.key_id)).toBe(await spentFromBooks(usageKeys));
+    }
+  }, 90_000);
 });
 
 describe('the seeded demo key (SEED_DEMO=true)', () => {

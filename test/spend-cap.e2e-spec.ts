@@ -501,6 +501,51 @@ describe('spend caps of key records', () => {
     await reconciliationClean([a.key_id, b.key_id]);
   });
 
+  it('a start refused for its key’s cap takes no room of the wallet from the starts racing with it', async () => {
+    const full = await issueKey({ amount: '1', period: 'day' });
+    await accessible(full.key, await newWallet()); // the key is full
+    const tight = await newWallet('2');
+    const calls = [
+      ...Array.from({ length: 10 }, () => ({ key: full.key, full: true })),
+      { key: SERVICE_KEY, full: false },
+      { key: SERVICE_KEY, full: false },
+    ];
+    const answers = await Promise.all(calls.map((c, i) => start(c.key, tight, FEATURE, i % 2 === 0 ? t : t2)));
+    expect(answers.filter((_, i) => !calls[i].full).map((r) => [r.status, r.body.data.status])).toEqual([
+      [200, 'accessible'],
+      [200, 'accessible'],
+    ]);
+    // The full key's starts: refused for its cap, or (once the environment key took the wallet's
+    // last credits, the cap being checked last) for credits — never accessible.
+    for (const r of answers.filter((_, i) => calls[i].full)) {
+      expect([r.status, r.body.data.status]).toEqual([402, expect.stringMatching(/^(spend_cap_exceeded|insufficient_credits)$/)]);
+    }
+    expect((await t.request('GET', `/api/wallets/${tight}`)).body.data).toMatchObject({ held: '2.000000', credits: '0.000000' });
+    await reconciliationClean([full.key_id]);
+  });
+
+  it('a start refused for the wallet’s credits takes no room of the key: 12 racing starts over a poor and a rich wallet, cap 5 → exactly 5', async () => {
+    const key = await issueKey({ amount: '5', period: 'day' });
+    const poor = await newWallet('2');
+    const rich = await newWallet();
+    const users = Array.from({ length: 12 }, (_, i) => (i % 2 === 0 ? poor : rich));
+    const answers = await Promise.all(users.map((u, i) => start(key.key, u, FEATURE, i % 4 < 2 ? t : t2)));
+    expect(answers.filter((r) => r.status === 200)).toHaveLength(5);
+    for (const r of answers.filter((x) => x.status !== 200)) {
+      expect([r.status, r.body.data.status]).toEqual([402, expect.stringMatching(/^(spend_cap_exceeded|insufficient_credits)$/)]);
+    }
+    // The rich wallet got 6 tries: at least 3 of the 5 are its (the poor one has room for 2).
+    const richOk = answers.filter((r, i) => r.status === 200 && users[i] === rich).length;
+    expect(richOk).toBeGreaterThanOrEqual(3);
+    expect(await spentOf(key.key_id)).toBe('5.000000');
+    const [poorWallet, richWallet] = [
+      (await t.request('GET', `/api/wallets/${poor}`)).body.data,
+      (await t.request('GET', `/api/wallets/${rich}`)).body.data,
+    ];
+    expect(formatMicros(micros(poorWallet.held) + micros(richWallet.held))).toBe('5.000000');
+    await reconciliationClean([key.key_id]);
+  });
+
   it('a monthly cap resets on the first of next month (UTC)', async () => {
     const key = await issueKey({ amount: '5', period: 'month' });
     const user = await newWallet();
@@ -704,6 +749,8 @@ describe('spend caps of key records', () => {
       '0.000000',
       '1.000000',
     ]);
+    const noWallet = await start(key.key, uniqueId('nobody'));
+    expect([noWallet.status, noWallet.body.data.status]).toEqual([404, 'wallet_not_found']);
     const unknownFeature = await start(key.key, poor, 'no-such-feature');
     expect([unknownFeature.status, unknownFeature.body.data.status]).toEqual([404, 'feature_not_found']);
     expect((await t.request('PATCH', `/api/wallets/${poor}`, { body: { status: 'suspended' } })).status).toBe(200);

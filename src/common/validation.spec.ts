@@ -112,6 +112,8 @@ describe('Optional()', () => {
       'CreateFeatureDto.fixed_cost',
       'CreateFeatureDto.hold_ttl_seconds',
       'CreateFeatureDto.profit_margin',
+      // null = a grant that never expires (API.md §8)
+      'CreateGrantDto.expires_at',
       'CreateModelPriceDto.cached_input_price_per_million',
       'CreateModelPriceDto.profit_margin',
       // API.md §11: `spend_cap: null` means "no cap" (on create, and to remove one on PATCH).

@@ -613,6 +613,33 @@ describe('spend caps of key records', () => {
     await accessible(key.key, user);
   });
 
+  it('PATCHes of a capped key racing its starts and settlements on both instances: no 5xx, and the counters equal the books', async () => {
+    // Capped → capped only: docs/api.md says a cap set on an UNCAPPED key while its starts are in
+    // flight may miss those holds until they end (a start that read the key as uncapped).
+    const key = await issueKey({ amount: '40', period: 'day' });
+    const user = await newWallet();
+    const held = await Promise.all(Array.from({ length: 6 }, () => accessible(key.key, user)));
+    const calls: Promise<ApiResponse>[] = [];
+    for (let i = 0; i < 24; i++) calls.push(start(key.key, user, FEATURE, i % 2 === 0 ? t : t2));
+    held.forEach((h, i) =>
+      calls.push(
+        settle(key.key, { user_id: user, usage_key: h.usage_key, feature_endpoint_id: FEATURE, usages: usagesFor('0.75') }, i % 2 ? t : t2),
+      ),
+    );
+    for (const [i, amount] of ['12', '30', '20.5'].entries()) {
+      calls.push(t.request('PATCH', `/api/keys/${key.key_id}`, { body: { spend_cap: { amount, period: i === 1 ? 'month' : 'day' } } }));
+    }
+    const answers = await Promise.all(calls);
+    for (const r of answers)
+      expect({ status: r.status, body: [200, 402].includes(r.status) ? null : r.body }).toEqual({ status: r.status, body: null });
+    for (const r of answers.filter((x) => x.status === 402)) expect(r.body.data.status).toBe('spend_cap_exceeded');
+    await reconciliationClean([key.key_id]);
+    const usageKeys = (await sql<{ usage_key: string }>(`SELECT usage_key::text FROM holds WHERE user_id = $1`, [user])).map(
+      (r) => r.usage_key,
+    );
+    expect(await spentOf(key.key_id)).toBe(await spentFromBooks(usageKeys));
+  });
+
   it('a cap set by PATCH on a key that never had one counts what it already spent this period', async () => {
     const key = await issueKey(null);
     const user = await newWallet();

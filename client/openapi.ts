@@ -545,6 +545,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/credits-process/extend": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Extend a live hold
+         * @description A new expiry (now + ttl_seconds, default the feature’s), and with additional_hold a bigger hold, checked against available credits (and the key’s spend cap) like /start; nothing changes when refused. A hold past its expiry is never extended.
+         */
+        post: operations["CreditsProcessController_extend"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/credits-process/cancel": {
         parameters: {
             query?: never;
@@ -2220,6 +2240,59 @@ export interface components {
              * @example 0
              */
             cached_input_tokens?: number | null;
+        };
+        ExtendResponseDoc: {
+            /**
+             * @example extended
+             * @enum {string}
+             */
+            status: "extended";
+            /**
+             * Format: uuid
+             * @description Names the authorization: pass it to the settlement.
+             * @example 6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10
+             */
+            usage_key: string;
+            /**
+             * Format: date-time
+             * @description The new expiry: now + ttl_seconds.
+             * @example 2026-11-25T10:30:00.000Z
+             */
+            expires_at: string;
+            /**
+             * @description The hold after the extend (grown by additional_hold).
+             * @example 10.000000
+             */
+            hold_amount: string;
+            /**
+             * @description Available after the extend: balance − held.
+             * @example 90.000000
+             */
+            credits: string;
+            /** @example 100.000000 */
+            balance: string;
+            /**
+             * @description All live holds of the wallet, this one included.
+             * @example 10.000000
+             */
+            held: string;
+        };
+        ExtendDto: {
+            /**
+             * @description The live hold to extend (from /start).
+             * @example 6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10
+             */
+            usage_key: string;
+            /**
+             * @description The hold then expires this many seconds from now; absent = the feature's hold_ttl_seconds.
+             * @example 900
+             */
+            ttl_seconds?: number;
+            /**
+             * @description Credits added to the hold, checked against available credits like /start (402 insufficient_credits, nothing changed). A decimal string (or a JSON number) with at most 6 fraction digits.
+             * @example 5.000000
+             */
+            additional_hold?: string | number;
         };
         CancelResponseDoc: {
             /**
@@ -7773,6 +7846,190 @@ export interface operations {
                         data?: {
                             /** @enum {string} */
                             status?: "unknown_model";
+                        };
+                    };
+                };
+            };
+            /** @description Too many requests (RATE_LIMIT_PER_SECOND for a service key, or too many failed keys from this client). `data.status`: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description The database is down; nothing was written. `data.status`: `unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    CreditsProcessController_extend: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ExtendDto"];
+            };
+        };
+        responses: {
+            /** @description Extended. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "data": {
+                     *         "status": "extended",
+                     *         "usage_key": "6f1c0d7e-8d4b-4f7e-9a57-2d1f0c3b5a10",
+                     *         "expires_at": "2026-11-25T10:30:00.000Z",
+                     *         "hold_amount": "10.000000",
+                     *         "credits": "90.000000",
+                     *         "balance": "100.000000",
+                     *         "held": "10.000000"
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: components["schemas"]["ExtendResponseDoc"];
+                    };
+                };
+            };
+            /** @description The body, query or a header does not fit the route. `data.status`: `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "validation_error";
+                        };
+                    };
+                };
+            };
+            /** @description `x-server-api-key` is missing or unknown. `data.status`: `unauthorized`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unauthorized";
+                        };
+                    };
+                };
+            };
+            /** @description Not enough credits available for the hold. `data.status`: `insufficient_credits`, `spend_cap_exceeded`. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "insufficient_credits" | "spend_cap_exceeded";
+                        };
+                    };
+                };
+            };
+            /** @description The key's scope or the wallet/feature state forbids it. `data.status`: `feature_not_allowed_for_key`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "feature_not_allowed_for_key";
+                        };
+                    };
+                };
+            };
+            /** @description The thing named does not exist. `data.status`: `usage_key_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "usage_key_not_found";
+                        };
+                    };
+                };
+            };
+            /** @description The current state forbids it. `data.status`: `already_settled`, `conflict`, `hold_expired`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "already_settled" | "conflict" | "hold_expired";
+                        };
+                    };
+                };
+            };
+            /** @description The body is larger than BODY_LIMIT_BYTES. `data.status`: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "payload_too_large";
+                        };
+                    };
+                };
+            };
+            /** @description The body is not JSON. `data.status`: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FailureEnvelopeDoc"] & {
+                        data?: {
+                            /** @enum {string} */
+                            status?: "unsupported_media_type";
                         };
                     };
                 };

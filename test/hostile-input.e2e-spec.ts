@@ -626,6 +626,7 @@ describe('hostile input: null in every field of every route and queue, and value
     'POST /api/credits-process/end-multimodel': () => ({ ...settlement(), usages: [usage] }),
     'POST /api/credits-process/end': () => ({ ...settlement(), ...usage }),
     'POST /api/credits-process/cancel': () => ({ usage_key: holdKey }),
+    'POST /api/credits-process/extend': () => ({ usage_key: holdKey, ttl_seconds: 600, additional_hold: '1' }),
     'POST /api/pricing/models': () => ({
       ai_model: `null-model-${++n}`,
       input_price_per_million: '1',
@@ -695,7 +696,7 @@ describe('hostile input: null in every field of every route and queue, and value
     grant_id: '',
     usage_key: '',
   };
-  const SERVICE_ROUTES = new Set(['start', 'end-multimodel', 'end', 'cancel', 'quote', 'refund'].map((r) => r));
+  const SERVICE_ROUTES = new Set(['start', 'end-multimodel', 'end', 'cancel', 'quote', 'refund', 'extend'].map((r) => r));
   const keyFor = (path: string) => (SERVICE_ROUTES.has(path.split('/').pop()!) ? SERVICE_KEY : ADMIN_KEY);
 
   let doc: { paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: SchemaNode }> } }>> } & {

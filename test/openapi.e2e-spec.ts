@@ -171,6 +171,15 @@ describe('the OpenAPI document', () => {
       },
     });
     const held = await call('POST', '/api/credits-process/start', { ...service, body: { user_id: 'oa-1', feature_endpoint_id: 'tool' } });
+    await call('POST', '/api/credits-process/extend', {
+      ...service,
+      body: { usage_key: held.body.data.usage_key, ttl_seconds: 600, additional_hold: '1' },
+    });
+    await call('POST', '/api/credits-process/extend', {
+      ...service,
+      body: { usage_key: held.body.data.usage_key, additional_hold: '100000' },
+    });
+    await call('POST', '/api/credits-process/extend', { ...service, body: { usage_key: usageKey } });
     await call('POST', '/api/credits-process/cancel', { ...service, body: { usage_key: held.body.data.usage_key } });
     await call('GET', `/api/credits-process/usages/${held.body.data.usage_key}`, service);
     await call('GET', '/api/credits-process/usages/00000000-0000-4000-8000-000000000000', service);

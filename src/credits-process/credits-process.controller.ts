@@ -10,6 +10,7 @@ import {
   CancelDto,
   EndMultiModelDto,
   EndSingleModelDto,
+  ExtendDto,
   RefundDto,
   StartProcessDto,
   toMultiModel,
@@ -17,6 +18,8 @@ import {
 import {
   CANCEL_EXAMPLE,
   CancelResponseDoc,
+  EXTEND_EXAMPLE,
+  ExtendResponseDoc,
   REFUND_EXAMPLE,
   RefundResponseDoc,
   SETTLEMENT_EXAMPLE,
@@ -124,6 +127,31 @@ export class CreditsProcessController {
   @ApiErrors(...SETTLEMENT_ERRORS)
   end(@Body() dto: EndSingleModelDto, @CurrentCaller() caller: Caller, @Headers('idempotency-key') idempotencyKey?: string) {
     return this.settle(assertSettlementRules(withHeaderKey(toMultiModel(dto), idempotencyKey)), caller);
+  }
+
+  @Post('extend')
+  @HttpCode(200)
+  @ApiOperation({
+    summary: 'Extend a live hold',
+    description:
+      'A new expiry (now + ttl_seconds, default the feature’s), and with additional_hold a bigger hold, checked against ' +
+      'available credits (and the key’s spend cap) like /start; nothing changes when refused. A hold past its expiry is never extended.',
+  })
+  @ApiSuccess({ description: 'Extended.', type: ExtendResponseDoc, example: EXTEND_EXAMPLE })
+  @ApiErrors(
+    ...API_ROUTE_ERRORS,
+    ...BODY_ERRORS,
+    'usage_key_not_found',
+    'already_settled',
+    'conflict',
+    'hold_expired',
+    'insufficient_credits',
+    'spend_cap_exceeded',
+    'feature_not_allowed_for_key',
+  )
+  extend(@Body() dto: ExtendDto, @CurrentCaller() caller: Caller) {
+    bindLogFields({ usage_key: dto.usage_key.toLowerCase() });
+    return this.creditsProcess.extend(dto, caller);
   }
 
   @Post('cancel')

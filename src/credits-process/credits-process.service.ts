@@ -18,14 +18,16 @@ import { LIVE_HOLD_STATUS } from '../ledger/hold-states';
 import { Charge, HoldRequest, LedgerService, PlacedHold, RefundRefused, SettledCharge } from '../ledger/ledger.service';
 import { MetricsService } from '../metrics/metrics.service';
 import { PricingCatalog } from '../pricing/pricing-catalog';
+import type { HoldPriceSnapshot, LockedQuote } from '../pricing/price-snapshot';
 import type { Quote } from '../pricing/pricing-engine';
 import { LedgerEntry } from '../wallets/ledger-entry.entity';
 import { walletNotFound } from '../wallets/wallets.errors';
 import { isUuid, WalletsService } from '../wallets/wallets.service';
 import { ledgerEntryView } from '../wallets/wallets.views';
-import { EndMultiModelDto, EstimateDto, RefundDto } from './dto/credits-process.dto';
+import { EndMultiModelDto, EstimateDto, ExtendDto, RefundDto } from './dto/credits-process.dto';
 import type {
   CancelResponseDoc,
+  ExtendResponseDoc,
   RefundResponseDoc,
   SettlementResponseDoc,
   StartResponseDoc,
@@ -33,9 +35,12 @@ import type {
 } from './dto/credits-process-responses.dto';
 import {
   alreadySettled,
+  extendCancelled,
+  extendSettled,
   featureInactive,
   featureNotPermitted,
   holdCancelled,
+  holdExpired,
   idempotencyConflict,
   insufficientCredits,
   notSettled,
@@ -58,6 +63,10 @@ interface StartRequest {
   featureEndpointId: string;
   /** The caller's key record (API.md §11): recorded on the hold, its spend cap checked; null for env keys. */
   keyId: string | null;
+  /** An estimate's hold, when larger than min_holding_credits (§13). */
+  amount?: Money;
+  /** A price_lock feature's prices now (§13). */
+  priceSnapshot?: HoldPriceSnapshot;
 }
 
 interface SettleRequest {
@@ -126,13 +135,18 @@ export class CreditsProcessService {
    * look at why (and answer in the contract's check order).
    */
   async start(userId: string, featureEndpointId: string, caller?: Caller, estimate?: EstimateDto): Promise<StartResult> {
-    // Issue 18: the hold by estimate needs the ledger to place an amount per start; until then it
-    // is refused (400, nothing written) rather than silently holding min_holding_credits.
-    if (estimate !== undefined) throw notYet('estimate', 'a hold by estimate');
     try {
       // A key scoped to other features: 403 before anything is written (the body names the feature).
       assertFeatureAllowed(caller, featureEndpointId);
-      const result = await this.starts.submit({ userId, featureEndpointId, keyId: caller?.recordId ?? null });
+      // From the pricing cache (usually no round trip). An unknown feature is left to the start's own
+      // checks, so their order (wallet first) holds; an estimate with an unknown model is 422.
+      const [amount, priceSnapshot] = await Promise.all([
+        estimate === undefined
+          ? undefined
+          : this.catalog.estimate(featureEndpointId, estimate.usages).then((e) => e.amount, unlessFeatureMissing),
+        this.catalog.snapshot(featureEndpointId).catch(unlessFeatureMissing),
+      ]);
+      const result = await this.starts.submit({ userId, featureEndpointId, keyId: caller?.recordId ?? null, amount, priceSnapshot });
       this.metrics.starts.inc({ outcome: 'accessible' });
       return result;
     } catch (error) {
@@ -200,7 +214,7 @@ export class CreditsProcessService {
    * Reads wallet and feature to name the first failed check, in the contract's order; a
    * StaleRefusal when every check passes now (the hold was refused on figures since changed).
    */
-  private async whyNotAccessible({ userId, featureEndpointId, keyId }: HoldRequest): Promise<Error | StaleRefusal> {
+  private async whyNotAccessible({ userId, featureEndpointId, keyId, amount }: HoldRequest): Promise<Error | StaleRefusal> {
     const wallet = await this.wallets.find(userId).catch((e: unknown) => e as Error);
     if (wallet instanceof Error) return wallet;
     if (wallet.status !== 'active') return walletSuspended(userId);
@@ -211,14 +225,13 @@ export class CreditsProcessService {
       return featureNotPermitted(featureEndpointId, wallet.plan);
     }
     const available = wallet.balance.minus(wallet.held);
-    const refusal = insufficientCredits(available, feature.minHoldingCredits);
-    if (available.isNegative() || available.isZero() || !available.gte(feature.minHoldingCredits)) return refusal;
+    const hold = amount && amount.gte(feature.minHoldingCredits) ? amount : feature.minHoldingCredits;
+    const refusal = insufficientCredits(available, hold);
+    if (available.isNegative() || available.isZero() || !available.gte(hold)) return refusal;
     // Last: the key's spend cap (API.md §11), from the same counters the statement checks.
     const cap = keyId === null ? undefined : await this.capOf(keyId);
-    if (cap && !cap.cap.gte(cap.spent.plus(feature.minHoldingCredits))) {
-      return spendCapExceeded(cap.spent, cap.cap, feature.minHoldingCredits, cap.resetsAt, cap.period);
-    }
-    return new StaleRefusal(cap ? spendCapExceeded(cap.spent, cap.cap, feature.minHoldingCredits, cap.resetsAt, cap.period) : refusal);
+    if (cap && !cap.cap.gte(cap.spent.plus(hold))) return spendCapExceeded(cap.spent, cap.cap, hold, cap.resetsAt, cap.period);
+    return new StaleRefusal(cap ? spendCapExceeded(cap.spent, cap.cap, hold, cap.resetsAt, cap.period) : refusal);
   }
 
   /** A capped key's figures as the ledger keeps them: spent this UTC period + live holds, and when it resets. */
@@ -338,8 +351,26 @@ export class CreditsProcessService {
     });
   }
 
+  /**
+   * A settlement's price: at today's prices, or, for a hold of a feature with price_lock, from the
+   * prices its hold kept (§13; one read of the hold, only for such features). A hold placed before the
+   * feature locked its prices has no snapshot and is priced live.
+   */
   private async price(dto: EndMultiModelDto): Promise<Quote> {
     if (dto.usage_key !== undefined && !isUuid(dto.usage_key)) throw usageKeyNotFound(dto.usage_key);
+    if (dto.usage_key !== undefined && (await this.catalog.locksPrices(dto.feature_endpoint_id))) {
+      const hold = await this.dataSource
+        .getRepository(Hold)
+        .findOne({ select: { usageKey: true, priceSnapshot: true, createdAt: true }, where: { usageKey: dto.usage_key.toLowerCase() } });
+      // priced_at says the hold's creation time (the snapshot was read as the start was sent, moments before).
+      if (hold?.priceSnapshot) {
+        const locked: LockedQuote = {
+          ...(await this.catalog.quoteLocked(dto.usages, hold.priceSnapshot)),
+          pricedAt: hold.createdAt.toISOString(),
+        };
+        return locked;
+      }
+    }
     return this.catalog.quote(dto.feature_endpoint_id, dto.usages);
   }
 
@@ -396,6 +427,41 @@ export class CreditsProcessService {
   private async replay(hold: Hold): Promise<SettlementResult> {
     const entry = await this.dataSource.getRepository(LedgerEntry).findOneByOrFail({ usageKey: hold.usageKey, kind: 'charge' });
     return entrySettlementView(hold, entry, 'already_settled');
+  }
+
+  /**
+   * Extends a live hold (API.md §13): a new expiry and optionally a bigger hold, checked like /start
+   * in one statement (LedgerService.extendHold). Nothing changes when it is refused; the reason is
+   * named from what that statement found.
+   */
+  async extend(dto: ExtendDto, caller?: Caller): Promise<ExtendResponseDoc> {
+    const usageKey = dto.usage_key.toLowerCase();
+    if (!isUuid(usageKey)) throw usageKeyNotFound(dto.usage_key);
+    if (isFeatureScoped(caller)) {
+      const hold = await this.dataSource.getRepository(Hold).findOne({ select: { featureEndpointId: true }, where: { usageKey } });
+      if (!hold) throw usageKeyNotFound(usageKey);
+      assertFeatureAllowed(caller, hold.featureEndpointId);
+    }
+    const additional = dto.additional_hold === undefined ? null : Money.parse(dto.additional_hold);
+    const outcome = await this.ledger.extendHold({ usageKey, ttlSeconds: dto.ttl_seconds ?? null, additional }, this.config.holdTtlSeconds);
+    if (!outcome) throw usageKeyNotFound(usageKey);
+    if (!outcome.extended) {
+      if (outcome.status === 'settled') throw extendSettled(usageKey);
+      if (outcome.status === 'cancelled') throw extendCancelled(usageKey);
+      if (outcome.status === 'expired' || outcome.lapsed) throw holdExpired(usageKey);
+      const cap = outcome.overCap && outcome.keyId ? await this.capOf(outcome.keyId) : undefined;
+      if (cap) throw spendCapExceeded(cap.spent, cap.cap, additional!, cap.resetsAt, cap.period);
+      throw insufficientCredits(outcome.spendable, additional!);
+    }
+    return {
+      status: 'extended',
+      usage_key: usageKey,
+      expires_at: outcome.expiresAt.toISOString(),
+      hold_amount: outcome.amount.toString(),
+      credits: outcome.balance.minus(outcome.held).toString(),
+      balance: outcome.balance.toString(),
+      held: outcome.held.toString(),
+    };
   }
 
   /** Releases a live hold without a charge. Repeating it is harmless; a settled key is a 409. */
@@ -576,7 +642,20 @@ class StaleRefusal {
 
 /** What a charge's ledger entry records besides its figures (`late` is added when it is written). */
 function chargeMetadata(dto: EndMultiModelDto, quote: Quote, channel: Channel): Record<string, unknown> {
-  return { channel, feature_endpoint_id: dto.feature_endpoint_id, usages: quote.usages, pricing: quote.snapshot };
+  const pricedAt = (quote as Partial<LockedQuote>).pricedAt;
+  return {
+    channel,
+    feature_endpoint_id: dto.feature_endpoint_id,
+    usages: quote.usages,
+    pricing: quote.snapshot,
+    ...(pricedAt !== undefined && { priced_at: pricedAt }),
+  };
+}
+
+/** A pricing read that found no feature: left to the start's own checks (they name it in order). */
+function unlessFeatureMissing(error: unknown): undefined {
+  if (error instanceof DomainError && error.code === 'feature_not_found') return undefined;
+  throw error;
 }
 
 function startView(request: HoldRequest, hold: PlacedHold): StartResult {

@@ -1,3 +1,4 @@
+import type { HoldPriceSnapshot } from '../pricing/price-snapshot';
 import { Column, CreateDateColumn, Entity, PrimaryColumn } from 'typeorm';
 import { Money, moneyColumn } from '../common/money';
 import type { HoldStatus } from '../ledger/hold-states';
@@ -29,6 +30,10 @@ export class Hold {
 
   @Column({ name: 'idempotency_key', type: 'varchar', length: 128, nullable: true })
   idempotencyKey!: string | null;
+
+  /** A price_lock feature's prices when the hold was placed (API.md §13); null otherwise. */
+  @Column({ name: 'price_snapshot', type: 'jsonb', nullable: true })
+  priceSnapshot!: HoldPriceSnapshot | null;
 
   /** The API key record that started it (or made the direct charge); null for environment keys and the queue. */
   @Column({ name: 'key_id', type: 'uuid', nullable: true })

@@ -5,7 +5,8 @@ import { Money } from '../common/money';
 import { queryRows } from '../database/sql';
 import { LedgerEntry, LedgerEntryKind } from '../wallets/ledger-entry.entity';
 import { Wallet, WalletStatus } from '../wallets/wallet.entity';
-import { DIRECT_CHARGE_STATUS, HOLD_TRANSITIONS, LIVE_HOLD_STATUS, sqlStatuses } from './hold-states';
+import type { HoldPriceSnapshot } from '../pricing/price-snapshot';
+import { DIRECT_CHARGE_STATUS, HOLD_TRANSITIONS, HoldStatus, LIVE_HOLD_STATUS, sqlStatuses } from './hold-states';
 import { moveMoney } from './money-movement';
 
 /** A start asking for a hold of its feature's min_holding_credits. */
@@ -16,6 +17,36 @@ export interface HoldRequest {
   usageKey: string;
   /** The API key record that asks (API.md §11): recorded on the hold; its spend cap, if any, is checked. */
   keyId: string | null;
+  /** A hold by estimate (API.md §13): held instead of min_holding_credits when larger. */
+  amount?: Money;
+  /** A price_lock feature's prices now, kept on the hold for its charges. */
+  priceSnapshot?: HoldPriceSnapshot;
+}
+
+/** An extend of a live hold (API.md §13); null fields are left as they are (ttl: the feature's). */
+export interface ExtendRequest {
+  usageKey: string;
+  ttlSeconds: number | null;
+  additional: Money | null;
+}
+
+/** What an extend found and did: `extended` false when it changed nothing (the reason is in the figures). */
+export interface ExtendOutcome {
+  extended: boolean;
+  status: HoldStatus;
+  /** Past its expiry (swept or not). */
+  lapsed: boolean;
+  /** Refused for its key's cap (else for the wallet's available credits, when `additional` was asked). */
+  overCap: boolean;
+  userId: string;
+  featureEndpointId: string;
+  keyId: string | null;
+  amount: Money;
+  expiresAt: Date;
+  balance: Money;
+  held: Money;
+  /** Available for the additional hold: balance − held − what grants past expiry still hold. */
+  spendable: Money;
 }
 
 export interface PlacedHold {
@@ -334,6 +365,9 @@ export class LedgerService {
         requests.map((r) => r.usageKey),
         defaultTtlSeconds,
         requests.map((r) => r.keyId),
+        requests.map((r) => r.amount?.toString() ?? null),
+        // As one JSON array (cheaper than a jsonb[] of escaped texts); nulls for unlocked holds.
+        requests.some((r) => r.priceSnapshot) ? JSON.stringify(requests.map((r) => r.priceSnapshot ?? null)) : null,
       ],
       { prepared: true },
     );
@@ -401,6 +435,81 @@ export class LedgerService {
         },
       ]),
     );
+  }
+
+  /**
+   * Extends a live hold (API.md §13) in one statement: a new expiry (now + ttl), and with
+   * `additional` a bigger hold, checked like /start against the wallet's available credits and the
+   * key's cap under their row locks (hold, then wallet, then key: the one lock order), so extends
+   * and starts racing on one wallet never hold more than is there. A hold past its expiry is never
+   * brought back, swept or not. Changes nothing unless every check passes; undefined for an unknown key.
+   */
+  async extendHold(e: ExtendRequest, defaultTtlSeconds: number): Promise<ExtendOutcome | undefined> {
+    const [row] = await queryRows<{
+      extended: boolean;
+      status: HoldStatus;
+      lapsed: boolean;
+      over_cap: boolean;
+      user_id: string;
+      feature_endpoint_id: string;
+      key_id: string | null;
+      amount: string;
+      expires_at: Date;
+      balance: string;
+      held: string;
+      spendable: string;
+    }>(
+      this.dataSource.manager,
+      `WITH old AS (
+         SELECT usage_key, user_id, feature_endpoint_id, status, amount, expires_at, key_id, expires_at <= now() AS lapsed
+         FROM holds WHERE usage_key = $1 FOR UPDATE
+       ), locked AS (
+         SELECT w.user_id, w.balance, w.held, w.version FROM wallets w
+         WHERE w.user_id = (SELECT user_id FROM old) AND (SELECT count(*) FROM old) >= 0 FOR UPDATE
+       ), due AS (
+         SELECT COALESCE(sum(remaining), 0) AS amount FROM grants
+         WHERE user_id = (SELECT user_id FROM old) AND status = 'active' AND expires_at <= now()
+       ), keys AS (${capturedKeys('SELECT key_id FROM old WHERE key_id IS NOT NULL', 'locked')}
+       ), ok AS (
+         SELECT old.usage_key, old.user_id, COALESCE($2::int, f.hold_ttl_seconds, $4::int) AS ttl
+         FROM old JOIN features f USING (feature_endpoint_id) CROSS JOIN locked l CROSS JOIN due d LEFT JOIN keys k ON k.key_id = old.key_id
+         WHERE old.status = '${LIVE_HOLD_STATUS}' AND NOT old.lapsed
+           AND ($3::numeric IS NULL OR (l.balance - d.amount - l.held >= $3 AND (k.cap IS NULL OR k.spent + k.held + $3 <= k.cap)))
+       ), hu AS (
+         UPDATE holds h SET expires_at = now() + make_interval(secs => ok.ttl), amount = h.amount + COALESCE($3::numeric, 0)
+         FROM ok WHERE h.usage_key = ok.usage_key
+         RETURNING h.amount, h.expires_at
+       ), wu AS (
+         UPDATE wallets w SET held = l.held + $3::numeric, version = l.version + 1, updated_at = now()
+         FROM ok JOIN locked l USING (user_id) WHERE $3::numeric IS NOT NULL AND $3::numeric <> 0 AND w.user_id = ok.user_id
+         RETURNING w.balance, w.held
+       ), ku AS (
+         UPDATE api_keys a SET held = k.held + $3::numeric, period_spent = k.spent, period_starts_at = k.starts
+         FROM keys k WHERE $3::numeric IS NOT NULL AND a.key_id = k.key_id AND EXISTS (SELECT 1 FROM ok)
+       )
+       SELECT EXISTS (SELECT 1 FROM ok) AS extended, old.status, old.lapsed, old.user_id, old.feature_endpoint_id, old.key_id,
+              COALESCE((SELECT amount FROM hu), old.amount)::text AS amount, COALESCE((SELECT expires_at FROM hu), old.expires_at) AS expires_at,
+              COALESCE((SELECT balance FROM wu), l.balance)::text AS balance, COALESCE((SELECT held FROM wu), l.held)::text AS held,
+              (l.balance - (SELECT amount FROM due) - l.held)::text AS spendable,
+              ($3::numeric IS NOT NULL AND EXISTS (SELECT 1 FROM keys k WHERE k.spent + k.held + $3::numeric > k.cap)) AS over_cap
+       FROM old LEFT JOIN locked l ON true`,
+      [e.usageKey, e.ttlSeconds, e.additional?.toString() ?? null, defaultTtlSeconds],
+    );
+    if (!row) return undefined;
+    return {
+      extended: row.extended,
+      status: row.status,
+      lapsed: row.lapsed,
+      overCap: row.over_cap,
+      userId: row.user_id,
+      featureEndpointId: row.feature_endpoint_id,
+      keyId: row.key_id,
+      amount: Money.fromDb(row.amount),
+      expiresAt: row.expires_at,
+      balance: Money.fromDb(row.balance),
+      held: Money.fromDb(row.held),
+      spendable: Money.fromDb(row.spendable),
+    };
   }
 
   /**
@@ -580,9 +689,11 @@ const capturedKeys = (keyIds: string, after: string) => `
 
 /** `placeHolds`: the statement of every start (see there). */
 const PLACE_HOLDS = `WITH r AS (
-   SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::uuid[], $5::uuid[]) WITH ORDINALITY AS r(user_id, feature_endpoint_id, usage_key, key_id, ord)
+   SELECT u.*, $7::jsonb -> (u.ord::int - 1) AS price_snapshot
+   FROM unnest($1::varchar[], $2::varchar[], $3::uuid[], $5::uuid[], $6::numeric[])
+     WITH ORDINALITY AS u(user_id, feature_endpoint_id, usage_key, key_id, asked, ord)
  ), f AS (
-   SELECT feature_endpoint_id, min_holding_credits AS amount, COALESCE(hold_ttl_seconds, $4) AS ttl, allowed_plans
+   SELECT feature_endpoint_id, min_holding_credits, COALESCE(hold_ttl_seconds, $4) AS ttl, allowed_plans
    FROM features WHERE feature_endpoint_id IN (SELECT feature_endpoint_id FROM r) AND active
  ), locked AS (
    SELECT user_id, plan, balance, held FROM wallets
@@ -595,12 +706,16 @@ const PLACE_HOLDS = `WITH r AS (
    -- expires the wallet's grants and tries again.
    SELECT user_id, sum(remaining) AS amount FROM grants
    WHERE user_id IN (SELECT user_id FROM r) AND status = 'active' AND expires_at <= now() GROUP BY user_id
+ ), a AS (
+   -- The hold: the feature's min_holding_credits, or an estimate's quote when that is more (§13).
+   SELECT r.*, GREATEST(f.min_holding_credits, COALESCE(r.asked, 0)) AS amount, f.ttl, f.allowed_plans
+   FROM r JOIN f USING (feature_endpoint_id)
  ), c AS (
-   SELECT r.*, f.amount, f.ttl, l.balance, l.balance - COALESCE(d.amount, 0) AS spendable,
-          l.held + sum(f.amount) OVER w - f.amount AS held_before
-   FROM r JOIN f USING (feature_endpoint_id) JOIN locked l USING (user_id) LEFT JOIN due d USING (user_id)
-   WHERE cardinality(f.allowed_plans) = 0 OR l.plan = ANY (f.allowed_plans)
-   WINDOW w AS (PARTITION BY r.user_id ORDER BY r.ord)
+   SELECT a.*, l.balance, l.balance - COALESCE(d.amount, 0) AS spendable,
+          l.held + sum(a.amount) OVER w - a.amount AS held_before
+   FROM a JOIN locked l USING (user_id) LEFT JOIN due d USING (user_id)
+   WHERE cardinality(a.allowed_plans) = 0 OR l.plan = ANY (a.allowed_plans)
+   WINDOW w AS (PARTITION BY a.user_id ORDER BY a.ord)
  ), fit AS (
    SELECT * FROM (
      -- A wallet at or below zero is refused even for a hold of 0.
@@ -625,8 +740,10 @@ const PLACE_HOLDS = `WITH r AS (
    FROM (SELECT key_id, sum(amount) AS amount FROM ok WHERE key_id IS NOT NULL GROUP BY key_id) t JOIN keys k USING (key_id)
    WHERE a.key_id = t.key_id
  ), h AS (
-   INSERT INTO holds (usage_key, user_id, feature_endpoint_id, amount, status, expires_at, key_id)
-   SELECT usage_key, user_id, feature_endpoint_id, amount, '${LIVE_HOLD_STATUS}', now() + make_interval(secs => ttl), key_id FROM ok
+   INSERT INTO holds (usage_key, user_id, feature_endpoint_id, amount, status, expires_at, key_id, price_snapshot)
+   SELECT usage_key, user_id, feature_endpoint_id, amount, '${LIVE_HOLD_STATUS}', now() + make_interval(secs => ttl), key_id,
+          NULLIF(price_snapshot, 'null'::jsonb)
+   FROM ok
    RETURNING usage_key, expires_at
  )
  -- held as of each placed start (a start refused for its key's cap took nothing of the wallet).

@@ -8,7 +8,7 @@ import { featureNotFound } from '../features/features.errors';
 import { AiModel } from './ai-model.entity';
 import type { UsageDto } from './dto/usage.dto';
 import { Money } from '../common/money';
-import { estimatedHold, HoldPriceSnapshot, snapshotPrices } from './price-snapshot';
+import { estimatedHold, HoldPriceSnapshot, LockedQuote, priceFromSnapshot, snapshotPrices } from './price-snapshot';
 import { FeaturePricing, ModelPrice, priceUsages, PricingSettings, Quote } from './pricing-engine';
 import { PricingSettingsRow } from './pricing-settings.entity';
 
@@ -100,6 +100,19 @@ export class PricingCatalog {
     ]);
     if (!feature) throw featureNotFound(featureEndpointId);
     return { ...estimatedHold(feature.minHoldingCredits, usages, feature, models, settings), priceLock: feature.priceLock };
+  }
+
+  /** Whether the feature settles its holds at the prices of their start (from the cache: usually no round trip). */
+  async locksPrices(featureEndpointId: string): Promise<boolean> {
+    return (await this.feature(featureEndpointId, Date.now()))?.priceLock ?? false;
+  }
+
+  /**
+   * Prices usages from a hold's snapshot (API.md §13); a model priced only after the hold was
+   * placed is taken at its current price, with the snapshot's margins and rate.
+   */
+  async quoteLocked(usages: UsageDto[], snapshot: HoldPriceSnapshot): Promise<LockedQuote> {
+    return priceFromSnapshot(usages, snapshot, await this.modelTable(usages, Date.now()));
   }
 
   /**

@@ -9,6 +9,7 @@ import { PriceLock1764000000010 } from './1764000000010-price-lock';
 import { ApiKeySpendCounters1764000000017 } from './1764000000017-api-key-spend-counters';
 import { Grants1764000000018 } from './1764000000018-grants';
 import { GrantEvents1764000000019 } from './1764000000019-grant-events';
+import { HoldPriceSnapshot1764000000020 } from './1764000000020-hold-price-snapshot';
 
 /** Every migration, oldest first (listed, not globbed: see database.options.ts). */
 export const MIGRATIONS: (new () => object)[] = [
@@ -23,4 +24,5 @@ export const MIGRATIONS: (new () => object)[] = [
   ApiKeySpendCounters1764000000017,
   Grants1764000000018,
   GrantEvents1764000000019,
+  HoldPriceSnapshot1764000000020,
 ];

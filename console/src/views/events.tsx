@@ -1,7 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { useLocation } from 'preact-iso';
-import { api, enc, type Page } from '../api';
-import { EVENT_TYPES, type CreditEvent } from '../v2-types';
+import { api, type CreditEvent, enc, EVENT_TYPES, type Page } from '../api';
 import { asApiError, Empty, Fields, Loading, LoadError, type Outcome, OutcomeNote, Time, useLoad } from '../ui';
 
 function address(type: string, userId: string, after?: string): string {

@@ -281,6 +281,7 @@ describe('operator console v2 (grants, webhooks, events) in a real browser again
     await event.waitFor();
     expect(await event.innerText()).toContain('grant.expiring');
     expect(await event.innerText()).toContain('5.000000');
+    expect(await event.locator('[data-deliveries]').innerText()).toMatch(/\d delivered/);
     await event.locator('button', { hasText: 'Redeliver' }).click();
     await page.locator('[data-outcome]').waitFor();
     expect(await page.locator('[data-outcome]').innerText()).toContain('queued again');

@@ -12,6 +12,21 @@ function address(type: string, userId: string, after?: string): string {
   return `/console/events${query ? `?${query}` : ''}`;
 }
 
+/** An event's deliveries (the exchange and each webhook) by state; the states with none are left out. */
+function DeliveryCounts({ counts }: { counts: CreditEvent['deliveries'] }) {
+  const parts = (['delivered', 'pending', 'failed'] as const).filter((state) => counts[state] > 0);
+  if (parts.length === 0) return <span class="muted">none</span>;
+  return (
+    <>
+      {parts.map((state) => (
+        <span key={state} class={`badge ${state}`}>
+          {counts[state]} {state}
+        </span>
+      ))}
+    </>
+  );
+}
+
 /** The outbox (API.md §10), newest first, with a Redeliver button per event. */
 export function EventsView() {
   const { query, route } = useLocation();
@@ -80,6 +95,7 @@ export function EventsView() {
               <th>when</th>
               <th>type</th>
               <th>data</th>
+              <th>deliveries</th>
               <th>id</th>
               <th />
             </tr>
@@ -95,6 +111,9 @@ export function EventsView() {
                 </td>
                 <td>
                   <Fields value={e.data} />
+                </td>
+                <td class="counts" data-deliveries>
+                  <DeliveryCounts counts={e.deliveries} />
                 </td>
                 <td>
                   <code class="small">{e.id}</code>

@@ -144,7 +144,9 @@ export function WalletGrants({ userId, wallet, onChange }: { userId: string; wal
                 <td class="num">
                   <Money value={g.remaining} />
                 </td>
-                <td>{g.expires_at ? <Time iso={g.expires_at} /> : <span class="muted">never</span>}</td>
+                <td class={g.status === 'active' ? '' : 'muted'}>
+                  {g.expires_at ? <Time iso={g.expires_at} /> : <span class="muted">never</span>}
+                </td>
                 <td data-grant-status>
                   <span class={`badge ${g.status}`}>{g.status}</span>
                   {g.void_reason && <small class="muted block">{g.void_reason}</small>}

@@ -291,7 +291,7 @@ describe('operator console v2 (grants, webhooks, events) in a real browser again
     // Filters by address.
     await page.goto(`${service.baseUrl}/console/events?type=grant.expiring&user_id=${USER}`);
     await event.waitFor();
-    const types = await page.locator('[data-table="events"] tbody tr .badge').allInnerTexts();
+    const types = await page.locator('[data-table="events"] [data-event-type]').allInnerTexts();
     expect(types.length).toBeGreaterThan(0);
     expect(new Set(types)).toEqual(new Set(['grant.expiring']));
   });

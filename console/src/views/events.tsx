@@ -107,7 +107,9 @@ export function EventsView() {
                   <Time iso={e.created_at} />
                 </td>
                 <td>
-                  <span class="badge">{e.type}</span>
+                  <span class="badge" data-event-type>
+                    {e.type}
+                  </span>
                 </td>
                 <td>
                   <Fields value={e.data} />

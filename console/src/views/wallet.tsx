@@ -168,11 +168,7 @@ const KIND_LABELS: Record<LedgerEntry['kind'], string> = {
 };
 
 /** A grant id is a UUID: its first block tells the wallet's few grants apart (the full id is in the title). */
-const GrantRef = ({ id }: { id: string }) => (
-  <code class="small" title={id}>
-    {id.slice(0, 8)}
-  </code>
-);
+const GrantRef = ({ id }: { id: string }) => <code title={id}>{id.slice(0, 8)}</code>;
 
 type Draw = { grant_id?: string; debt?: string; amount?: string; expired?: boolean };
 const SHOWN_DRAWS = 3;

@@ -73,6 +73,28 @@ export type Key = Schemas['KeyResponseDoc'];
 export type KeyDetail = Schemas['KeyDetailResponseDoc'];
 export type KeyWithSecret = Schemas['KeyWithSecretResponseDoc'];
 export type AuditEntry = Schemas['AuditEntryResponseDoc'];
+export type Grant = Schemas['GrantResponseDoc'];
+/** The answer of a grant's create and void: `{ status, grant, debt_paid, transaction, wallet }`. */
+export type GrantChange = Schemas['GrantChangeResponseDoc'];
+export type Webhook = Schemas['WebhookResponseDoc'];
+export type WebhookWithSecret = Schemas['WebhookWithSecretResponseDoc'];
+export type WebhookDelivery = Schemas['WebhookDeliveryResponseDoc'];
+export type CreditEvent = Schemas['EventResponseDoc'];
+export type EventType = CreditEvent['type'];
+
+/**
+ * The event types a webhook may subscribe to (besides "*"), for the forms' choices. A record over the
+ * generated union, so a type added to the API fails to compile here until it is listed.
+ */
+export const EVENT_TYPES = Object.keys({
+  'wallet.low_balance': true,
+  'wallet.depleted': true,
+  'wallet.recovered': true,
+  'grant.expiring': true,
+  'grant.expired': true,
+  'usage.refunded': true,
+  'settlement_failure.recorded': true,
+} satisfies Record<EventType, true>) as EventType[];
 
 /**
  * The server has no such route (an older build, or a feature not merged yet): the framework's plain

@@ -1,7 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { useLocation } from 'preact-iso';
-import { api, enc, type Page } from '../api';
-import { EVENT_TYPES, type CreditEvent } from '../v2-types';
+import { api, type CreditEvent, enc, EVENT_TYPES, type Page } from '../api';
 import { asApiError, Empty, Fields, Loading, LoadError, type Outcome, OutcomeNote, Time, useLoad } from '../ui';
 
 function address(type: string, userId: string, after?: string): string {
@@ -11,6 +10,21 @@ function address(type: string, userId: string, after?: string): string {
   if (after) params.set('after', after);
   const query = params.toString();
   return `/console/events${query ? `?${query}` : ''}`;
+}
+
+/** An event's deliveries (the exchange and each webhook) by state; the states with none are left out. */
+function DeliveryCounts({ counts }: { counts: CreditEvent['deliveries'] }) {
+  const parts = (['delivered', 'pending', 'failed'] as const).filter((state) => counts[state] > 0);
+  if (parts.length === 0) return <span class="muted">none</span>;
+  return (
+    <>
+      {parts.map((state) => (
+        <span key={state} class={`badge ${state}`}>
+          {counts[state]} {state}
+        </span>
+      ))}
+    </>
+  );
 }
 
 /** The outbox (API.md §10), newest first, with a Redeliver button per event. */
@@ -81,6 +95,7 @@ export function EventsView() {
               <th>when</th>
               <th>type</th>
               <th>data</th>
+              <th>deliveries</th>
               <th>id</th>
               <th />
             </tr>
@@ -92,10 +107,15 @@ export function EventsView() {
                   <Time iso={e.created_at} />
                 </td>
                 <td>
-                  <span class="badge">{e.type}</span>
+                  <span class="badge" data-event-type>
+                    {e.type}
+                  </span>
                 </td>
                 <td>
                   <Fields value={e.data} />
+                </td>
+                <td class="counts" data-deliveries>
+                  <DeliveryCounts counts={e.deliveries} />
                 </td>
                 <td>
                   <code class="small">{e.id}</code>

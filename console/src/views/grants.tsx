@@ -1,7 +1,6 @@
 import { useState } from 'preact/hooks';
-import { api, ApiError, enc, isMissingRoute, type Page } from '../api';
-import { money } from '../format';
-import type { Grant, GrantCreated, GrantVoided, WalletGrantFigures } from '../v2-types';
+import { api, ApiError, enc, type Grant, type GrantChange, isMissingRoute, type Page, type Wallet } from '../api';
+import { isZero, money } from '../format';
 import { asApiError, Empty, ErrorNote, Loading, Money, type Outcome, OutcomeNote, Time, Unavailable, useLoad } from '../ui';
 
 /** An idempotency key for one grant form submission (works without a secure context, unlike randomUUID). */
@@ -10,17 +9,18 @@ function newIdempotencyKey(): string {
   return `console-${Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')}`;
 }
 
-/** The soonest expiry: the wallet's own figure when the server gives it, else the first active grant that expires. */
-function nextExpiry(wallet: WalletGrantFigures | undefined, grants: Grant[] | undefined): { at: string; amount: string } | null {
-  if (wallet?.next_expiry !== undefined) return wallet.next_expiry;
-  const soonest = (grants ?? [])
-    .filter((g) => g.status === 'active' && g.expires_at)
-    .sort((a, b) => Date.parse(a.expires_at!) - Date.parse(b.expires_at!))[0];
-  return soonest ? { at: soonest.expires_at!, amount: soonest.remaining } : null;
-}
+/** How a grant came (`origin`), in words; an origin this build does not know shows as the API spells it. */
+const ORIGINS: Record<string, string> = {
+  grant: 'grant',
+  initial: 'initial credits',
+  top_up: 'top-up',
+  adjustment: 'adjustment',
+  refund: 'refund',
+  upgrade: 'balance before grants',
+};
 
 /** A wallet's grants (API.md §8) in drawing order, with Grant and Void; said politely when the server has no grants. */
-export function WalletGrants({ userId, wallet, onChange }: { userId: string; wallet?: WalletGrantFigures; onChange: () => void }) {
+export function WalletGrants({ userId, wallet, onChange }: { userId: string; wallet?: Wallet; onChange: () => void }) {
   const grants = useLoad(() => api<Page<Grant>>('GET', `/api/wallets/${enc(userId)}/grants?limit=100`), [userId]);
   const [outcome, setOutcome] = useState<Outcome>();
   if (isMissingRoute(grants.error)) {
@@ -31,7 +31,7 @@ export function WalletGrants({ userId, wallet, onChange }: { userId: string; wal
       </>
     );
   }
-  const expiry = nextExpiry(wallet, grants.data?.items);
+  const expiry = wallet?.next_expiry ?? null;
   const changed = (o: Outcome) => {
     setOutcome(o);
     grants.reload();
@@ -47,7 +47,7 @@ export function WalletGrants({ userId, wallet, onChange }: { userId: string; wal
       return;
     }
     try {
-      const answer = await api<GrantVoided>('POST', `/api/wallets/${enc(userId)}/grants/${enc(grant.grant_id)}/void`, {
+      const answer = await api<GrantChange>('POST', `/api/wallets/${enc(userId)}/grants/${enc(grant.grant_id)}/void`, {
         reason: reason.trim(),
       });
       changed({
@@ -63,7 +63,7 @@ export function WalletGrants({ userId, wallet, onChange }: { userId: string; wal
     <>
       <h2>Grants</h2>
       <dl class="figures">
-        {wallet?.grants && (
+        {wallet && (
           <>
             <div>
               <dt>paid remaining</dt>
@@ -102,7 +102,7 @@ export function WalletGrants({ userId, wallet, onChange }: { userId: string; wal
               answer.status === 'already_applied'
                 ? `That grant was already applied (${answer.grant.grant_id}).`
                 : `Granted ${money(answer.grant.amount)} ${answer.grant.kind} credits${
-                    answer.debt_paid && /[1-9]/.test(answer.debt_paid) ? `; ${money(answer.debt_paid)} paid the debt first` : ''
+                    !isZero(answer.debt_paid) ? `; ${money(answer.debt_paid)} paid the debt first` : ''
                   }.`,
           })
         }
@@ -117,6 +117,7 @@ export function WalletGrants({ userId, wallet, onChange }: { userId: string; wal
           <thead>
             <tr>
               <th>kind</th>
+              <th>origin · description</th>
               <th class="num">priority</th>
               <th class="num">amount</th>
               <th class="num">remaining</th>
@@ -132,6 +133,10 @@ export function WalletGrants({ userId, wallet, onChange }: { userId: string; wal
                 <td>
                   <span class={`badge ${g.kind}`}>{g.kind}</span>
                 </td>
+                <td data-grant-origin>
+                  {ORIGINS[g.origin] ?? g.origin}
+                  {g.description && <small class="muted block">{g.description}</small>}
+                </td>
                 <td class="num">{g.priority}</td>
                 <td class="num">
                   <Money value={g.amount} />
@@ -139,9 +144,12 @@ export function WalletGrants({ userId, wallet, onChange }: { userId: string; wal
                 <td class="num">
                   <Money value={g.remaining} />
                 </td>
-                <td>{g.expires_at ? <Time iso={g.expires_at} /> : <span class="muted">never</span>}</td>
+                <td class={g.status === 'active' ? '' : 'muted'}>
+                  {g.expires_at ? <Time iso={g.expires_at} /> : <span class="muted">never</span>}
+                </td>
                 <td data-grant-status>
                   <span class={`badge ${g.status}`}>{g.status}</span>
+                  {g.void_reason && <small class="muted block">{g.void_reason}</small>}
                 </td>
                 <td>
                   <Time iso={g.created_at} />
@@ -162,7 +170,7 @@ export function WalletGrants({ userId, wallet, onChange }: { userId: string; wal
   );
 }
 
-function GrantForm({ userId, onGranted }: { userId: string; onGranted: (answer: GrantCreated) => void }) {
+function GrantForm({ userId, onGranted }: { userId: string; onGranted: (answer: GrantChange) => void }) {
   const [idempotencyKey, setIdempotencyKey] = useState(newIdempotencyKey);
   const [error, setError] = useState<ApiError>();
   const [busy, setBusy] = useState(false);
@@ -188,7 +196,7 @@ function GrantForm({ userId, onGranted }: { userId: string; onGranted: (answer: 
           };
           setBusy(true);
           setError(undefined);
-          api<GrantCreated>('POST', `/api/wallets/${enc(userId)}/grants`, body).then(
+          api<GrantChange>('POST', `/api/wallets/${enc(userId)}/grants`, body).then(
             (answer) => {
               setBusy(false);
               form.reset();

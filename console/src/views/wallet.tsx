@@ -1,14 +1,13 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, enc, type Hold, type LedgerEntry, type Page, type Wallet } from '../api';
 import { BalanceChart } from '../balance-chart';
-import type { WalletGrantFigures } from '../v2-types';
 import { WalletGrants } from './grants';
 import { asApiError, Empty, ErrorNote, Loading, Money, Time, useLoad } from '../ui';
 
 /** One wallet: its figures, grants, live holds, ledger (newest first, paged) and the balance chart. */
 export function WalletView({ userId }: { userId: string }) {
   const id = decodeURIComponent(userId);
-  const wallet = useLoad(() => api<Wallet & WalletGrantFigures>('GET', `/api/wallets/${enc(id)}`), [id]);
+  const wallet = useLoad(() => api<Wallet>('GET', `/api/wallets/${enc(id)}`), [id]);
   const holds = useLoad(() => api<Page<Hold>>('GET', `/api/wallets/${enc(id)}/holds?limit=100`), [id]);
   const ledger = useLedger(id);
   return (
@@ -116,13 +115,15 @@ export function WalletView({ userId }: { userId: string }) {
           </thead>
           <tbody>
             {ledger.entries.map((e) => (
-              <tr key={e.id}>
+              <tr key={e.id} data-kind={e.kind}>
                 <td>{e.id}</td>
                 <td>
                   <Time iso={e.created_at} />
                 </td>
                 <td>
-                  <span class={`badge ${e.kind}`}>{e.kind}</span>
+                  <span class={`badge ${e.kind}`} title={e.kind}>
+                    {KIND_LABELS[e.kind] ?? e.kind}
+                  </span>
                 </td>
                 <td class="num">
                   <Money value={e.amount} signed />
@@ -133,7 +134,10 @@ export function WalletView({ userId }: { userId: string }) {
                 <td class="num">
                   <Money value={e.held_after} />
                 </td>
-                <td>{e.usage_key ? <code>{e.usage_key}</code> : (e.description ?? '')}</td>
+                <td>
+                  {e.usage_key ? <code>{e.usage_key}</code> : (e.description ?? '')}
+                  <EntryDetail entry={e} />
+                </td>
               </tr>
             ))}
           </tbody>
@@ -149,6 +153,69 @@ export function WalletView({ userId }: { userId: string }) {
       )}
     </section>
   );
+}
+
+/** Ledger kinds in words (the API's word stays in the badge's title). */
+const KIND_LABELS: Record<LedgerEntry['kind'], string> = {
+  initial: 'initial credits',
+  top_up: 'top-up',
+  adjustment: 'adjustment',
+  charge: 'charge',
+  grant: 'grant',
+  grant_expired: 'grant expired',
+  grant_voided: 'grant voided',
+  refund: 'refund',
+};
+
+/** A grant id is a UUID: its first block tells the wallet's few grants apart (the full id is in the title). */
+const GrantRef = ({ id }: { id: string }) => <code title={id}>{id.slice(0, 8)}</code>;
+
+type Draw = { grant_id?: string; debt?: string; amount?: string; expired?: boolean };
+const SHOWN_DRAWS = 3;
+
+/** Which grants a charge drew from (metadata.draws) or a refund gave back to (metadata.returned), a few at most. */
+function DrawList({ label, draws }: { label: string; draws: Draw[] }) {
+  const shown = draws.slice(0, SHOWN_DRAWS);
+  return (
+    <small class="muted block" data-draws>
+      {label}{' '}
+      {shown.map((d, i) => (
+        <span key={i}>
+          {i > 0 && ', '}
+          {d.grant_id ? <GrantRef id={d.grant_id} /> : 'debt'} <Money value={d.amount ?? d.debt ?? '0'} />
+          {d.expired && ' (expired at once)'}
+        </span>
+      ))}
+      {draws.length > SHOWN_DRAWS && ` and ${draws.length - SHOWN_DRAWS} more`}
+    </small>
+  );
+}
+
+/** The line under a ledger entry: the grants it concerns, read from its metadata (API.md §8, §9). */
+function EntryDetail({ entry }: { entry: LedgerEntry }) {
+  const m = entry.metadata;
+  const list = (value: unknown) => (Array.isArray(value) ? (value as Draw[]) : []);
+  const grantId = typeof m.grant_id === 'string' ? m.grant_id : undefined;
+  if ((entry.kind === 'charge' || entry.kind === 'adjustment') && list(m.draws).length > 0) {
+    return <DrawList label="paid by" draws={list(m.draws)} />;
+  }
+  if (entry.kind === 'refund') {
+    // A refund names its usage in the column; its reason (the entry's description) goes here.
+    return (
+      <>
+        {entry.description && <small class="block">{entry.description}</small>}
+        {list(m.returned).length > 0 && <DrawList label="returned to" draws={list(m.returned)} />}
+      </>
+    );
+  }
+  if (grantId && (entry.kind === 'grant' || entry.kind === 'grant_expired' || entry.kind === 'grant_voided')) {
+    return (
+      <small class="muted block">
+        grant <GrantRef id={grantId} />
+      </small>
+    );
+  }
+  return null;
 }
 
 /** The ledger newest first, 100 at a time; the chart draws what has been loaded. */

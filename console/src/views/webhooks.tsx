@@ -1,12 +1,20 @@
 import { useState } from 'preact/hooks';
-import { api, ApiError, enc, isMissingRoute, type Page } from '../api';
-import { EVENT_TYPES, type Webhook, type WebhookDelivery, type WebhookWithSecret } from '../v2-types';
+import {
+  api,
+  ApiError,
+  enc,
+  EVENT_TYPES,
+  isMissingRoute,
+  type Page,
+  type Webhook,
+  type WebhookDelivery,
+  type WebhookWithSecret,
+} from '../api';
 import { asApiError, Empty, ErrorNote, Loading, LoadError, type Outcome, OutcomeNote, SecretOnce, Time, Unavailable, useLoad } from '../ui';
 
-/** `GET /api/webhooks`: the contract does not say paged or not; both shapes are read. */
+/** `GET /api/webhooks` is a cursor list; an operator has a handful, so the first 200 are all of them. */
 async function listWebhooks(): Promise<Webhook[]> {
-  const answer = await api<Webhook[] | Page<Webhook>>('GET', '/api/webhooks');
-  return Array.isArray(answer) ? answer : answer.items;
+  return (await api<Page<Webhook>>('GET', '/api/webhooks?limit=200')).items;
 }
 
 /** Webhooks (API.md §10): create (its secret shown once), switch on and off, delete; deliveries per webhook. */
@@ -78,11 +86,9 @@ export function WebhooksView() {
                   <tr key={h.webhook_id} data-webhook={h.webhook_id}>
                     <td>
                       <a href={`/console/webhooks/${enc(h.webhook_id)}`}>{h.url}</a>
-                      {h.created_at && (
-                        <small class="muted block">
-                          added <Time iso={h.created_at} />
-                        </small>
-                      )}
+                      <small class="muted block">
+                        added <Time iso={h.created_at} />
+                      </small>
                     </td>
                     <td>{h.events.includes('*') ? <span class="muted">every event</span> : h.events.join(', ')}</td>
                     <td>{h.description ?? <span class="muted">—</span>}</td>
@@ -223,7 +229,7 @@ export function WebhookView({ webhookId }: { webhookId: string }) {
           </thead>
           <tbody>
             {deliveries.data.items.map((d) => (
-              <tr key={`${d.event_id}-${d.attempt}`} data-delivery={d.event_id}>
+              <tr key={d.id} data-delivery={d.event_id}>
                 <td>
                   <Time iso={d.at} />
                 </td>

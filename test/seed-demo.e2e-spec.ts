@@ -380,7 +380,8 @@ describe('the first start on a new embedded database (no DATABASE_URL, SEED_DEMO
     expect(seedLines(second)).toEqual([]);
     expect(await catalogue(second)).toMatchObject({ features: ['ai_chat_v1', 'image_gen_v1'], wallet: '1000.000000' });
     const history = await second.request('GET', '/api/wallets/demo-user/transactions');
-    expect(history.body.data.items.map((e: { kind: string }) => e.kind)).toEqual(['initial']);
+    // Newest first: the promotional grant after the initial credits, once each.
+    expect(history.body.data.items.map((e: { kind: string }) => e.kind)).toEqual(['grant', 'initial']);
     expect((await second.request('GET', '/api/pricing/models/gpt-4o')).body.data.history).toHaveLength(1);
     await stop(second);
   }, 420_000);

@@ -120,6 +120,12 @@ describe('events out under faults', () => {
       await makeEvents(service.request, 'r1', 3);
       await waitFor('the first events published', async () => partner.got.length === 6);
       await proxy.close(); // the broker is gone: connections cut, new ones refused
+      // Only once the service has seen it gone: a publish still in flight on the old connection could
+      // otherwise be confirmed, and one of the events below would never wait in the outbox.
+      await waitFor(
+        'the service to see the broker gone',
+        async () => (await service.request('GET', '/health/ready', { key: null })).status !== 200,
+      );
       await makeEvents(service.request, 'r2', 10);
       const ids = await eventIds(db.url, 'r2');
       expect(ids).toHaveLength(20);

@@ -339,7 +339,7 @@ export class LedgerService {
                 '{}'::jsonb AS metadata, NULL::uuid AS key_id, jsonb_build_object('grant_id', grant_id) AS spec
          FROM due
        ), ${moveMoney('postings')}
-       SELECT (SELECT count(*) FROM due)::text AS due, (SELECT count(*) FROM entries) AS written`,
+       SELECT (SELECT count(*) FROM due)::text AS due`,
       [userId ?? null, limit],
     );
     return Number(rows[0]?.due ?? 0);
